@@ -1,0 +1,1 @@
+"""Framework-free OneRoster client: settings, auth, paging, retries, provider profiles, normalisation, CSV."""

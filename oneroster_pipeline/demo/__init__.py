@@ -1,0 +1,1 @@
+"""The built-in demo OneRoster provider: a deterministic synthetic district served over real HTTP."""
