@@ -1,0 +1,149 @@
+"""The DuckDB store: table definitions, Parquet staging and atomic apply. Framework-free (no dagster import).
+
+Every table name here is a contract: scripts and dashboards query them. Pulls are staged to Parquet files
+outside the database (so the DuckDB write lock is held only while applying), then applied in one transaction:
+a run that fails at any point leaves every table as it was.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TABLES_DDL = {
+    "oneroster_orgs": """
+        CREATE TABLE IF NOT EXISTS oneroster_orgs (
+            sourced_id VARCHAR NOT NULL, status VARCHAR, date_last_modified TIMESTAMPTZ, name VARCHAR,
+            type VARCHAR, identifier VARCHAR, parent_sourced_id VARCHAR, legacy_sourced_id VARCHAR,
+            provider VARCHAR NOT NULL, fetched_at TIMESTAMPTZ NOT NULL)""",
+    "oneroster_users": """
+        CREATE TABLE IF NOT EXISTS oneroster_users (
+            sourced_id VARCHAR NOT NULL, status VARCHAR, date_last_modified TIMESTAMPTZ, username VARCHAR,
+            given_name VARCHAR, family_name VARCHAR, middle_name VARCHAR, email VARCHAR, identifier VARCHAR,
+            enabled_user BOOLEAN, roles VARCHAR[], org_sourced_ids VARCHAR[], primary_org_sourced_id VARCHAR,
+            grades VARCHAR[], legacy_sourced_id VARCHAR,
+            provider VARCHAR NOT NULL, fetched_at TIMESTAMPTZ NOT NULL)""",
+    "buildings": """
+        CREATE TABLE IF NOT EXISTS buildings (
+            building_id BIGINT NOT NULL, name VARCHAR, building_sis VARCHAR NOT NULL,
+            status VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+            deactivated_at TIMESTAMPTZ, origin VARCHAR NOT NULL)""",
+    "students": """
+        CREATE TABLE IF NOT EXISTS students (
+            student_id BIGINT NOT NULL, sourced_id VARCHAR NOT NULL, building_id BIGINT NOT NULL,
+            building_sis VARCHAR NOT NULL, given_name VARCHAR, family_name VARCHAR, middle_name VARCHAR,
+            username VARCHAR, email VARCHAR, identifier VARCHAR, grade VARCHAR, enabled_user BOOLEAN,
+            status VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+            deactivated_at TIMESTAMPTZ)""",
+    "student_buildings": """
+        CREATE TABLE IF NOT EXISTS student_buildings (
+            student_id BIGINT NOT NULL, sourced_id VARCHAR NOT NULL, building_id BIGINT NOT NULL,
+            building_sis VARCHAR NOT NULL, is_primary BOOLEAN NOT NULL, provider_position INTEGER NOT NULL)""",
+    "ignored_students": """
+        CREATE TABLE IF NOT EXISTS ignored_students (
+            sourced_id VARCHAR NOT NULL, given_name VARCHAR, family_name VARCHAR, org_sourced_ids VARCHAR[],
+            reason VARCHAR NOT NULL, detail VARCHAR, recorded_at TIMESTAMPTZ NOT NULL)""",
+    "pull_reports": """
+        CREATE TABLE IF NOT EXISTS pull_reports (
+            run_id VARCHAR, collection VARCHAR NOT NULL, provider VARCHAR NOT NULL, endpoint VARCHAR,
+            reported_total BIGINT, received BIGINT NOT NULL, duplicates BIGINT NOT NULL, pages BIGINT,
+            rejected BIGINT NOT NULL, complete BOOLEAN NOT NULL, incomplete_reason VARCHAR,
+            fetched_at TIMESTAMPTZ NOT NULL)""",
+    "rejected_records": """
+        CREATE TABLE IF NOT EXISTS rejected_records (
+            run_id VARCHAR, collection VARCHAR NOT NULL, sourced_id VARCHAR, location VARCHAR, field VARCHAR,
+            reason VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL)""",
+    "sync_alerts": """
+        CREATE TABLE IF NOT EXISTS sync_alerts (
+            alerted_at TIMESTAMPTZ NOT NULL, job_name VARCHAR, run_id VARCHAR, kind VARCHAR NOT NULL,
+            subject VARCHAR, message VARCHAR NOT NULL)""",
+}
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table that does not exist yet (idempotent)."""
+    for ddl in TABLES_DDL.values():
+        con.execute(ddl)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One all-or-nothing transaction: on any exception every change made inside is rolled back."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+@contextmanager
+def connect(path: str | Path, attempts: int = 30, wait_seconds: float = 1.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived write connection, waiting while another process holds DuckDB's single-writer lock."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(attempts):
+        try:
+            con = duckdb.connect(str(path))
+            break
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(wait_seconds)
+    try:
+        ensure_schema(con)
+        yield con
+    finally:
+        con.close()
+
+
+def stage_batches(batches: Iterable[pa.Table], path: Path, schema: pa.Schema) -> int:
+    """Stream batches into one Parquet file (bounded memory: one batch at a time); returns the row count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in batches:
+            writer.write_table(batch.cast(schema) if batch.schema != schema else batch)
+            rows += batch.num_rows
+    return rows
+
+
+def remove_staging(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def replace_from_parquet(
+    con: duckdb.DuckDBPyConnection, table: str, parquet: Path, provider: str, fetched_at
+) -> int:
+    """Replace `table`'s rows with the staged file's (call inside `transaction`)."""
+    con.execute(f"DELETE FROM {table}")
+    con.execute(
+        f"INSERT INTO {table} BY NAME SELECT *, ? AS provider, ? AS fetched_at FROM read_parquet(?)",
+        [provider, fetched_at, str(parquet)],
+    )
+    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> None:
+    """Append a few rows given as dicts (alerts, reports): register them as Arrow and insert by name."""
+    if not rows:
+        return
+    batch = pa.Table.from_pylist(rows)
+    con.register("_rows_to_insert", batch)
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows_to_insert")
+    finally:
+        con.unregister("_rows_to_insert")
+
+
+def query_dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]

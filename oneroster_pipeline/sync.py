@@ -1,0 +1,275 @@
+"""Building sync and student sync as set-based SQL over the DuckDB store. Framework-free (no dagster import).
+
+Both functions run inside the caller's transaction and compute the whole next state from the staged pull and
+the current tables, so a failure anywhere rolls everything back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from .store import query_dicts
+
+IGNORED_REASONS = ("school_not_a_building", "no_school_org")
+
+
+class BuildingsCsvError(ValueError):
+    """The pre-existing buildings CSV cannot be loaded; the message names the file, line and column."""
+
+
+@dataclass
+class BuildingSyncResult:
+    created: int = 0
+    renamed: int = 0
+    seeded_from_csv: int = 0
+    school_missing: int = 0
+    total: int = 0
+
+
+@dataclass
+class StudentSyncResult:
+    imported: int = 0
+    created: int = 0
+    updated: int = 0
+    deactivated: int = 0
+    reactivated: int = 0
+    multi_building: int = 0
+    ignored_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ignored(self) -> int:
+        return sum(self.ignored_by_reason.values())
+
+
+def seed_buildings_from_csv(con: duckdb.DuckDBPyConnection, csv_path: str | Path, now: datetime) -> int:
+    """Load pre-existing buildings (`name,building_sis`) into an empty registry, once, before the first sync."""
+    if con.execute("SELECT count(*) FROM buildings").fetchone()[0]:
+        return 0
+    path = Path(csv_path)
+    if not path.is_file():
+        raise BuildingsCsvError(f"ONEROSTER_BUILDINGS_CSV: file not found: {path}")
+    rows = con.execute(
+        "SELECT * FROM read_csv(?, header = true, all_varchar = true)", [str(path)]
+    )
+    columns = [d[0] for d in rows.description]
+    missing = {"name", "building_sis"} - set(columns)
+    if missing:
+        raise BuildingsCsvError(f"{path}: missing column(s) {sorted(missing)}; expected header name,building_sis")
+    records = [dict(zip(columns, r)) for r in rows.fetchall()]
+    seen: dict[str, int] = {}
+    for line, record in enumerate(records, start=2):
+        sis = (record["building_sis"] or "").strip()
+        if not sis:
+            raise BuildingsCsvError(f"{path}, line {line}: column building_sis is empty")
+        if sis in seen:
+            raise BuildingsCsvError(
+                f"{path}, line {line}: building_sis {sis!r} repeats line {seen[sis]}"
+            )
+        seen[sis] = line
+    con.executemany(
+        "INSERT INTO buildings VALUES (?, ?, ?, 'active', ?, ?, NULL, 'buildings_csv')",
+        [
+            [i, (r["name"] or "").strip(), r["building_sis"].strip(), now, now]
+            for i, r in enumerate(records, start=1)
+        ],
+    )
+    return len(records)
+
+
+def sync_buildings(con: duckdb.DuckDBPyConnection, now: datetime) -> BuildingSyncResult:
+    """Create a building per active school org without one, rename matched ones, flag vanished ones.
+
+    Buildings are matched by `building_sis` = the school org's sourcedId, and never deleted.
+    """
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _active_schools AS
+        SELECT sourced_id, name FROM oneroster_orgs WHERE type = 'school' AND status = 'active'
+        """
+    )
+    renamed = con.execute(
+        """
+        UPDATE buildings b SET name = s.name, updated_at = $now
+        FROM _active_schools s
+        WHERE b.building_sis = s.sourced_id AND b.name IS DISTINCT FROM s.name
+        """,
+        {"now": now},
+    ).fetchone()[0]
+    reactivated = con.execute(
+        """
+        UPDATE buildings SET status = 'active', deactivated_at = NULL, updated_at = $now
+        WHERE status <> 'active' AND origin = 'oneroster'
+          AND building_sis IN (SELECT sourced_id FROM _active_schools)
+        """,
+        {"now": now},
+    ).fetchone()[0]
+    created = con.execute(
+        """
+        INSERT INTO buildings
+        SELECT (SELECT coalesce(max(building_id), 0) FROM buildings) + row_number() OVER (ORDER BY s.sourced_id),
+               s.name, s.sourced_id, 'active', $now, $now, NULL, 'oneroster'
+        FROM _active_schools s ANTI JOIN buildings b ON b.building_sis = s.sourced_id
+        """,
+        {"now": now},
+    ).fetchone()[0]
+    # A school that vanished (or is tobedeleted) flags its building; the building itself stays.
+    missing = con.execute(
+        """
+        UPDATE buildings SET status = 'school_missing', deactivated_at = $now, updated_at = $now
+        WHERE status = 'active' AND origin = 'oneroster'
+          AND building_sis NOT IN (SELECT sourced_id FROM _active_schools)
+        """,
+        {"now": now},
+    ).fetchone()[0]
+    total = con.execute("SELECT count(*) FROM buildings").fetchone()[0]
+    return BuildingSyncResult(created=created, renamed=renamed + reactivated, school_missing=missing, total=total)
+
+
+_STUDENT_FIELDS = (
+    "building_id", "building_sis", "given_name", "family_name", "middle_name", "username", "email",
+    "identifier", "grade", "enabled_user", "status",
+)
+
+
+def sync_students(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentSyncResult:
+    """Rebuild `students`, `student_buildings` and `ignored_students` from `oneroster_users` and `buildings`.
+
+    Students keep their `student_id` (by sourcedId) forever; one absent from the pull stays, with
+    status 'inactive' and `deactivated_at`; one that returns is reactivated under the same id.
+    """
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _memberships AS
+        SELECT sourced_id, org, pos FROM (
+            SELECT sourced_id, unnest(org_sourced_ids) AS org,
+                   unnest(range(1, len(org_sourced_ids) + 1)) AS pos
+            FROM oneroster_users)
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _building_links AS
+        SELECT m.sourced_id, b.building_id, b.building_sis, m.pos::INTEGER AS pos,
+               row_number() OVER (PARTITION BY m.sourced_id
+                                  ORDER BY (m.org = u.primary_org_sourced_id) DESC NULLS LAST, m.pos) = 1
+                   AS is_primary
+        FROM _memberships m
+        JOIN buildings b ON b.building_sis = m.org
+        JOIN oneroster_users u ON u.sourced_id = m.sourced_id
+        QUALIFY row_number() OVER (PARTITION BY m.sourced_id, b.building_id ORDER BY m.pos) = 1
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _incoming AS
+        SELECT u.sourced_id, l.building_id, l.building_sis, u.given_name, u.family_name, u.middle_name,
+               u.username, u.email, u.identifier, u.grades[1] AS grade, u.enabled_user,
+               coalesce(u.status, 'active') AS status
+        FROM oneroster_users u JOIN _building_links l ON l.sourced_id = u.sourced_id AND l.is_primary
+        """
+    )
+    fields = ", ".join(_STUDENT_FIELDS)
+    incoming_fields = ", ".join(f"i.{f}" for f in _STUDENT_FIELDS)
+    existing_fields = ", ".join(f"e.{f}" for f in _STUDENT_FIELDS)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _next_students AS
+        WITH new_ids AS (
+            SELECT i.sourced_id,
+                   (SELECT coalesce(max(student_id), 0) FROM students)
+                       + row_number() OVER (ORDER BY i.sourced_id) AS student_id
+            FROM _incoming i ANTI JOIN students e ON e.sourced_id = i.sourced_id
+        )
+        SELECT coalesce(e.student_id, n.student_id) AS student_id,
+               coalesce(i.sourced_id, e.sourced_id) AS sourced_id,
+               {", ".join(
+                   f"CASE WHEN i.sourced_id IS NULL THEN e.{f} ELSE i.{f} END AS {f}"
+                   for f in _STUDENT_FIELDS if f != "status")},
+               CASE WHEN i.sourced_id IS NULL THEN 'inactive' ELSE i.status END AS status,
+               coalesce(e.created_at, $now) AS created_at,
+               CASE WHEN e.sourced_id IS NULL
+                      OR (i.sourced_id IS NULL AND e.status <> 'inactive')
+                      OR (i.sourced_id IS NOT NULL AND ({incoming_fields}) IS DISTINCT FROM ({existing_fields}))
+                    THEN $now ELSE e.updated_at END AS updated_at,
+               CASE WHEN i.sourced_id IS NULL OR i.status <> 'active' THEN coalesce(e.deactivated_at, $now)
+                    ELSE NULL END AS deactivated_at,
+               e.sourced_id IS NULL AS _created,
+               i.sourced_id IS NOT NULL AND e.sourced_id IS NOT NULL
+                   AND ({incoming_fields}) IS DISTINCT FROM ({existing_fields}) AS _updated,
+               (i.sourced_id IS NULL OR i.status <> 'active') AND e.deactivated_at IS NULL AS _deactivated,
+               i.status = 'active' AND e.deactivated_at IS NOT NULL AS _reactivated
+        FROM _incoming i
+        FULL OUTER JOIN students e ON e.sourced_id = i.sourced_id
+        LEFT JOIN new_ids n ON n.sourced_id = i.sourced_id
+        """,
+        {"now": now},
+    )
+    counts = con.execute(
+        """
+        SELECT count(*) FILTER (WHERE deactivated_at IS NULL),
+               count(*) FILTER (WHERE _created), count(*) FILTER (WHERE _updated AND NOT _created),
+               count(*) FILTER (WHERE _deactivated AND NOT _created),
+               count(*) FILTER (WHERE _reactivated)
+        FROM _next_students
+        """
+    ).fetchone()
+    con.execute("DELETE FROM students")
+    con.execute(
+        f"""
+        INSERT INTO students BY NAME
+        SELECT student_id, sourced_id, {fields}, created_at, updated_at, deactivated_at FROM _next_students
+        """
+    )
+    con.execute("DELETE FROM student_buildings")
+    con.execute(
+        """
+        INSERT INTO student_buildings BY NAME
+        SELECT s.student_id, l.sourced_id, l.building_id, l.building_sis, l.is_primary,
+               l.pos AS provider_position
+        FROM _building_links l JOIN students s ON s.sourced_id = l.sourced_id
+        """
+    )
+    _rebuild_ignored(con, now)
+    ignored = {r["reason"]: r["n"] for r in query_dicts(
+        con, "SELECT reason, count(*) AS n FROM ignored_students GROUP BY reason")}
+    multi = con.execute(
+        "SELECT count(*) FROM (SELECT sourced_id FROM student_buildings GROUP BY 1 HAVING count(*) > 1)"
+    ).fetchone()[0]
+    return StudentSyncResult(
+        imported=counts[0], created=counts[1], updated=counts[2], deactivated=counts[3],
+        reactivated=counts[4], multi_building=multi,
+        ignored_by_reason={reason: ignored.get(reason, 0) for reason in IGNORED_REASONS},
+    )
+
+
+def _rebuild_ignored(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
+    """Every fetched student with no building, with the reason a person can act on."""
+    con.execute("DELETE FROM ignored_students")
+    con.execute(
+        """
+        INSERT INTO ignored_students BY NAME
+        WITH school_orgs AS (
+            SELECT m.sourced_id,
+                   string_agg(m.org || ' (' || o.name || ', ' || o.status || ')', '; ' ORDER BY m.pos) AS schools
+            FROM _memberships m JOIN oneroster_orgs o ON o.sourced_id = m.org AND o.type = 'school'
+            GROUP BY m.sourced_id
+        )
+        SELECT u.sourced_id, u.given_name, u.family_name, u.org_sourced_ids,
+               CASE WHEN s.sourced_id IS NOT NULL THEN 'school_not_a_building' ELSE 'no_school_org' END AS reason,
+               CASE WHEN s.sourced_id IS NOT NULL
+                    THEN 'school org(s) with no building: ' || s.schools
+                         || ' - run building sync to create buildings for active schools'
+                    ELSE 'orgs are not schools (district, department or unknown): '
+                         || coalesce(array_to_string(u.org_sourced_ids, ', '), '(none)')
+               END AS detail,
+               $now AS recorded_at
+        FROM oneroster_users u
+        LEFT JOIN school_orgs s ON s.sourced_id = u.sourced_id
+        WHERE u.sourced_id NOT IN (SELECT sourced_id FROM _building_links)
+        """,
+        {"now": now},
+    )
