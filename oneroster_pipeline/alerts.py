@@ -1,0 +1,71 @@
+"""Sync alerts: logged, appended to DuckDB `sync_alerts`, and POSTed to a Slack-compatible webhook.
+
+Framework-free. Every message passes through `redact` so a secret that leaked into an exception text never
+reaches a log line, the table, or the webhook.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+
+from . import store
+
+SECRET_ENV_VARS = ("ONEROSTER_CLIENT_SECRET", "ONEROSTER_ACCESS_TOKEN", "ONEROSTER_ALERT_WEBHOOK_URL")
+
+
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """Replace every known secret value (from the environment, plus `secrets`) with '***'."""
+    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS] + list(secrets or [])
+    for value in sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str  # 'run_failure' | 'check_failure' | 'sync_held'
+    job_name: str | None
+    run_id: str | None
+    subject: str
+    message: str
+
+    def text(self) -> str:
+        where = f" (job {self.job_name}, run {self.run_id})" if self.job_name else ""
+        return f"OneRoster sync alert - {self.subject}{where}: {self.message}"
+
+
+def send_alert(
+    alert: Alert,
+    database: str | Path,
+    webhook_url: str | None = None,
+    logger: logging.Logger | None = None,
+    secrets: list[str] | None = None,
+) -> None:
+    """Deliver an alert on every channel; one channel failing does not stop the others."""
+    log = logger or logging.getLogger(__name__)
+    alert = Alert(
+        alert.kind, alert.job_name, alert.run_id, redact(alert.subject, secrets), redact(alert.message, secrets)
+    )
+    log.error(alert.text())
+    try:
+        with store.connect(database) as con:
+            store.insert_rows(con, "sync_alerts", [{
+                "alerted_at": datetime.now(timezone.utc), "job_name": alert.job_name, "run_id": alert.run_id,
+                "kind": alert.kind, "subject": alert.subject, "message": alert.message,
+            }])
+    except Exception as error:  # the alert must still go out when the database is unavailable
+        log.error("could not record the alert in sync_alerts: %s", redact(str(error), secrets))
+    if webhook_url:
+        try:
+            response = requests.post(webhook_url, json={"text": alert.text()}, timeout=10)
+            response.raise_for_status()
+        except requests.RequestException as error:
+            # never echo the webhook URL: it is a secret (Slack webhook URLs carry their token)
+            log.error("could not POST the alert to ONEROSTER_ALERT_WEBHOOK_URL: %s",
+                      type(error).__name__)

@@ -1,0 +1,107 @@
+"""Asset checks: validation results a person must see and can act on (offending ids and names, counts)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from . import store
+from .assets import markdown_table, oneroster_orgs
+from .resources import WarehouseResource
+
+ERROR = dg.AssetCheckSeverity.ERROR
+LISTED = 50  # offending records listed in a check's metadata
+
+
+@dg.asset_check(
+    asset="buildings", additional_deps=[oneroster_orgs], blocking=False,
+    description=(
+        "Every active building's building_sis is an active OneRoster school, and every active school has a "
+        "building. Failing does not stop student sync: it explains students ignored as school_not_a_building."
+    ),
+)
+def building_sis_matches_schools(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    with duckdb.connect() as con:
+        unmatched_buildings = store.query_dicts(con, """
+            SELECT b.building_id, b.name, b.building_sis, b.origin FROM buildings b
+            WHERE b.status = 'active' AND b.building_sis NOT IN (
+                SELECT sourced_id FROM oneroster_orgs WHERE type = 'school' AND status = 'active')
+            ORDER BY b.building_id""")
+        schools_without_building = store.query_dicts(con, """
+            SELECT o.sourced_id, o.name, o.identifier FROM oneroster_orgs o
+            WHERE o.type = 'school' AND o.status = 'active'
+              AND o.sourced_id NOT IN (SELECT building_sis FROM buildings)
+            ORDER BY o.name, o.sourced_id""")
+        ignored = con.execute(
+            "SELECT count(*) FROM ignored_students WHERE reason = 'school_not_a_building'").fetchone()[0]
+    return dg.AssetCheckResult(
+        passed=not unmatched_buildings and not schools_without_building,
+        severity=ERROR,
+        description=(
+            f"{len(unmatched_buildings)} building(s) match no active school; "
+            f"{len(schools_without_building)} active school(s) have no building"
+        ),
+        metadata={
+            "buildings_without_school": len(unmatched_buildings),
+            "schools_without_building": len(schools_without_building),
+            "students_ignored_school_not_a_building": ignored,
+            "buildings_without_school_list": dg.MetadataValue.md(markdown_table(unmatched_buildings, LISTED)),
+            "schools_without_building_list": dg.MetadataValue.md(markdown_table(schools_without_building, LISTED)),
+            "unmatched_building_sis": [b["building_sis"] for b in unmatched_buildings[:LISTED]],
+            "unmatched_school_sourced_ids": [s["sourced_id"] for s in schools_without_building[:LISTED]],
+        },
+    )
+
+
+@dg.asset_check(asset="students", description="sourced_id and student_id are each unique in students.")
+def students_ids_unique(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    with duckdb.connect() as con:
+        repeats = store.query_dicts(con, """
+            SELECT 'sourced_id' AS column, sourced_id AS value, count(*) AS rows FROM students
+            GROUP BY sourced_id HAVING count(*) > 1
+            UNION ALL
+            SELECT 'student_id', student_id::VARCHAR, count(*) FROM students
+            GROUP BY student_id HAVING count(*) > 1
+            ORDER BY 1, 2""")
+    return dg.AssetCheckResult(
+        passed=not repeats, severity=ERROR,
+        metadata={"repeated_ids": len(repeats), "repeats": dg.MetadataValue.md(markdown_table(repeats, LISTED))},
+    )
+
+
+@dg.asset_check(asset="students", description="Every student's building_id exists in buildings.")
+def students_buildings_exist(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    with duckdb.connect() as con:
+        orphans = store.query_dicts(con, """
+            SELECT s.student_id, s.sourced_id, s.building_id FROM students s
+            ANTI JOIN buildings b ON b.building_id = s.building_id ORDER BY s.student_id""")
+    return dg.AssetCheckResult(
+        passed=not orphans, severity=ERROR,
+        metadata={"orphans": len(orphans), "orphan_list": dg.MetadataValue.md(markdown_table(orphans, LISTED))},
+    )
+
+
+@dg.asset_check(
+    asset="oneroster_users",
+    description="The number of students fetched equals the total the provider reported (X-Total-Count).",
+)
+def fetched_count_matches_provider_total(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    with duckdb.connect() as con:
+        latest = store.query_dicts(con, """
+            SELECT reported_total, received, duplicates, rejected, complete, incomplete_reason, endpoint
+            FROM pull_reports WHERE collection = 'students' ORDER BY fetched_at DESC LIMIT 1""")
+    if not latest:
+        return dg.AssetCheckResult(passed=False, severity=ERROR, description="no student pull recorded yet")
+    pull = latest[0]
+    total = pull["reported_total"]
+    # a provider that sends no total is judged by the pager's completeness verdict alone
+    accounted = pull["received"] + pull["duplicates"] + pull["rejected"]
+    passed = bool(pull["complete"]) and (total is None or accounted == total)
+    return dg.AssetCheckResult(
+        passed=passed, severity=ERROR,
+        description=(
+            f"fetched {pull['received']} (+{pull['duplicates']} duplicates, {pull['rejected']} rejected) "
+            f"of a reported total of {total if total is not None else 'unknown (no X-Total-Count)'}"
+            + (f"; incomplete: {pull['incomplete_reason']}" if not pull["complete"] else "")
+        ),
+        metadata={k: v for k, v in pull.items() if v is not None},
+    )

@@ -1,0 +1,39 @@
+"""The Dagster code location: `dagster job execute -m oneroster_pipeline.definitions -j full_sync`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .assets import buildings, oneroster_orgs, student_sync_assets
+from .checks import (
+    building_sis_matches_schools,
+    fetched_count_matches_provider_total,
+    students_buildings_exist,
+    students_ids_unique,
+)
+from .jobs import SYNC_JOBS
+from .resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
+from .schedules import daily_student_sync_schedule
+from .sensors import failed_check_alert, sync_failure_alert
+
+
+def build_definitions() -> dg.Definitions:
+    return dg.Definitions(
+        assets=[oneroster_orgs, buildings, student_sync_assets],
+        asset_checks=[
+            building_sis_matches_schools, students_ids_unique, students_buildings_exist,
+            fetched_count_matches_provider_total,
+        ],
+        jobs=SYNC_JOBS,
+        schedules=[daily_student_sync_schedule()],
+        sensors=[sync_failure_alert, failed_check_alert],
+        resources={
+            "oneroster": OneRosterResource.from_environment(),
+            "duckdb": WarehouseResource.from_environment(),
+            "sync_policy": SyncPolicyResource.from_environment(),
+            "alerts": AlertsResource.from_environment(),
+        },
+    )
+
+
+defs = build_definitions()

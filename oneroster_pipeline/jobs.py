@@ -1,0 +1,27 @@
+"""Jobs: building sync (run once when a district connects), student sync (daily), and both together."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+BUILDING_ASSETS = dg.AssetSelection.assets("oneroster_orgs", "buildings")
+STUDENT_ASSETS = dg.AssetSelection.assets(
+    "oneroster_orgs", "oneroster_users", "students", "student_buildings", "ignored_students"
+)
+# student sync re-checks buildings against today's schools without touching the registry
+BUILDING_MATCH_CHECK = dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("buildings"), "building_sis_matches_schools"))
+
+building_sync = dg.define_asset_job(
+    "building_sync", selection=BUILDING_ASSETS,
+    description="OneRoster orgs -> buildings. Run when a district connects and again when schools change.",
+)
+student_sync = dg.define_asset_job(
+    "student_sync", selection=STUDENT_ASSETS | BUILDING_MATCH_CHECK,
+    description="OneRoster students -> students and ignored_students. Runs daily and on demand.",
+)
+full_sync = dg.define_asset_job(
+    "full_sync", selection=BUILDING_ASSETS | STUDENT_ASSETS,
+    description="Building sync then student sync: the first connection of a district.",
+)
+
+SYNC_JOBS = [building_sync, student_sync, full_sync]

@@ -1,0 +1,158 @@
+"""Dagster resources: the OneRoster connection, the DuckDB warehouse, and alert delivery.
+
+Settings come from environment variables; secrets are bound as `EnvVar`s (shown by name in the UI, never by
+value). With no provider configured, the built-in demo district is started in-process and the log says so.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from . import store
+from .client.settings import ConnectionSettings
+from .client.source import open_source
+
+DEFAULT_DUCKDB_PATH = "data/oneroster.duckdb"
+
+# resource field -> environment variable (the same names a newcomer reads in README)
+CONNECTION_ENV_VARS = {
+    "provider": "ONEROSTER_PROVIDER",
+    "base_url": "ONEROSTER_BASE_URL",
+    "version": "ONEROSTER_VERSION",
+    "auth": "ONEROSTER_AUTH",
+    "token_url": "ONEROSTER_TOKEN_URL",
+    "client_id": "ONEROSTER_CLIENT_ID",
+    "client_secret": "ONEROSTER_CLIENT_SECRET",
+    "access_token": "ONEROSTER_ACCESS_TOKEN",
+    "page_size": "ONEROSTER_PAGE_SIZE",
+    "csv_path": "ONEROSTER_CSV_PATH",
+    "oauth1_signature_method": "ONEROSTER_OAUTH1_SIGNATURE_METHOD",
+    "max_retries": "ONEROSTER_MAX_RETRIES",
+    "timeout_seconds": "ONEROSTER_TIMEOUT_SECONDS",
+}
+DEMO_ENV_VARS = {
+    "demo_schools": "ONEROSTER_DEMO_SCHOOLS",
+    "demo_students": "ONEROSTER_DEMO_STUDENTS",
+    "demo_seed": "ONEROSTER_DEMO_SEED",
+}
+
+
+class OneRosterResource(dg.ConfigurableResource):
+    """The district's OneRoster provider (REST 1.1/1.2 or a CSV export); see README for every variable."""
+
+    provider: str = "demo"
+    base_url: Optional[str] = None
+    version: Optional[str] = None
+    auth: Optional[str] = None
+    token_url: Optional[str] = None
+    client_id: Optional[str] = None
+    client_secret: Optional[str] = None
+    access_token: Optional[str] = None
+    page_size: Optional[str] = None
+    csv_path: Optional[str] = None
+    oauth1_signature_method: Optional[str] = None
+    max_retries: Optional[str] = None
+    timeout_seconds: Optional[str] = None
+    demo_schools: int = 8
+    demo_students: int = 2000
+    demo_seed: int = 42
+
+    def settings(self) -> ConnectionSettings:
+        """Validated connection settings (raises SettingsError naming the variable, before any request)."""
+        env = {var: str(getattr(self, name)) for name, var in CONNECTION_ENV_VARS.items()
+               if getattr(self, name) not in (None, "")}
+        return ConnectionSettings.from_env(env)
+
+    @contextmanager
+    def open(self, log) -> Iterator:
+        """An open source for one step; starts the in-process demo district when no provider is configured."""
+        settings = self.settings()
+        if settings.provider == "demo" and not settings.base_url:
+            with self._demo_settings(settings, log) as demo_settings, open_source(demo_settings) as source:
+                yield source
+            return
+        log.info(f"OneRoster connection: {settings.connection_label()}")
+        with open_source(settings) as source:
+            yield source
+
+    @contextmanager
+    def _demo_settings(self, settings: ConnectionSettings, log) -> Iterator[ConnectionSettings]:
+        from .demo.district import DistrictShape
+        from .demo.server import DemoProvider, DemoSettings
+
+        secret = secrets.token_urlsafe(16)
+        shape = DistrictShape(schools=self.demo_schools, students=self.demo_students, seed=self.demo_seed)
+        demo = DemoSettings(auth="oauth2", client_id="demo-client", client_secret=secret)
+        with DemoProvider(shape, demo) as provider:
+            log.info(
+                "No OneRoster provider configured (ONEROSTER_PROVIDER/ONEROSTER_BASE_URL unset): started the "
+                f"built-in demo district ({self.demo_schools} schools, {self.demo_students} students, "
+                f"seed {self.demo_seed}) at {provider.base_url('1.2')}"
+            )
+            yield ConnectionSettings.from_env({
+                "ONEROSTER_PROVIDER": "demo", "ONEROSTER_BASE_URL": provider.base_url("1.2"),
+                "ONEROSTER_AUTH": "oauth2", "ONEROSTER_TOKEN_URL": provider.token_url,
+                "ONEROSTER_CLIENT_ID": "demo-client", "ONEROSTER_CLIENT_SECRET": secret,
+                **({"ONEROSTER_PAGE_SIZE": str(settings.page_size)} if settings.page_size else {}),
+            })
+
+    @classmethod
+    def from_environment(cls) -> "OneRosterResource":
+        """Bind every set variable; secrets as EnvVar so their values never show in the UI or run config."""
+        kwargs: dict = {}
+        for name, var in CONNECTION_ENV_VARS.items():
+            if os.environ.get(var):
+                kwargs[name] = dg.EnvVar(var)
+        for name, var in DEMO_ENV_VARS.items():
+            if os.environ.get(var):
+                kwargs[name] = dg.EnvVar.int(var)
+        return cls(**kwargs)
+
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB file every table lands in (`ONEROSTER_DUCKDB_PATH`), with its Parquet staging folder."""
+
+    @contextmanager
+    def connect(self) -> Iterator:
+        """A short write connection with every table created; waits while another process holds the lock."""
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        with self.get_connection() as con:
+            store.ensure_schema(con)
+            yield con
+
+    def staging_dir(self, run_id: str, step: str) -> Path:
+        return Path(self.database).parent / "staging" / f"{run_id}-{step}"
+
+    @classmethod
+    def from_environment(cls) -> "WarehouseResource":
+        return cls(database=os.environ.get("ONEROSTER_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """Where alerts go besides the log and `sync_alerts`: an optional Slack-compatible webhook."""
+
+    webhook_url: Optional[str] = None
+
+    @classmethod
+    def from_environment(cls) -> "AlertsResource":
+        if os.environ.get("ONEROSTER_ALERT_WEBHOOK_URL"):
+            return cls(webhook_url=dg.EnvVar("ONEROSTER_ALERT_WEBHOOK_URL"))
+        return cls()
+
+
+class SyncPolicyResource(dg.ConfigurableResource):
+    """How syncs apply: the optional pre-existing buildings CSV loaded before the first building sync."""
+
+    buildings_csv: Optional[str] = None
+
+    @classmethod
+    def from_environment(cls) -> "SyncPolicyResource":
+        return cls(buildings_csv=os.environ.get("ONEROSTER_BUILDINGS_CSV") or None)
