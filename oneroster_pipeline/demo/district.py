@@ -136,6 +136,10 @@ class District:
         x = b.hex()
         return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
+    def role_id(self, user_id: str, org_id: str) -> str:
+        """A stable sourcedId for the role (user, org) — roles.csv needs one; the API's roles have none."""
+        return str(uuid.uuid5(_NAMESPACE, f"{self.shape.seed}:role:{user_id}:{org_id}"))
+
     def _base_date(self, key: int, index: int) -> str:
         return format_timestamp(BASE_DATE_MS + _mix(key ^ index) % _SPREAD_MS)
 
@@ -189,6 +193,10 @@ class District:
     def student_slots(self) -> int:
         """Number of student indexes (base students plus added ones); removed students leave a hole."""
         return self.shape.students + len(self._added_students)
+
+    @property
+    def removed_count(self) -> int:
+        return len(self._removed)
 
     def category(self, i: int) -> str:
         """The category of base student `i` (one of STUDENT_CATEGORIES), before any overlay update."""

@@ -1,0 +1,319 @@
+"""`DemoProvider`: a real OneRoster 1.1 + 1.2 HTTP server on loopback, serving a synthetic `District`.
+
+Stdlib `ThreadingHTTPServer` speaking HTTP/1.1 (keep-alive, Content-Length) in a daemon thread. Each API request
+goes through: latency -> queued fault (`faults.fail_next`) -> periodic 429 / 503 -> base path (404) -> auth (401)
+-> 1.2 scope (403) -> route (404) -> query parameters (400) -> JSON page with `X-Total-Count` and `Link` headers.
+The token endpoint (`POST /oauth2/token`, OAuth 2.0 mode only) is exempt from latency and faults.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from oneroster_pipeline.demo.auth import CORE_SCOPE, ROSTER_SCOPE, Authenticator
+from oneroster_pipeline.demo.district import District, DistrictShape
+from oneroster_pipeline.demo.faults import HTML_TYPE, JSON_TYPE, Faults, html_error, imsx_error
+from oneroster_pipeline.demo.query import ORG_FIELDS, USER_FIELDS, QueryError, parse_fields, parse_filter, \
+    parse_paging, parse_sort
+from oneroster_pipeline.demo.render import ORG_KEYS, USER_KEYS, render_org, render_user, select_fields
+from oneroster_pipeline.demo.selection import Selector, Source
+
+BASE_PATHS = {"1.1": "/ims/oneroster/v1p1", "1.2": "/ims/oneroster/rostering/v1p2"}
+TOKEN_PATH = "/oauth2/token"
+_ROUTE = re.compile(r"^/(orgs|schools|users|students)(?:/([^/]+)(/students)?)?/?$")
+
+
+@dataclass
+class DemoSettings:
+    """How the demo provider behaves; defaults as in docs/CONTRACTS.md."""
+
+    auth: str = "oauth2"  # none | oauth2 | oauth1 | bearer
+    client_id: str = "demo-client"
+    client_secret: str = "demo-secret"
+    bearer_token: str = "demo-token"
+    token_lifetime: int = 3600  # seconds an OAuth 2.0 access token stays valid
+    page_cap: int | None = None  # server-side maximum page size (pages silently shorter than `limit`)
+    latency_ms: int = 0  # added to every API request
+    rate_limit_every: int = 0  # every Nth API request -> 429 with Retry-After
+    retry_after: int = 1
+    error_5xx_every: int = 0  # every Nth API request -> 503 with an HTML body
+    versions: tuple[str, ...] = ("1.1", "1.2")  # which base paths are served
+    scopes: tuple[str, ...] = (CORE_SCOPE, ROSTER_SCOPE)  # 1.2 scopes the OAuth 2.0 client may be granted
+    boolean_enabled_user: bool = False  # send enabledUser as JSON true/false (some servers do; not schema-valid)
+
+
+@dataclass(frozen=True)
+class RequestLogEntry:
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str | None = JSON_TYPE
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json(status: int, payload: dict, **headers: str) -> Response:
+    return Response(status, json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(), JSON_TYPE,
+                    headers)
+
+
+def _error(status: int, code_minor: str, description: str, **headers: str) -> Response:
+    return _json(status, imsx_error(code_minor, description), **headers)
+
+
+class DemoProvider:
+    """A running demo OneRoster provider; use as a context manager or call start()/stop()."""
+
+    def __init__(self, shape: DistrictShape | None = None, settings: DemoSettings | None = None,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.settings = settings or DemoSettings()
+        self.district = District(shape or DistrictShape())
+        self.faults = Faults()
+        self._auth = Authenticator(self.settings.auth, self.settings.client_id, self.settings.client_secret,
+                                   self.settings.bearer_token, self.settings.token_lifetime, self.settings.scopes)
+        self._selector = Selector(self.district)
+        self._host, self._port = host, port
+        self._log: list[RequestLogEntry] = []
+        self._api_requests = 0
+        self._counter_lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> DemoProvider:
+        server = ThreadingHTTPServer((self._host, self._port), _Handler)
+        server.daemon_threads = True
+        server.provider = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="oneroster-demo", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
+            self._server = self._thread = None
+
+    def __enter__(self) -> DemoProvider:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- addresses and observation -----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the demo provider is not running")
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = self._host if self._host not in ("", "0.0.0.0") else "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    def base_url(self, version: str) -> str:
+        return self.url + BASE_PATHS[version]
+
+    @property
+    def token_url(self) -> str:
+        return self.url + TOKEN_PATH
+
+    @property
+    def request_log(self) -> list[RequestLogEntry]:
+        """A snapshot of every request answered so far (token requests included)."""
+        return list(self._log)
+
+    def clear_request_log(self) -> None:
+        self._log.clear()
+
+    def expire_tokens(self) -> None:
+        """Every OAuth 2.0 token issued so far stops working (the next API request with one gets 401)."""
+        self._auth.tokens.expire_all()
+
+    # ---- request handling --------------------------------------------------------------------------------------
+    def handle(self, method: str, target: str, headers: dict[str, str], body: str) -> Response:
+        """Answer one HTTP request (`target` is the request line's path plus query string)."""
+        split = urlsplit(target)
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        try:
+            response = self._respond(method, split.path, query, headers, body, target)
+        except Exception:  # a bug in the demo must still produce a well-formed answer
+            traceback.print_exc()
+            response = _error(500, "internal_server_error", "unexpected error in the demo provider")
+        self._log.append(RequestLogEntry(method, split.path, query, response.status))
+        return response
+
+    def _respond(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: str,
+                 target: str) -> Response:
+        if path == TOKEN_PATH and self.settings.auth == "oauth2":
+            if method != "POST":
+                return _json(405, {"error": "invalid_request"}, Allow="POST")
+            status, payload = self._auth.token_response(headers, body)
+            extra = {"WWW-Authenticate": 'Basic realm="oneroster-demo"'} if status == 401 else {}
+            return _json(status, payload, **extra, **{"Cache-Control": "no-store"})
+        if self.settings.latency_ms:
+            time.sleep(self.settings.latency_ms / 1000)
+        with self._counter_lock:
+            self._api_requests += 1
+            n = self._api_requests
+        fault = self.faults.take()
+        if fault is not None:
+            content_type, payload = fault.render(_reason(fault.status))
+            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return Response(fault.status, payload, content_type, extra)
+        if self.settings.rate_limit_every and n % self.settings.rate_limit_every == 0:
+            return _error(429, "server_busy", "rate limit exceeded", **{"Retry-After": str(self.settings.retry_after)})
+        if self.settings.error_5xx_every and n % self.settings.error_5xx_every == 0:
+            return Response(503, html_error(503, "Service Temporarily Unavailable"), HTML_TYPE)
+        version = next((v for v in self.settings.versions if path.startswith(BASE_PATHS[v] + "/")), None)
+        if version is None:
+            return _error(404, "unknownobject", f"no OneRoster endpoint at {path}")
+        host = headers.get("Host") or f"{self._host}:{self.port}"
+        auth = self._auth.check(method, f"http://{host}{target}", headers)
+        if not auth.ok:
+            return _error(401, "unauthorisedrequest", auth.reason,
+                          **{"WWW-Authenticate": f'{_challenge(self.settings.auth)} realm="oneroster-demo"'})
+        if method != "GET":
+            return _error(405, "invaliddata", f"{method} is not supported", Allow="GET")
+        route = _ROUTE.match(path[len(BASE_PATHS[version]):])
+        if route is None:
+            return _error(404, "unknownobject", f"no OneRoster endpoint at {path}")
+        kind, sourced_id, nested = route.groups()
+        needed = {ROSTER_SCOPE} if nested else {CORE_SCOPE, ROSTER_SCOPE}
+        if version == "1.2" and self.settings.auth == "oauth2" and not needed & auth.scopes:
+            return _error(403, "forbidden", f"the token's scope does not cover {path}")
+        base = f"http://{host}{BASE_PATHS[version]}"
+        try:
+            if sourced_id is None or nested:
+                return self._collection(version, kind, sourced_id, query, base, f"http://{host}{path}")
+            return self._single(version, kind, sourced_id, query, base)
+        except QueryError as err:
+            return _error(400, err.code_minor, str(err))
+
+    def _single(self, version: str, kind: str, sourced_id: str, query: dict[str, str], base: str) -> Response:
+        if kind in ("orgs", "schools"):
+            org = self.district.org(sourced_id)
+            if org is None or (kind == "schools" and org["type"] != "school"):
+                return _error(404, "unknownobject", f"no {kind[:-1]} with sourcedId {sourced_id}")
+            return _json(200, {"org": select_fields(render_org(org, base), parse_fields(query.get("fields"), ORG_KEYS))})
+        user = self.district.find_user(sourced_id)
+        if user is None or (kind == "students" and user["role"] != "student"):
+            return _error(404, "unknownobject", f"no {kind[:-1]} with sourcedId {sourced_id}")
+        fields = parse_fields(query.get("fields"), USER_KEYS[version])
+        rendered = render_user(user, version, base, self.settings.boolean_enabled_user)
+        return _json(200, {"user": select_fields(rendered, fields)})
+
+    def _collection(self, version: str, kind: str, school_id: str | None, query: dict[str, str], base: str,
+                    url: str) -> Response:
+        is_org = kind in ("orgs", "schools") and school_id is None
+        accessors = ORG_FIELDS if is_org else USER_FIELDS[version]
+        limit, offset = parse_paging(query.get("limit"), query.get("offset"))
+        flt = parse_filter(query["filter"], accessors) if query.get("filter") else None
+        sort, descending = parse_sort(query.get("sort"), query.get("orderBy"), accessors)
+        fields = parse_fields(query.get("fields"), ORG_KEYS if is_org else USER_KEYS[version])
+        if school_id is not None:
+            school = self.district.org(school_id)
+            if school is None or school["type"] != "school":
+                return _error(404, "unknownobject", f"no school with sourcedId {school_id}")
+        source = self._source(kind, school_id)
+        selected = self._selector.select(source, flt, query.get("filter"), accessors.get(sort), sort, descending)
+        page_size = min(limit, self.settings.page_cap) if self.settings.page_cap else limit
+        records = [source.get(k) for k in selected[offset : offset + page_size]]
+        if is_org:
+            items = [select_fields(render_org(r, base), fields) for r in records]
+        else:
+            flag = self.settings.boolean_enabled_user
+            items = [select_fields(render_user(r, version, base, flag), fields) for r in records]
+        headers = {"X-Total-Count": str(len(selected)), "Link": _links(url, query, limit, offset, page_size,
+                                                                       len(selected))}
+        return _json(200, {"orgs" if is_org else "users": items}, **headers)
+
+    def _source(self, kind: str, school_id: str | None) -> Source:
+        d = self.district
+        if kind == "orgs" and school_id is None:
+            orgs = d.orgs()
+            return Source("orgs", len(orgs), orgs.__getitem__, lambda k: True, small=True)
+        if kind == "schools" and school_id is None:
+            schools = [o for o in d.orgs() if o["type"] == "school"]
+            return Source("schools", len(schools), schools.__getitem__, lambda k: True, small=True)
+        if kind == "users":
+            return Source("users", d.user_slots, d.user,
+                          lambda k: k >= d.student_slots or d.student_orgs(k) is not None, dense=not d.removed_count)
+        if school_id is not None:
+            return Source(f"school:{school_id}", d.student_slots, d.student,
+                          lambda i: school_id in (d.student_orgs(i) or ()), dense=False)
+        return Source("students", d.student_slots, d.student, lambda i: d.student_orgs(i) is not None,
+                      dense=not d.removed_count)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _challenge(mode: str) -> str:
+    return "OAuth" if mode == "oauth1" else "Bearer"
+
+
+def _links(url: str, query: dict[str, str], limit: int, offset: int, page_size: int, total: int) -> str:
+    """RFC 8288 Link header with first/prev/next/last, keeping every other query parameter."""
+
+    def link(new_offset: int, rel: str) -> str:
+        params = {**query, "limit": str(limit), "offset": str(new_offset)}
+        return f'<{url}?{urlencode(params, quote_via=quote)}>; rel="{rel}"'
+
+    last = max(0, (total - 1) // page_size * page_size)
+    links = [link(0, "first")]
+    if offset > 0:
+        links.append(link(max(0, offset - page_size), "prev"))
+    if offset + page_size < total:
+        links.append(link(offset + page_size, "next"))
+    links.append(link(last, "last"))
+    return ", ".join(links)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "OneRosterDemo/1.0"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        self._serve("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        headers = {k.title(): v for k, v in self.headers.items()}
+        response = self.server.provider.handle(method, self.path, headers, body)  # type: ignore[attr-defined]
+        self.send_response(response.status, _reason(response.status))
+        if response.content_type:
+            self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (quiet: tests read request_log)
+        pass
