@@ -17,7 +17,17 @@ from .schedules import daily_student_sync_schedule
 from .sensors import failed_check_alert, sync_failure_alert
 
 
-def build_definitions() -> dg.Definitions:
+def default_resources() -> dict:
+    """Resources bound from the environment (see README); tests pass their own to `build_definitions`."""
+    return {
+        "oneroster": OneRosterResource.from_environment(),
+        "duckdb": WarehouseResource.from_environment(),
+        "sync_policy": SyncPolicyResource.from_environment(),
+        "alerts": AlertsResource.from_environment(),
+    }
+
+
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[oneroster_orgs, buildings, student_sync_assets],
         asset_checks=[
@@ -27,12 +37,7 @@ def build_definitions() -> dg.Definitions:
         jobs=SYNC_JOBS,
         schedules=[daily_student_sync_schedule()],
         sensors=[sync_failure_alert, failed_check_alert],
-        resources={
-            "oneroster": OneRosterResource.from_environment(),
-            "duckdb": WarehouseResource.from_environment(),
-            "sync_policy": SyncPolicyResource.from_environment(),
-            "alerts": AlertsResource.from_environment(),
-        },
+        resources=resources if resources is not None else default_resources(),
     )
 
 
