@@ -7,18 +7,30 @@ DuckDB transaction: a failed run leaves every table as it was.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 
 from . import store
+from .client.errors import OneRosterHTTPError
 from .client.records import ORG_SCHEMA, USER_SCHEMA
 from .resources import OneRosterResource, SyncPolicyResource, WarehouseResource
-from .sync import seed_buildings_from_csv, sync_buildings, sync_students
+from .sync import (
+    apply_student_sync,
+    mass_change_violations,
+    plan_student_sync,
+    seed_buildings_from_csv,
+    sync_buildings,
+)
 
 GROUP = "oneroster"
 OWNERS = ["team:data-engineering"]
+# run tags a person sets in the launchpad (or `dagster job execute --tags '{...}'`)
+APPROVE_TAG = "oneroster/approve_mass_change"  # "true": apply a sync the mass-change guard held
+SYNC_MODE_TAG = "oneroster/sync_mode"  # "full" or "delta": override the cadence for this run
 
 
 def markdown_table(rows: list[dict], limit: int = 10) -> str:
@@ -33,60 +45,139 @@ def markdown_table(rows: list[dict], limit: int = 10) -> str:
     return "\n".join(lines)
 
 
-def _pull(context, oneroster: OneRosterResource, warehouse: WarehouseResource, collection: str):
-    """Fetch one collection into a Parquet staging file; returns (path, rows, report, rejections, label)."""
+@dataclass
+class StagedPull:
+    """One collection fetched into a Parquet staging file, with what the client reported about the pull."""
+
+    collection: str
+    path: Path
+    rows: int
+    report: object
+    rejections: list
+    label: str
+    mode: str  # 'full' | 'delta'
+    modified_since: datetime | None
+    started_at: datetime
+
+
+def _pull(context, oneroster: OneRosterResource, warehouse: WarehouseResource, collection: str,
+          modified_since: datetime | None = None) -> StagedPull:
+    """Fetch one collection into a Parquet staging file; a provider that rejects the delta filter gets a full pull."""
     staging = warehouse.staging_dir(context.run_id, collection)
     schema = ORG_SCHEMA if collection == "orgs" else USER_SCHEMA
+    started_at = datetime.now(timezone.utc)
     with oneroster.open(context.log) as source:
-        batches = source.org_batches() if collection == "orgs" else source.student_batches()
-        rows = store.stage_batches(batches, staging / f"{collection}.parquet", schema)
-        report = source.reports[collection]
-        rejections = list(source.rejections)
         label = source.settings.connection_label()
-    context.log.info(f"fetched {rows} {collection} from {label}")
-    return staging, rows, report, rejections, label
+        try:
+            batches = (source.org_batches() if collection == "orgs"
+                       else source.student_batches(modified_since=modified_since))
+            rows = store.stage_batches(batches, staging / f"{collection}.parquet", schema)
+        except OneRosterHTTPError as error:
+            if modified_since is None or error.status not in (400, 422):
+                raise
+            context.log.warning(
+                f"the provider rejected the dateLastModified delta filter ({error}); falling back to a full pull")
+            modified_since = None
+            rows = store.stage_batches(source.student_batches(), staging / f"{collection}.parquet", schema)
+        pull = StagedPull(collection, staging / f"{collection}.parquet", rows, source.reports[collection],
+                          list(source.rejections), label, "delta" if modified_since else "full",
+                          modified_since, started_at)
+    context.log.info(f"fetched {rows} {collection} ({pull.mode} pull) from {label}")
+    return pull
 
 
-def _record_pull(con, context, collection: str, rows: int, report, rejections, label: str, now) -> None:
+def _record_pull(con, context, pull: StagedPull, now) -> None:
+    report = pull.report
     store.insert_rows(con, "pull_reports", [{
-        "run_id": context.run_id, "collection": collection, "provider": label, "endpoint": report.endpoint,
-        "reported_total": report.reported_total, "received": rows, "duplicates": report.duplicates,
-        "pages": report.pages, "rejected": len(rejections), "complete": report.complete,
-        "incomplete_reason": report.incomplete_reason, "fetched_at": now,
+        "run_id": context.run_id, "collection": pull.collection, "provider": pull.label,
+        "endpoint": report.endpoint, "mode": pull.mode, "modified_since": pull.modified_since,
+        "started_at": pull.started_at, "reported_total": report.reported_total, "received": pull.rows,
+        "duplicates": report.duplicates, "pages": report.pages, "rejected": len(pull.rejections),
+        "complete": report.complete, "incomplete_reason": report.incomplete_reason, "fetched_at": now,
     }])
     store.insert_rows(con, "rejected_records", [{
-        "run_id": context.run_id, "collection": collection, "sourced_id": r.sourced_id,
+        "run_id": context.run_id, "collection": pull.collection, "sourced_id": r.sourced_id,
         "location": r.location, "field": r.field, "reason": r.reason, "recorded_at": now,
-    } for r in rejections])
+    } for r in pull.rejections])
 
 
-@dg.asset(
-    group_name=GROUP, owners=OWNERS, kinds={"duckdb", "python"}, pool="duckdb",
-    description="Every org fetched from the OneRoster provider (GET /orgs, normalised), with provider and fetched_at.",
+def approved_mass_change(context) -> bool:
+    return (context.run.tags.get(APPROVE_TAG) or "").strip().lower() == "true"
+
+
+class SyncHeld(Exception):
+    """The mass-change guard refused to apply a pull; raised inside the transaction so nothing is written."""
+
+    def __init__(self, reasons: list[str], plan_metadata: dict):
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+        self.plan_metadata = plan_metadata
+
+
+def _held(context, check_asset: str, check_name: str, held: SyncHeld):
+    """Report a held sync: a failed blocking check, then a run failure that says how to approve it."""
+    yield dg.AssetCheckResult(
+        asset_key=check_asset, check_name=check_name, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(held.reasons), metadata=held.plan_metadata,
+    )
+    raise dg.Failure(
+        description=(
+            f"Sync held, nothing applied: {'; '.join(held.reasons)}. Would change: {held.plan_metadata}. "
+            f"If this change is real, re-run with the run tag {APPROVE_TAG}=true."
+        ),
+        metadata=held.plan_metadata,
+    )
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(
+        "oneroster_orgs", group_name=GROUP, owners=OWNERS, kinds={"duckdb", "python"},
+        description="Every org fetched from the OneRoster provider (GET /orgs, normalised), with provider and fetched_at.",
+    )],
+    check_specs=[dg.AssetCheckSpec(
+        "schools_present_guard", asset="oneroster_orgs", blocking=True,
+        description="Refuses an org pull with no active school while buildings exist (a provider accident).",
+    )],
+    pool="duckdb", name="oneroster_orgs",
 )
-def oneroster_orgs(
-    context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource
-) -> dg.MaterializeResult:
+def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource):
     started = time.monotonic()
-    staging, rows, report, rejections, label = _pull(context, oneroster, duckdb, "orgs")
+    pull = _pull(context, oneroster, duckdb, "orgs")
     now = datetime.now(timezone.utc)
     try:
-        with duckdb.connect() as con, store.transaction(con):
-            store.replace_from_parquet(con, "oneroster_orgs", staging / "orgs.parquet", label, now)
-            _record_pull(con, context, "orgs", rows, report, rejections, label, now)
-            by_type = store.query_dicts(
-                con, "SELECT type, status, count(*) AS orgs FROM oneroster_orgs GROUP BY ALL ORDER BY ALL")
+        with duckdb.connect() as con:
+            try:
+                with store.transaction(con):
+                    schools = con.execute(
+                        "SELECT count(*) FROM read_parquet(?) WHERE type = 'school' AND status = 'active'",
+                        [str(pull.path)]).fetchone()[0]
+                    buildings = con.execute(
+                        "SELECT count(*) FROM buildings WHERE status = 'active'").fetchone()[0]
+                    if schools == 0 and buildings and not approved_mass_change(context):
+                        raise SyncHeld([f"the provider returned no active school while {buildings} buildings "
+                                        "are active"], {"orgs_fetched": pull.rows, "active_buildings": buildings})
+                    store.replace_from_parquet(con, "oneroster_orgs", pull.path, pull.label, now)
+                    _record_pull(con, context, pull, now)
+                    by_type = store.query_dicts(
+                        con, "SELECT type, status, count(*) AS orgs FROM oneroster_orgs GROUP BY ALL ORDER BY ALL")
+            except SyncHeld as held:
+                yield from _held(context, "oneroster_orgs", "schools_present_guard", held)
     finally:
-        store.remove_staging(staging)
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": rows, "provider": label, "reported_total": report.reported_total,
-        "rejected": len(rejections), "orgs_by_type": dg.MetadataValue.md(markdown_table(by_type, 50)),
+        store.remove_staging(pull.path.parent)
+    yield dg.MaterializeResult(asset_key="oneroster_orgs", metadata={
+        "dagster/row_count": pull.rows, "provider": pull.label, "reported_total": pull.report.reported_total,
+        "active_schools": schools, "rejected": len(pull.rejections),
+        "orgs_by_type": dg.MetadataValue.md(markdown_table(by_type, 50)),
         "duration_seconds": round(time.monotonic() - started, 2),
     })
+    yield dg.AssetCheckResult(
+        asset_key="oneroster_orgs", check_name="schools_present_guard", passed=True,
+        metadata={"active_schools": schools},
+    )
 
 
 @dg.asset(
-    group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb", deps=[oneroster_orgs],
+    group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb", deps=["oneroster_orgs"],
     description=(
         "The building registry. Building sync creates a building per active OneRoster school org "
         "(building_sis = the org's sourcedId), renames matched ones, flags buildings whose school vanished, "
@@ -136,34 +227,80 @@ STUDENT_SPECS = [
 ]
 
 
-@dg.multi_asset(specs=STUDENT_SPECS, pool="duckdb", name="student_sync_assets")
+def choose_student_pull(context, con, source_provider: str, policy: SyncPolicyResource) -> datetime | None:
+    """The `modified_since` of today's student pull, or None for a full pull.
+
+    Full when forced by the run tag, for CSV exports, when no full pull has been applied yet, or when the last
+    one is older than the cadence (deletions are invisible to a delta); otherwise a delta since the last applied
+    pull started, minus an overlap for clock skew and provider caches.
+    """
+    forced = (context.run.tags.get(SYNC_MODE_TAG) or "").strip().lower()
+    if forced == "full" or source_provider == "csv":
+        return None
+    last = con.execute("""
+        SELECT max(started_at) FILTER (WHERE mode = 'full'), max(started_at)
+        FROM pull_reports WHERE collection = 'students' AND complete""").fetchone()
+    last_full, last_any = last
+    if last_full is None:
+        return None
+    now = datetime.now(timezone.utc)
+    if forced != "delta" and now - last_full >= timedelta(days=policy.full_sync_every_days):
+        return None
+    return last_any - timedelta(minutes=policy.delta_overlap_minutes)
+
+
+@dg.multi_asset(
+    specs=STUDENT_SPECS, pool="duckdb", name="student_sync_assets",
+    check_specs=[dg.AssetCheckSpec(
+        "mass_change_guard", asset="students", blocking=True,
+        description=(
+            "Refuses a sync that would deactivate more than ONEROSTER_MAX_DEACTIVATE_PCT % or "
+            "ONEROSTER_MAX_DEACTIVATE of the active students, or that fetched zero students; nothing is applied "
+            f"until a person re-runs with the run tag {APPROVE_TAG}=true."
+        ),
+    )],
+)
 def student_sync_assets(
-    context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource
+    context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource,
+    sync_policy: SyncPolicyResource,
 ):
-    """Student sync: fetch students, then rebuild students / student_buildings / ignored_students in one transaction."""
+    """Student sync: fetch students (delta or full), plan, guard, then apply every student table in one transaction."""
     started = time.monotonic()
-    staging, rows, report, rejections, label = _pull(context, oneroster, duckdb, "students")
+    with duckdb.connect() as con:
+        modified_since = choose_student_pull(context, con, oneroster.settings().provider, sync_policy)
+    pull = _pull(context, oneroster, duckdb, "students", modified_since=modified_since)
     now = datetime.now(timezone.utc)
     try:
-        with duckdb.connect() as con, store.transaction(con):
-            store.replace_from_parquet(con, "oneroster_users", staging / "students.parquet", label, now)
-            _record_pull(con, context, "students", rows, report, rejections, label, now)
-            result = sync_students(con, now)
-            preview = store.query_dicts(
-                con, "SELECT student_id, sourced_id, building_sis, given_name, family_name, grade, status "
-                     "FROM students ORDER BY student_id LIMIT 10")
-            ignored_preview = store.query_dicts(
-                con, "SELECT sourced_id, reason, detail FROM ignored_students ORDER BY reason, sourced_id LIMIT 10")
+        with duckdb.connect() as con:
+            try:
+                with store.transaction(con):
+                    apply_pull = store.merge_from_parquet if pull.mode == "delta" else store.replace_from_parquet
+                    apply_pull(con, "oneroster_users", pull.path, pull.label, now)
+                    _record_pull(con, context, pull, now)
+                    plan = plan_student_sync(con, now)
+                    violations = mass_change_violations(plan, pull.rows, sync_policy.mass_change_policy())
+                    if violations and not approved_mass_change(context):
+                        raise SyncHeld(violations, plan.as_metadata())
+                    result = apply_student_sync(con, plan, now, context.run_id)
+                    preview = store.query_dicts(
+                        con, "SELECT student_id, sourced_id, building_sis, given_name, family_name, grade, status "
+                             "FROM students ORDER BY student_id LIMIT 10")
+                    ignored_preview = store.query_dicts(
+                        con, "SELECT sourced_id, reason, detail FROM ignored_students "
+                             "ORDER BY reason, sourced_id LIMIT 10")
+            except SyncHeld as held:
+                yield from _held(context, "students", "mass_change_guard", held)
     finally:
-        store.remove_staging(staging)
+        store.remove_staging(pull.path.parent)
     duration = round(time.monotonic() - started, 2)
     yield dg.MaterializeResult(asset_key="oneroster_users", metadata={
-        "dagster/row_count": rows, "provider": label, "reported_total": report.reported_total,
-        "duplicates": report.duplicates, "rejected": len(rejections), "duration_seconds": duration,
+        "dagster/row_count": pull.rows, "provider": pull.label, "pull_mode": pull.mode,
+        "modified_since": str(pull.modified_since) if pull.modified_since else "-",
+        "reported_total": pull.report.reported_total, "duplicates": pull.report.duplicates,
+        "rejected": len(pull.rejections), "duration_seconds": duration,
     })
     yield dg.MaterializeResult(asset_key="students", metadata={
-        "dagster/row_count": result.imported, "created": result.created, "updated": result.updated,
-        "deactivated": result.deactivated, "reactivated": result.reactivated, "provider": label,
+        "dagster/row_count": result.imported, **plan.as_metadata(), "provider": pull.label,
         "duration_seconds": duration, "preview": dg.MetadataValue.md(markdown_table(preview)),
     })
     yield dg.MaterializeResult(asset_key="student_buildings", metadata={
@@ -174,3 +311,7 @@ def student_sync_assets(
         **{f"ignored_{reason}": n for reason, n in result.ignored_by_reason.items()},
         "preview": dg.MetadataValue.md(markdown_table(ignored_preview)),
     })
+    yield dg.AssetCheckResult(
+        asset_key="students", check_name="mass_change_guard", passed=True,
+        metadata={**plan.as_metadata(), "approved_by_tag": approved_mass_change(context)},
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from . import store
-from .assets import markdown_table, oneroster_orgs
+from .assets import markdown_table
 from .resources import WarehouseResource
 
 ERROR = dg.AssetCheckSeverity.ERROR
@@ -13,7 +13,7 @@ LISTED = 50  # offending records listed in a check's metadata
 
 
 @dg.asset_check(
-    asset="buildings", additional_deps=[oneroster_orgs], blocking=False,
+    asset="buildings", additional_deps=["oneroster_orgs"], blocking=False,
     description=(
         "Every active building's building_sis is an active OneRoster school, and every active school has a "
         "building. Failing does not stop student sync: it explains students ignored as school_not_a_building."

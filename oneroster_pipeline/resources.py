@@ -149,10 +149,33 @@ class AlertsResource(dg.ConfigurableResource):
 
 
 class SyncPolicyResource(dg.ConfigurableResource):
-    """How syncs apply: the optional pre-existing buildings CSV loaded before the first building sync."""
+    """How syncs apply: pre-existing buildings, mass-change thresholds, and the delta/full cadence."""
 
     buildings_csv: Optional[str] = None
+    max_deactivate_pct: float = 10.0
+    max_deactivate: int = 500
+    full_sync_every_days: int = 7
+    delta_overlap_minutes: int = 60
+
+    def mass_change_policy(self):
+        from .sync import MassChangePolicy
+
+        return MassChangePolicy(max_deactivate_pct=self.max_deactivate_pct, max_deactivate=self.max_deactivate)
 
     @classmethod
     def from_environment(cls) -> "SyncPolicyResource":
-        return cls(buildings_csv=os.environ.get("ONEROSTER_BUILDINGS_CSV") or None)
+        kwargs: dict = {}
+        if os.environ.get("ONEROSTER_BUILDINGS_CSV"):
+            kwargs["buildings_csv"] = os.environ["ONEROSTER_BUILDINGS_CSV"]
+        for name, var, parse in (
+            ("max_deactivate_pct", "ONEROSTER_MAX_DEACTIVATE_PCT", float),
+            ("max_deactivate", "ONEROSTER_MAX_DEACTIVATE", int),
+            ("full_sync_every_days", "ONEROSTER_FULL_SYNC_EVERY_DAYS", int),
+            ("delta_overlap_minutes", "ONEROSTER_DELTA_OVERLAP_MINUTES", int),
+        ):
+            if os.environ.get(var):
+                try:
+                    kwargs[name] = parse(os.environ[var])
+                except ValueError:
+                    raise ValueError(f"{var} must be a number, got {os.environ[var]!r}") from None
+        return cls(**kwargs)

@@ -53,9 +53,15 @@ TABLES_DDL = {
     "pull_reports": """
         CREATE TABLE IF NOT EXISTS pull_reports (
             run_id VARCHAR, collection VARCHAR NOT NULL, provider VARCHAR NOT NULL, endpoint VARCHAR,
+            mode VARCHAR NOT NULL, modified_since TIMESTAMPTZ, started_at TIMESTAMPTZ NOT NULL,
             reported_total BIGINT, received BIGINT NOT NULL, duplicates BIGINT NOT NULL, pages BIGINT,
             rejected BIGINT NOT NULL, complete BOOLEAN NOT NULL, incomplete_reason VARCHAR,
             fetched_at TIMESTAMPTZ NOT NULL)""",
+    "student_changes": """
+        CREATE TABLE IF NOT EXISTS student_changes (
+            run_id VARCHAR, changed_at TIMESTAMPTZ NOT NULL, student_id BIGINT NOT NULL,
+            sourced_id VARCHAR NOT NULL, change VARCHAR NOT NULL, field VARCHAR, old_value VARCHAR,
+            new_value VARCHAR)""",
     "rejected_records": """
         CREATE TABLE IF NOT EXISTS rejected_records (
             run_id VARCHAR, collection VARCHAR NOT NULL, sourced_id VARCHAR, location VARCHAR, field VARCHAR,
@@ -124,6 +130,20 @@ def replace_from_parquet(
 ) -> int:
     """Replace `table`'s rows with the staged file's (call inside `transaction`)."""
     con.execute(f"DELETE FROM {table}")
+    con.execute(
+        f"INSERT INTO {table} BY NAME SELECT *, ? AS provider, ? AS fetched_at FROM read_parquet(?)",
+        [provider, fetched_at, str(parquet)],
+    )
+    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def merge_from_parquet(
+    con: duckdb.DuckDBPyConnection, table: str, parquet: Path, provider: str, fetched_at
+) -> int:
+    """Upsert the staged rows into `table` by sourced_id (a delta pull; call inside `transaction`)."""
+    con.execute(
+        f"DELETE FROM {table} WHERE sourced_id IN (SELECT sourced_id FROM read_parquet(?))", [str(parquet)]
+    )
     con.execute(
         f"INSERT INTO {table} BY NAME SELECT *, ? AS provider, ? AS fetched_at FROM read_parquet(?)",
         [provider, fetched_at, str(parquet)],

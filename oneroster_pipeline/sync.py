@@ -31,12 +31,24 @@ class BuildingSyncResult:
 
 
 @dataclass
-class StudentSyncResult:
-    imported: int = 0
+class StudentSyncPlan:
+    """What a student sync would change, computed before anything is applied."""
+
+    active_before: int = 0
+    incoming: int = 0
     created: int = 0
     updated: int = 0
     deactivated: int = 0
     reactivated: int = 0
+
+    def as_metadata(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class StudentSyncResult:
+    plan: StudentSyncPlan
+    imported: int = 0
     multi_building: int = 0
     ignored_by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -135,10 +147,10 @@ _STUDENT_FIELDS = (
 )
 
 
-def sync_students(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentSyncResult:
-    """Rebuild `students`, `student_buildings` and `ignored_students` from `oneroster_users` and `buildings`.
+def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentSyncPlan:
+    """Compute the next `students` state from `oneroster_users` and `buildings` into temp tables, and count it.
 
-    Students keep their `student_id` (by sourcedId) forever; one absent from the pull stays, with
+    Students keep their `student_id` (by sourcedId) forever; one absent from `oneroster_users` stays, with
     status 'inactive' and `deactivated_at`; one that returns is reactivated under the same id.
     """
     con.execute(
@@ -172,9 +184,14 @@ def sync_students(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentSyncR
         FROM oneroster_users u JOIN _building_links l ON l.sourced_id = u.sourced_id AND l.is_primary
         """
     )
-    fields = ", ".join(_STUDENT_FIELDS)
-    incoming_fields = ", ".join(f"i.{f}" for f in _STUDENT_FIELDS)
-    existing_fields = ", ".join(f"e.{f}" for f in _STUDENT_FIELDS)
+    changed = (f"({', '.join(f'i.{f}' for f in _STUDENT_FIELDS)}) "
+               f"IS DISTINCT FROM ({', '.join(f'e.{f}' for f in _STUDENT_FIELDS)})")
+    kept_or_new = ",\n               ".join(
+        f"CASE WHEN i.sourced_id IS NULL THEN e.{f} ELSE i.{f} END AS {f}"
+        for f in _STUDENT_FIELDS if f != "status")
+    created = "e.sourced_id IS NULL"
+    updated = f"(i.sourced_id IS NOT NULL AND e.sourced_id IS NOT NULL AND {changed})"
+    inactive_now = "(i.sourced_id IS NULL OR i.status <> 'active')"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _next_students AS
@@ -186,22 +203,16 @@ def sync_students(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentSyncR
         )
         SELECT coalesce(e.student_id, n.student_id) AS student_id,
                coalesce(i.sourced_id, e.sourced_id) AS sourced_id,
-               {", ".join(
-                   f"CASE WHEN i.sourced_id IS NULL THEN e.{f} ELSE i.{f} END AS {f}"
-                   for f in _STUDENT_FIELDS if f != "status")},
+               {kept_or_new},
                CASE WHEN i.sourced_id IS NULL THEN 'inactive' ELSE i.status END AS status,
                coalesce(e.created_at, $now) AS created_at,
-               CASE WHEN e.sourced_id IS NULL
-                      OR (i.sourced_id IS NULL AND e.status <> 'inactive')
-                      OR (i.sourced_id IS NOT NULL AND ({incoming_fields}) IS DISTINCT FROM ({existing_fields}))
+               CASE WHEN {created} OR {updated} OR (i.sourced_id IS NULL AND e.status <> 'inactive')
                     THEN $now ELSE e.updated_at END AS updated_at,
-               CASE WHEN i.sourced_id IS NULL OR i.status <> 'active' THEN coalesce(e.deactivated_at, $now)
-                    ELSE NULL END AS deactivated_at,
-               e.sourced_id IS NULL AS _created,
-               i.sourced_id IS NOT NULL AND e.sourced_id IS NOT NULL
-                   AND ({incoming_fields}) IS DISTINCT FROM ({existing_fields}) AS _updated,
-               (i.sourced_id IS NULL OR i.status <> 'active') AND e.deactivated_at IS NULL AS _deactivated,
-               i.status = 'active' AND e.deactivated_at IS NOT NULL AS _reactivated
+               CASE WHEN {inactive_now} THEN coalesce(e.deactivated_at, $now) END AS deactivated_at,
+               {created} AS _created,
+               {updated} AS _updated,
+               {inactive_now} AND NOT {created} AND e.deactivated_at IS NULL AS _deactivated,
+               NOT {inactive_now} AND e.deactivated_at IS NOT NULL AS _reactivated
         FROM _incoming i
         FULL OUTER JOIN students e ON e.sourced_id = i.sourced_id
         LEFT JOIN new_ids n ON n.sourced_id = i.sourced_id
@@ -210,18 +221,27 @@ def sync_students(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentSyncR
     )
     counts = con.execute(
         """
-        SELECT count(*) FILTER (WHERE deactivated_at IS NULL),
-               count(*) FILTER (WHERE _created), count(*) FILTER (WHERE _updated AND NOT _created),
-               count(*) FILTER (WHERE _deactivated AND NOT _created),
-               count(*) FILTER (WHERE _reactivated)
+        SELECT (SELECT count(*) FROM students WHERE deactivated_at IS NULL),
+               (SELECT count(*) FROM _incoming),
+               count(*) FILTER (WHERE _created), count(*) FILTER (WHERE _updated),
+               count(*) FILTER (WHERE _deactivated), count(*) FILTER (WHERE _reactivated)
         FROM _next_students
         """
     ).fetchone()
+    return StudentSyncPlan(*counts)
+
+
+def apply_student_sync(
+    con: duckdb.DuckDBPyConnection, plan: StudentSyncPlan, now: datetime, run_id: str | None
+) -> StudentSyncResult:
+    """Write the planned state: history rows into `student_changes`, then the three student tables."""
+    _record_changes(con, now, run_id)
     con.execute("DELETE FROM students")
     con.execute(
         f"""
         INSERT INTO students BY NAME
-        SELECT student_id, sourced_id, {fields}, created_at, updated_at, deactivated_at FROM _next_students
+        SELECT student_id, sourced_id, {", ".join(_STUDENT_FIELDS)}, created_at, updated_at, deactivated_at
+        FROM _next_students
         """
     )
     con.execute("DELETE FROM student_buildings")
@@ -236,13 +256,51 @@ def sync_students(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentSyncR
     _rebuild_ignored(con, now)
     ignored = {r["reason"]: r["n"] for r in query_dicts(
         con, "SELECT reason, count(*) AS n FROM ignored_students GROUP BY reason")}
-    multi = con.execute(
-        "SELECT count(*) FROM (SELECT sourced_id FROM student_buildings GROUP BY 1 HAVING count(*) > 1)"
-    ).fetchone()[0]
+    imported, multi = con.execute(
+        """
+        SELECT (SELECT count(*) FROM students WHERE deactivated_at IS NULL),
+               (SELECT count(*) FROM (SELECT sourced_id FROM student_buildings GROUP BY 1 HAVING count(*) > 1))
+        """
+    ).fetchone()
     return StudentSyncResult(
-        imported=counts[0], created=counts[1], updated=counts[2], deactivated=counts[3],
-        reactivated=counts[4], multi_building=multi,
+        plan=plan, imported=imported, multi_building=multi,
         ignored_by_reason={reason: ignored.get(reason, 0) for reason in IGNORED_REASONS},
+    )
+
+
+def _record_changes(con: duckdb.DuckDBPyConnection, now: datetime, run_id: str | None) -> None:
+    """One row per insert, deactivation and reactivation, and one per changed field of an update."""
+    params = {"now": now, "run_id": run_id}
+    con.execute(
+        """
+        INSERT INTO student_changes BY NAME
+        SELECT $run_id AS run_id, $now AS changed_at, student_id, sourced_id, change,
+               'status' AS field, old_status AS old_value, status AS new_value
+        FROM (
+            SELECT n.*, e.status AS old_status,
+                   CASE WHEN _created THEN 'insert' WHEN _deactivated THEN 'deactivate'
+                        WHEN _reactivated THEN 'reactivate' END AS change
+            FROM _next_students n LEFT JOIN students e USING (student_id))
+        WHERE change IS NOT NULL
+        """,
+        params,
+    )
+    field_changes = " UNION ALL ".join(
+        f"""SELECT n.student_id, n.sourced_id, '{f}' AS field, e.{f}::VARCHAR AS old_value,
+                   n.{f}::VARCHAR AS new_value, n._deactivated OR n._reactivated AS lifecycle
+            FROM _next_students n JOIN students e USING (student_id)
+            WHERE n._updated AND n.{f} IS DISTINCT FROM e.{f}"""
+        for f in _STUDENT_FIELDS
+    )
+    con.execute(
+        f"""
+        INSERT INTO student_changes BY NAME
+        SELECT $run_id AS run_id, $now AS changed_at, student_id, sourced_id, 'update' AS change,
+               field, old_value, new_value
+        FROM ({field_changes})
+        WHERE NOT (lifecycle AND field = 'status')
+        """,
+        params,
     )
 
 
@@ -273,3 +331,28 @@ def _rebuild_ignored(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
         """,
         {"now": now},
     )
+
+
+@dataclass(frozen=True)
+class MassChangePolicy:
+    """Refuse a sync that would deactivate more than either threshold of the active students."""
+
+    max_deactivate_pct: float = 10.0
+    max_deactivate: int = 500
+
+
+def mass_change_violations(plan: StudentSyncPlan, fetched: int, policy: MassChangePolicy) -> list[str]:
+    """Why applying `plan` looks like a provider accident rather than a real change (empty when it is safe)."""
+    reasons = []
+    if fetched == 0 and plan.active_before > 0:
+        reasons.append(f"the provider returned zero students while {plan.active_before} are active")
+    if plan.deactivated > policy.max_deactivate:
+        reasons.append(
+            f"{plan.deactivated} students would be deactivated, more than ONEROSTER_MAX_DEACTIVATE="
+            f"{policy.max_deactivate}")
+    if plan.active_before and 100.0 * plan.deactivated / plan.active_before > policy.max_deactivate_pct:
+        reasons.append(
+            f"{plan.deactivated} of {plan.active_before} active students "
+            f"({100.0 * plan.deactivated / plan.active_before:.1f}%) would be deactivated, more than "
+            f"ONEROSTER_MAX_DEACTIVATE_PCT={policy.max_deactivate_pct:g}%")
+    return reasons

@@ -44,9 +44,9 @@ class SyncHarness:
         }
         self.defs = build_definitions(self.resources)
 
-    def run(self, job_name: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    def run(self, job_name: str, raise_on_error: bool = True, tags: dict | None = None) -> dg.ExecuteInProcessResult:
         job = self.defs.resolve_job_def(job_name)
-        return job.execute_in_process(instance=self.instance, raise_on_error=raise_on_error)
+        return job.execute_in_process(instance=self.instance, raise_on_error=raise_on_error, tags=tags)
 
     def rows(self, sql: str, params: list | None = None) -> list[tuple]:
         with duckdb.connect(self.database, read_only=True) as con:

@@ -99,7 +99,7 @@ class DemoProvider:
         server.daemon_threads = True
         server.provider = self  # type: ignore[attr-defined]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="oneroster-demo", daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="oneroster-demo", daemon=True)
         self._thread.start()
         return self
 
