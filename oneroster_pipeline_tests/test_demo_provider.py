@@ -249,7 +249,8 @@ def test_single_objects_and_not_found(provider):
     assert get(provider, "1.2", f"/schools/{school}").json()["org"]["type"] == "school"
     assert get(provider, "1.1", f"/orgs/{district.department_id}").json()["org"]["type"] == "department"
     for path in (f"/students/{teacher}", f"/schools/{district.department_id}", "/users/nope", "/orgs/nope",
-                 "/schools/nope/students", "/classes", "/users/x/y"):
+                 "/schools/nope/students", "/classes", "/users/x/y", f"/users/{sid}/students",
+                 f"/orgs/{district.district_id}/students"):
         response = get(provider, "1.2", path)
         assert response.status_code == 404 and code_minor(response) == "unknownobject", path
 

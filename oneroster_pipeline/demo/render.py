@@ -18,8 +18,17 @@ USER_KEYS = {
 }
 
 
+_REFS: dict[tuple[str, str], dict] = {}  # org refs are few and repeated on every user: build each once
+
+
 def org_ref(base_url: str, sourced_id: str) -> dict:
-    return {"href": f"{base_url}/orgs/{sourced_id}", "sourcedId": sourced_id, "type": "org"}
+    ref = _REFS.get((base_url, sourced_id))
+    if ref is None:
+        if len(_REFS) > 10_000:
+            _REFS.clear()
+        ref = _REFS[(base_url, sourced_id)] = {"href": f"{base_url}/orgs/{sourced_id}", "sourcedId": sourced_id,
+                                               "type": "org"}
+    return ref
 
 
 def render_org(org: dict, base_url: str) -> dict:
@@ -35,24 +44,25 @@ def render_user(user: dict, version: str, base_url: str, boolean_enabled_user: b
     """A user object in the shape of `version` ("1.1" or "1.2")."""
     enabled = user["enabledUser"] if boolean_enabled_user else ("true" if user["enabledUser"] else "false")
     refs = [org_ref(base_url, sid) for sid in user["orgs"]]
-    out = {"sourcedId": user["sourcedId"], "status": user["status"], "dateLastModified": user["dateLastModified"],
-           "metadata": user["metadata"]}
-    if version == "1.2":
-        out["userMasterIdentifier"] = user["userMasterIdentifier"]
-    out.update(username=user["username"], userIds=user["userIds"], enabledUser=enabled, givenName=user["givenName"],
-               familyName=user["familyName"], middleName=user["middleName"])
     if version == "1.1":
-        out["role"] = user["role"]
-        out["orgs"] = refs
-    else:
-        if user["preferredFirstName"]:
-            out["preferredFirstName"] = user["preferredFirstName"]
-        out["roles"] = [{"roleType": "primary" if k == 0 else "secondary", "role": user["role"], "org": ref}
-                        for k, ref in enumerate(refs)]
-        if refs:
-            out["primaryOrg"] = refs[0]
-    out.update(identifier=user["identifier"], email=user["email"], sms=user["sms"], phone=user["phone"], agents=[],
-               grades=user["grades"])
+        return {"sourcedId": user["sourcedId"], "status": user["status"],
+                "dateLastModified": user["dateLastModified"], "metadata": user["metadata"],
+                "username": user["username"], "userIds": user["userIds"], "enabledUser": enabled,
+                "givenName": user["givenName"], "familyName": user["familyName"], "middleName": user["middleName"],
+                "role": user["role"], "identifier": user["identifier"], "email": user["email"], "sms": user["sms"],
+                "phone": user["phone"], "agents": [], "orgs": refs, "grades": user["grades"]}
+    out = {"sourcedId": user["sourcedId"], "status": user["status"], "dateLastModified": user["dateLastModified"],
+           "metadata": user["metadata"], "userMasterIdentifier": user["userMasterIdentifier"],
+           "username": user["username"], "userIds": user["userIds"], "enabledUser": enabled,
+           "givenName": user["givenName"], "familyName": user["familyName"], "middleName": user["middleName"],
+           "roles": [{"roleType": "secondary", "role": user["role"], "org": ref} for ref in refs],
+           "identifier": user["identifier"], "email": user["email"], "sms": user["sms"], "phone": user["phone"],
+           "agents": [], "grades": user["grades"]}
+    if refs:
+        out["roles"][0]["roleType"] = "primary"
+        out["primaryOrg"] = refs[0]
+    if user["preferredFirstName"]:
+        out["preferredFirstName"] = user["preferredFirstName"]
     return out
 
 

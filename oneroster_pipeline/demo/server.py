@@ -13,6 +13,7 @@ import re
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +29,7 @@ from oneroster_pipeline.demo.selection import Selector, Source
 
 BASE_PATHS = {"1.1": "/ims/oneroster/v1p1", "1.2": "/ims/oneroster/rostering/v1p2"}
 TOKEN_PATH = "/oauth2/token"
+_LOG_ENTRIES = 1_000_000  # the log keeps the most recent requests only (a long-running CLI server)
 _ROUTE = re.compile(r"^/(orgs|schools|users|students)(?:/([^/]+)(/students)?)?/?$")
 
 
@@ -48,6 +50,11 @@ class DemoSettings:
     versions: tuple[str, ...] = ("1.1", "1.2")  # which base paths are served
     scopes: tuple[str, ...] = (CORE_SCOPE, ROSTER_SCOPE)  # 1.2 scopes the OAuth 2.0 client may be granted
     boolean_enabled_user: bool = False  # send enabledUser as JSON true/false (some servers do; not schema-valid)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.versions) - set(BASE_PATHS)
+        if unknown or not self.versions:
+            raise ValueError(f"versions must be a non-empty subset of {sorted(BASE_PATHS)}, not {self.versions!r}")
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ class DemoProvider:
                                    self.settings.bearer_token, self.settings.token_lifetime, self.settings.scopes)
         self._selector = Selector(self.district)
         self._host, self._port = host, port
-        self._log: list[RequestLogEntry] = []
+        self._log: deque[RequestLogEntry] = deque(maxlen=_LOG_ENTRIES)
         self._api_requests = 0
         self._counter_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -137,7 +144,7 @@ class DemoProvider:
 
     @property
     def request_log(self) -> list[RequestLogEntry]:
-        """A snapshot of every request answered so far (token requests included)."""
+        """A snapshot of the requests answered so far (token requests included), oldest first."""
         return list(self._log)
 
     def clear_request_log(self) -> None:
@@ -193,7 +200,7 @@ class DemoProvider:
         if method != "GET":
             return _error(405, "invaliddata", f"{method} is not supported", Allow="GET")
         route = _ROUTE.match(path[len(BASE_PATHS[version]):])
-        if route is None:
+        if route is None or (route.group(3) and route.group(1) != "schools"):
             return _error(404, "unknownobject", f"no OneRoster endpoint at {path}")
         kind, sourced_id, nested = route.groups()
         needed = {ROSTER_SCOPE} if nested else {CORE_SCOPE, ROSTER_SCOPE}
@@ -212,7 +219,8 @@ class DemoProvider:
             org = self.district.org(sourced_id)
             if org is None or (kind == "schools" and org["type"] != "school"):
                 return _error(404, "unknownobject", f"no {kind[:-1]} with sourcedId {sourced_id}")
-            return _json(200, {"org": select_fields(render_org(org, base), parse_fields(query.get("fields"), ORG_KEYS))})
+            fields = parse_fields(query.get("fields"), ORG_KEYS)
+            return _json(200, {"org": select_fields(render_org(org, base), fields)})
         user = self.district.find_user(sourced_id)
         if user is None or (kind == "students" and user["role"] != "student"):
             return _error(404, "unknownobject", f"no {kind[:-1]} with sourcedId {sourced_id}")
@@ -235,7 +243,8 @@ class DemoProvider:
         source = self._source(kind, school_id)
         selected = self._selector.select(source, flt, query.get("filter"), accessors.get(sort), sort, descending)
         page_size = min(limit, self.settings.page_cap) if self.settings.page_cap else limit
-        records = [source.get(k) for k in selected[offset : offset + page_size]]
+        # a record removed since the selection was computed is skipped, as a live server would
+        records = [r for r in map(source.get, selected[offset : offset + page_size]) if r is not None]
         if is_org:
             items = [select_fields(render_org(r, base), fields) for r in records]
         else:
