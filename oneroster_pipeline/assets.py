@@ -7,24 +7,16 @@ DuckDB transaction: a failed run leaves every table as it was.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import dagster as dg
-import pyarrow as pa
 
 from . import store
-from .client.errors import OneRosterHTTPError
-from .client.records import ORG_SCHEMA, USER_SCHEMA
+from .pipeline import SyncHeld, StagedPull, apply_org_pull, apply_student_pull, choose_student_pull, stage_pull
 from .resources import OneRosterResource, SyncPolicyResource, WarehouseResource
-from .sync import (
-    apply_student_sync,
-    mass_change_violations,
-    plan_student_sync,
-    seed_buildings_from_csv,
-    sync_buildings,
-)
+from .sync import seed_buildings_from_csv, sync_buildings
 
 GROUP = "oneroster"
 OWNERS = ["team:data-engineering"]
@@ -45,87 +37,35 @@ def markdown_table(rows: list[dict], limit: int = 10) -> str:
     return "\n".join(lines)
 
 
-@dataclass
-class StagedPull:
-    """One collection fetched into a Parquet staging file, with what the client reported about the pull."""
-
-    collection: str
-    path: Path
-    rows: int
-    report: object
-    rejections: list
-    label: str
-    mode: str  # 'full' | 'delta'
-    modified_since: datetime | None
-    started_at: datetime
-
-
-def _pull(context, oneroster: OneRosterResource, warehouse: WarehouseResource, collection: str,
-          modified_since: datetime | None = None) -> StagedPull:
-    """Fetch one collection into a Parquet staging file; a provider that rejects the delta filter gets a full pull."""
-    staging = warehouse.staging_dir(context.run_id, collection)
-    schema = ORG_SCHEMA if collection == "orgs" else USER_SCHEMA
-    started_at = datetime.now(timezone.utc)
-    with oneroster.open(context.log) as source:
-        label = source.settings.connection_label()
-        try:
-            batches = (source.org_batches() if collection == "orgs"
-                       else source.student_batches(modified_since=modified_since))
-            rows = store.stage_batches(batches, staging / f"{collection}.parquet", schema)
-        except OneRosterHTTPError as error:
-            if modified_since is None or error.status not in (400, 422):
-                raise
-            context.log.warning(
-                f"the provider rejected the dateLastModified delta filter ({error}); falling back to a full pull")
-            modified_since = None
-            rows = store.stage_batches(source.student_batches(), staging / f"{collection}.parquet", schema)
-        pull = StagedPull(collection, staging / f"{collection}.parquet", rows, source.reports[collection],
-                          list(source.rejections), label, "delta" if modified_since else "full",
-                          modified_since, started_at)
-    context.log.info(f"fetched {rows} {collection} ({pull.mode} pull) from {label}")
-    return pull
-
-
-def _record_pull(con, context, pull: StagedPull, now) -> None:
-    report = pull.report
-    store.insert_rows(con, "pull_reports", [{
-        "run_id": context.run_id, "collection": pull.collection, "provider": pull.label,
-        "endpoint": report.endpoint, "mode": pull.mode, "modified_since": pull.modified_since,
-        "started_at": pull.started_at, "reported_total": report.reported_total, "received": pull.rows,
-        "duplicates": report.duplicates, "pages": report.pages, "rejected": len(pull.rejections),
-        "complete": report.complete, "incomplete_reason": report.incomplete_reason, "fetched_at": now,
-    }])
-    store.insert_rows(con, "rejected_records", [{
-        "run_id": context.run_id, "collection": pull.collection, "sourced_id": r.sourced_id,
-        "location": r.location, "field": r.field, "reason": r.reason, "recorded_at": now,
-    } for r in pull.rejections])
-
-
 def approved_mass_change(context) -> bool:
     return (context.run.tags.get(APPROVE_TAG) or "").strip().lower() == "true"
 
 
-class SyncHeld(Exception):
-    """The mass-change guard refused to apply a pull; raised inside the transaction so nothing is written."""
+@contextmanager
+def staged(context, oneroster: OneRosterResource, warehouse: WarehouseResource, collection: str,
+           modified_since: datetime | None = None) -> Iterator[StagedPull]:
+    """Pull one collection into this step's staging folder; the folder is removed afterwards, whatever happens."""
+    staging = warehouse.staging_dir(context.run_id, collection)
+    try:
+        with oneroster.open(context.log) as source:
+            pull = stage_pull(source, collection, staging, modified_since, context.log)
+        yield pull
+    finally:
+        store.remove_staging(staging)
 
-    def __init__(self, reasons: list[str], plan_metadata: dict):
-        super().__init__("; ".join(reasons))
-        self.reasons = reasons
-        self.plan_metadata = plan_metadata
 
-
-def _held(context, check_asset: str, check_name: str, held: SyncHeld):
+def _held(check_asset: str, check_name: str, held: SyncHeld):
     """Report a held sync: a failed blocking check, then a run failure that says how to approve it."""
     yield dg.AssetCheckResult(
         asset_key=check_asset, check_name=check_name, passed=False, severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(held.reasons), metadata=held.plan_metadata,
+        description="; ".join(held.reasons), metadata=held.plan,
     )
     raise dg.Failure(
         description=(
-            f"Sync held, nothing applied: {'; '.join(held.reasons)}. Would change: {held.plan_metadata}. "
+            f"Sync held, nothing applied: {'; '.join(held.reasons)}. Would change: {held.plan}. "
             f"If this change is real, re-run with the run tag {APPROVE_TAG}=true."
         ),
-        metadata=held.plan_metadata,
+        metadata=held.plan,
     )
 
 
@@ -142,28 +82,14 @@ def _held(context, check_asset: str, check_name: str, held: SyncHeld):
 )
 def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource):
     started = time.monotonic()
-    pull = _pull(context, oneroster, duckdb, "orgs")
-    now = datetime.now(timezone.utc)
-    try:
-        with duckdb.connect() as con:
-            try:
-                with store.transaction(con):
-                    schools = con.execute(
-                        "SELECT count(*) FROM read_parquet(?) WHERE type = 'school' AND status = 'active'",
-                        [str(pull.path)]).fetchone()[0]
-                    buildings = con.execute(
-                        "SELECT count(*) FROM buildings WHERE status = 'active'").fetchone()[0]
-                    if schools == 0 and buildings and not approved_mass_change(context):
-                        raise SyncHeld([f"the provider returned no active school while {buildings} buildings "
-                                        "are active"], {"orgs_fetched": pull.rows, "active_buildings": buildings})
-                    store.replace_from_parquet(con, "oneroster_orgs", pull.path, pull.label, now)
-                    _record_pull(con, context, pull, now)
-                    by_type = store.query_dicts(
-                        con, "SELECT type, status, count(*) AS orgs FROM oneroster_orgs GROUP BY ALL ORDER BY ALL")
-            except SyncHeld as held:
-                yield from _held(context, "oneroster_orgs", "schools_present_guard", held)
-    finally:
-        store.remove_staging(pull.path.parent)
+    with staged(context, oneroster, duckdb, "orgs") as pull, duckdb.connect() as con:
+        try:
+            schools = apply_org_pull(con, pull, context.run_id, datetime.now(timezone.utc),
+                                     approved_mass_change(context))
+        except SyncHeld as held:
+            yield from _held("oneroster_orgs", "schools_present_guard", held)
+        by_type = store.query_dicts(
+            con, "SELECT type, status, count(*) AS orgs FROM oneroster_orgs GROUP BY ALL ORDER BY ALL")
     yield dg.MaterializeResult(asset_key="oneroster_orgs", metadata={
         "dagster/row_count": pull.rows, "provider": pull.label, "reported_total": pull.report.reported_total,
         "active_schools": schools, "rejected": len(pull.rejections),
@@ -227,28 +153,6 @@ STUDENT_SPECS = [
 ]
 
 
-def choose_student_pull(context, con, source_provider: str, policy: SyncPolicyResource) -> datetime | None:
-    """The `modified_since` of today's student pull, or None for a full pull.
-
-    Full when forced by the run tag, for CSV exports, when no full pull has been applied yet, or when the last
-    one is older than the cadence (deletions are invisible to a delta); otherwise a delta since the last applied
-    pull started, minus an overlap for clock skew and provider caches.
-    """
-    forced = (context.run.tags.get(SYNC_MODE_TAG) or "").strip().lower()
-    if forced == "full" or source_provider == "csv":
-        return None
-    last = con.execute("""
-        SELECT max(started_at) FILTER (WHERE mode = 'full'), max(started_at)
-        FROM pull_reports WHERE collection = 'students' AND complete""").fetchone()
-    last_full, last_any = last
-    if last_full is None:
-        return None
-    now = datetime.now(timezone.utc)
-    if forced != "delta" and now - last_full >= timedelta(days=policy.full_sync_every_days):
-        return None
-    return last_any - timedelta(minutes=policy.delta_overlap_minutes)
-
-
 @dg.multi_asset(
     specs=STUDENT_SPECS, pool="duckdb", name="student_sync_assets",
     check_specs=[dg.AssetCheckSpec(
@@ -267,31 +171,21 @@ def student_sync_assets(
     """Student sync: fetch students (delta or full), plan, guard, then apply every student table in one transaction."""
     started = time.monotonic()
     with duckdb.connect() as con:
-        modified_since = choose_student_pull(context, con, oneroster.settings().provider, sync_policy)
-    pull = _pull(context, oneroster, duckdb, "students", modified_since=modified_since)
-    now = datetime.now(timezone.utc)
-    try:
-        with duckdb.connect() as con:
-            try:
-                with store.transaction(con):
-                    apply_pull = store.merge_from_parquet if pull.mode == "delta" else store.replace_from_parquet
-                    apply_pull(con, "oneroster_users", pull.path, pull.label, now)
-                    _record_pull(con, context, pull, now)
-                    plan = plan_student_sync(con, now)
-                    violations = mass_change_violations(plan, pull.rows, sync_policy.mass_change_policy())
-                    if violations and not approved_mass_change(context):
-                        raise SyncHeld(violations, plan.as_metadata())
-                    result = apply_student_sync(con, plan, now, context.run_id)
-                    preview = store.query_dicts(
-                        con, "SELECT student_id, sourced_id, building_sis, given_name, family_name, grade, status "
-                             "FROM students ORDER BY student_id LIMIT 10")
-                    ignored_preview = store.query_dicts(
-                        con, "SELECT sourced_id, reason, detail FROM ignored_students "
-                             "ORDER BY reason, sourced_id LIMIT 10")
-            except SyncHeld as held:
-                yield from _held(context, "students", "mass_change_guard", held)
-    finally:
-        store.remove_staging(pull.path.parent)
+        modified_since = choose_student_pull(
+            con, oneroster.settings().provider, (context.run.tags.get(SYNC_MODE_TAG) or "").strip().lower(),
+            sync_policy.full_sync_every_days, sync_policy.delta_overlap_minutes)
+    with staged(context, oneroster, duckdb, "students", modified_since) as pull, duckdb.connect() as con:
+        try:
+            result = apply_student_pull(con, pull, context.run_id, datetime.now(timezone.utc),
+                                        sync_policy.mass_change_policy(), approved_mass_change(context))
+        except SyncHeld as held:
+            yield from _held("students", "mass_change_guard", held)
+        preview = store.query_dicts(
+            con, "SELECT student_id, sourced_id, building_sis, given_name, family_name, grade, status "
+                 "FROM students ORDER BY student_id LIMIT 10")
+        ignored_preview = store.query_dicts(
+            con, "SELECT sourced_id, reason, detail FROM ignored_students ORDER BY reason, sourced_id LIMIT 10")
+    plan = result.plan
     duration = round(time.monotonic() - started, 2)
     yield dg.MaterializeResult(asset_key="oneroster_users", metadata={
         "dagster/row_count": pull.rows, "provider": pull.label, "pull_mode": pull.mode,
