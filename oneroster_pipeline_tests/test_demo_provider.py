@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -273,6 +274,15 @@ def test_versions_knob_and_unknown_paths():
         assert response.status_code == 404 and code_minor(response) == "unknownobject"
 
 
+def test_concurrent_filtered_pulls_agree(provider):
+    def one_pull(version):
+        return [u["sourcedId"] for u in pull(provider, version, "/students", limit=37, filter="status='active'")]
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        results = list(pool.map(one_pull, ["1.1", "1.2"] * 3))
+    assert all(r == results[0] for r in results) and len(results[0]) == 495
+
+
 def test_keep_alive_connection_is_reused(provider):
     with requests.Session() as session:
         for _ in range(3):
@@ -300,6 +310,14 @@ def test_update_is_visible_in_both_versions_and_in_a_delta(fresh):
         district.update_student(sid, shoeSize="9")
     with pytest.raises(KeyError):
         district.update_student("no-such-id", givenName="X")
+
+
+def test_update_enabled_user_accepts_spec_strings(fresh):
+    sid = fresh.district.student_ids()[0]
+    fresh.district.update_student(sid, enabledUser="false")
+    assert get(fresh, "1.1", f"/users/{sid}").json()["user"]["enabledUser"] == "false"
+    fresh.district.update_student(sid, enabledUser=True)
+    assert get(fresh, "1.2", f"/users/{sid}").json()["user"]["enabledUser"] == "true"
 
 
 def test_remove_and_restore(fresh):

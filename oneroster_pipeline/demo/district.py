@@ -103,9 +103,9 @@ class District:
         self._domain = f"{names.ascii_slug(town)}-usd.example.org"
         self._given = tuple((n, names.ascii_slug(n)) for n in names.GIVEN_NAMES)
         self._family = tuple((n, names.ascii_slug(n)) for n in names.FAMILY_NAMES)
-        self._base_orgs = self._build_orgs(town)
-        self._school_grades = {o["sourcedId"]: g for o, g in self._base_orgs[1:]}
-        self._base_orgs = [o for o, _ in self._base_orgs]
+        built = self._build_orgs(town)
+        self._base_orgs = [o for o, _ in built]
+        self._school_grades = {o["sourcedId"]: grades for o, grades in built if grades}
         self.district_id = self._base_orgs[0]["sourcedId"]
         self._regular_school_ids = [o["sourcedId"] for o in self._base_orgs[1 : 1 + shape.schools]]
         self.department_id = self._base_orgs[-2]["sourcedId"]
@@ -325,7 +325,7 @@ class District:
     def student_index(self, sourced_id: str) -> int | None:
         """The index of the student with this sourcedId (removed or not), via a lazily built sorted key array."""
         with self._lock:
-            for i, _ in self._added_students.items():
+            for i in self._added_students:
                 if self.guid("student", i) == sourced_id:
                     return i
             if self._student_lookup is None:
@@ -385,6 +385,8 @@ class District:
         unknown = set(fields) - UPDATABLE_FIELDS
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}; updatable: {sorted(UPDATABLE_FIELDS)}")
+        if isinstance(fields.get("enabledUser"), str):  # accept the OneRoster spelling "true" / "false" too
+            fields["enabledUser"] = fields["enabledUser"].strip().lower() == "true"
         with self._lock:
             i = self._require_student(sourced_id)
             self._updates[i] = {**self._updates.get(i, {}), **fields}
