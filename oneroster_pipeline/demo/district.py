@@ -19,10 +19,10 @@ import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from itertools import islice
-from typing import Any
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import islice
+from typing import Any
 
 import numpy as np
 

@@ -16,23 +16,24 @@ from oneroster_pipeline.demo.district import format_timestamp, parse_timestamp
 
 Accessor = Callable[[dict], object]
 
-_COMMON = {"sourcedId": lambda r: r["sourcedId"], "status": lambda r: r["status"],
-           "dateLastModified": lambda r: r["dateLastModified"]}
+
+def _plain(*names: str) -> dict[str, Accessor]:
+    return {name: operator.itemgetter(name) for name in names}
+
+
 ORG_FIELDS: dict[str, Accessor] = {
-    **_COMMON, "name": lambda r: r["name"], "type": lambda r: r["type"], "identifier": lambda r: r["identifier"],
+    **_plain("sourcedId", "status", "dateLastModified", "name", "type", "identifier"),
     "parent.sourcedId": lambda r: r["parent"] or "",
 }
 _USER_FIELDS: dict[str, Accessor] = {
-    **_COMMON, **{f: (lambda name: lambda r: r[name])(f) for f in (
-        "username", "givenName", "familyName", "middleName", "identifier", "email", "role")},
+    **_plain("sourcedId", "status", "dateLastModified", "username", "givenName", "familyName", "middleName",
+             "identifier", "email", "role", "grades"),
     "enabledUser": lambda r: "true" if r["enabledUser"] else "false",
-    "grades": lambda r: r["grades"],
 }
 USER_FIELDS = {
     "1.1": _USER_FIELDS,
-    "1.2": {**_USER_FIELDS, "roles.role": _USER_FIELDS["role"],
-            "userMasterIdentifier": lambda r: r["userMasterIdentifier"],
-            "preferredFirstName": lambda r: r["preferredFirstName"]},
+    "1.2": {**_USER_FIELDS, "roles.role": operator.itemgetter("role"),
+            **_plain("userMasterIdentifier", "preferredFirstName")},
 }
 
 _CLAUSE = re.compile(r"^\s*([A-Za-z][\w.]*)\s*(!=|>=|<=|=|>|<|~)\s*'(.*)'\s*$", re.DOTALL)
