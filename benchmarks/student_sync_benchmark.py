@@ -1,0 +1,123 @@
+"""Benchmark: the real student sync path against the demo provider, beside the fetch floor.
+
+    .venv/bin/python benchmarks/student_sync_benchmark.py --students 1000000 [--latency-ms 100] [--page-size 1000]
+
+For each district size it starts the demo provider in its own process (auth none), then prints side by side:
+- the fetch floor: the same /students pages fetched with plain `requests` and thrown away (one connection);
+- the sync at concurrency 1 and at the provider profile's default concurrency, each in a fresh process running
+  the very path the Dagster assets run (pipeline.stage_pull -> apply_org_pull -> buildings -> apply_student_pull):
+  wall time, rows/s, and the peak RSS of that process.
+Not a test: numbers depend on the machine; the closing notes of the performance issue quote runs of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_demo(students: int, schools: int, latency_ms: int) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "oneroster_pipeline.demo", "--port", "0", "--students", str(students),
+               "--schools", str(schools), "--auth", "none", "--version", "1.2", "--latency-ms", str(latency_ms)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        match = re.search(r"1\.2 base URL: (\S+)", line)
+        if match:
+            return process, match.group(1)
+    raise RuntimeError("the demo provider did not start")
+
+
+def fetch_floor(base_url: str, page_size: int) -> tuple[float, int]:
+    """Plain requests over every /students page, bodies read and discarded."""
+    session, offset, pages, started = requests.Session(), 0, 0, time.perf_counter()
+    while True:
+        response = session.get(f"{base_url}/students", params={"limit": page_size, "offset": offset})
+        response.raise_for_status()
+        total = int(response.headers["X-Total-Count"])
+        offset += page_size
+        pages += 1
+        if offset >= total:
+            return time.perf_counter() - started, pages
+
+
+def child(base_url: str, page_size: int, concurrency: int | None, workdir: str) -> None:
+    """The measured process: the real sync path, then its own wall time and peak RSS as JSON."""
+    from oneroster_pipeline import store
+    from oneroster_pipeline.client.settings import ConnectionSettings
+    from oneroster_pipeline.client.source import open_source
+    from oneroster_pipeline.pipeline import apply_org_pull, apply_student_pull, stage_pull
+    from oneroster_pipeline.sync import MassChangePolicy, sync_buildings
+
+    env = {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": base_url, "ONEROSTER_AUTH": "none",
+           "ONEROSTER_PAGE_SIZE": str(page_size)}
+    if concurrency:
+        env["ONEROSTER_MAX_CONCURRENCY"] = str(concurrency)
+    settings = ConnectionSettings.from_env(env)
+    database = Path(workdir) / "bench.duckdb"
+    with open_source(settings) as source, store.connect(database) as con:
+        now = datetime.now(timezone.utc)
+        apply_org_pull(con, stage_pull(source, "orgs", Path(workdir) / "orgs"), "bench", now)
+        with store.transaction(con):
+            sync_buildings(con, now)
+        started = time.perf_counter()
+        pull = stage_pull(source, "students", Path(workdir) / "students")
+        result = apply_student_pull(con, pull, "bench", now, MassChangePolicy())
+        wall = time.perf_counter() - started
+    print(json.dumps({"wall": wall, "rows": pull.rows, "imported": result.imported,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def measure_sync(base_url: str, page_size: int, concurrency: int | None) -> dict:
+    with tempfile.TemporaryDirectory() as workdir:
+        command = [sys.executable, __file__, "--child", base_url, "--page-size", str(page_size),
+                   "--workdir", workdir] + (["--concurrency", str(concurrency)] if concurrency else [])
+        output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--students", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--schools", type=int, default=40)
+    parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--child", metavar="BASE_URL", help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.page_size, args.concurrency, args.workdir)
+        return 0
+
+    print(f"{'students':>9} {'run':<24} {'wall s':>8} {'rows/s':>9} {'x floor':>8} {'peak RSS MB':>12}")
+    for students in args.students:
+        server, base_url = start_demo(students, args.schools, args.latency_ms)
+        try:
+            floor, pages = fetch_floor(base_url, args.page_size)
+            print(f"{students:>9} {'fetch floor (' + str(pages) + ' pages)':<24} {floor:>8.1f} "
+                  f"{students / floor:>9.0f} {1.0:>8.2f} {'-':>12}")
+            for label, concurrency in (("sync, concurrency 1", 1), ("sync, default concurrency", None)):
+                run = measure_sync(base_url, args.page_size, concurrency)
+                print(f"{students:>9} {label:<24} {run['wall']:>8.1f} {run['rows'] / run['wall']:>9.0f} "
+                      f"{run['wall'] / floor:>8.2f} {run['peak_rss_mb']:>12.0f}", flush=True)
+        finally:
+            server.terminate()
+            server.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
