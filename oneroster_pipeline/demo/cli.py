@@ -8,6 +8,7 @@ import threading
 from oneroster_pipeline.demo.auth import AUTH_MODES
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
+from oneroster_pipeline.demo.personas import PERSONAS, QUIRKS
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
 _VERSIONS = {"1.1": ("1.1",), "1.2": ("1.2",), "both": ("1.1", "1.2")}
@@ -22,7 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schools", type=int, default=20)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--version", choices=sorted(_VERSIONS), default="both", help="OneRoster version(s) to serve")
-    p.add_argument("--auth", choices=AUTH_MODES, default=defaults.auth)
+    p.add_argument("--persona", choices=sorted(PERSONAS), default=defaults.persona,
+                   help="wire behaviour of a real provider (see oneroster_pipeline/demo/personas.py)")
+    p.add_argument("--quirk", action="append", choices=sorted(QUIRKS), default=[], metavar="QUIRK",
+                   help="an extra quirk on top of the persona's (repeatable): " + ", ".join(sorted(QUIRKS)))
+    p.add_argument("--auth", choices=AUTH_MODES, default=None,
+                   help=f"default: the persona's ({defaults.auth} for spec, oauth1 for classlink)")
     p.add_argument("--client-id", default=defaults.client_id)
     p.add_argument("--client-secret", default=defaults.client_secret)
     p.add_argument("--bearer-token", default=defaults.bearer_token)
@@ -43,13 +49,19 @@ def main(argv: list[str] | None = None) -> int:
         version = "1.1" if args.version == "both" else args.version
         print(f"wrote {export_csv(District(shape), args.export_csv, version)} (OneRoster {version} CSV)")
         return 0
-    settings = DemoSettings(
-        auth=args.auth, client_id=args.client_id, client_secret=args.client_secret, bearer_token=args.bearer_token,
-        token_lifetime=args.token_lifetime, page_cap=args.page_cap, latency_ms=args.latency_ms,
-        rate_limit_every=args.rate_limit_every, retry_after=args.retry_after, error_5xx_every=args.error_5xx_every,
-        versions=_VERSIONS[args.version])
+    try:
+        settings = DemoSettings(
+            auth=args.auth or PERSONAS[args.persona].auth, client_id=args.client_id, client_secret=args.client_secret,
+            bearer_token=args.bearer_token, token_lifetime=args.token_lifetime, page_cap=args.page_cap,
+            latency_ms=args.latency_ms, rate_limit_every=args.rate_limit_every, retry_after=args.retry_after,
+            error_5xx_every=args.error_5xx_every, versions=_VERSIONS[args.version], persona=args.persona,
+            quirks=frozenset(args.quirk))
+    except ValueError as err:  # e.g. conflicting quirks, or session_cookie without oauth2
+        build_parser().error(str(err))
     with DemoProvider(shape, settings, host=args.host, port=args.port) as provider:
         print(f"OneRoster demo provider: {shape.students} students, {shape.schools} schools, seed {shape.seed}")
+        quirks = ", ".join(sorted(provider.quirks)) or "none"
+        print(f"  persona: {settings.persona} (quirks: {quirks})")
         for version in settings.versions:
             print(f"  {version} base URL: {provider.base_url(version)}")
         if settings.auth == "oauth2":

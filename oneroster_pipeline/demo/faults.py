@@ -1,7 +1,8 @@
 """Error payloads and injected faults of the demo provider.
 
 `imsx_error` builds the OneRoster 1.2 status-info payload (codeMinor values from the spec's vocabulary, e.g.
-`unknownobject`, `invalid_filter_field`, `unauthorisedrequest`, `forbidden`, `server_busy`). `Faults` queues
+`unknownobject`, `invalid_filter_field`, `unauthorisedrequest`, `forbidden`, `server_busy`); `edfi_error` and
+`status_info_set_error` are the variants some servers send instead (personas.py). `Faults` queues
 one-off failures (`fail_next`) for the next API requests, in the shapes real providers and gateways produce.
 """
 
@@ -23,6 +24,18 @@ def imsx_error(code_minor: str, description: str) -> dict:
     return {"imsx_codeMajor": "failure", "imsx_severity": "error", "imsx_description": description,
             "imsx_CodeMinor": {"imsx_codeMinorField": [
                 {"imsx_codeMinorFieldName": "TargetEndSystem", "imsx_codeMinorFieldValue": code_minor}]}}
+
+
+def edfi_error(code_minor: str, description: str) -> dict:
+    """Ed-Fi's OneRoster API: the imsx fields with `imsx_codeMinor` as a flat string."""
+    return {"imsx_codeMajor": "failure", "imsx_severity": "error", "imsx_description": description,
+            "imsx_codeMinor": code_minor}
+
+
+def status_info_set_error(code_minor: str, description: str) -> dict:
+    """Microsoft's OneRoster 1.1 sample server: an array of status infos (flat codeMinor) under `statusInfoSet`."""
+    return {"statusInfoSet": [{"imsx_codeMajor": "failure", "imsx_severity": "error",
+                               "imsx_description": description, "imsx_codeMinor": code_minor}]}
 
 
 def html_error(status: int, reason: str) -> bytes:

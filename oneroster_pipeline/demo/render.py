@@ -3,10 +3,17 @@
 1.1 users carry a single `role`, `orgs[]` refs and `enabledUser` as the string "true"/"false". 1.2 users carry
 `roles[]` (the primary org's role is `primary`, the others `secondary`, as Infinite Campus reports them),
 `primaryOrg` and the 1.2 fields; the 1.2 schema also types `enabledUser` as a string, so booleans are only sent
-when asked for (`boolean_enabled_user`, as some servers do).
+when asked for (`boolean_enabled_user`, as some servers do). A `Wire` carries the value-level persona quirks (see
+personas.py): enabledUser spelling, `inactive`, JSON nulls, Infinite Campus ids; envelopes, hrefs, headers and
+errors are the server's business.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from oneroster_pipeline.demo import personas as q
 
 ORG_KEYS = frozenset(
     {"sourcedId", "status", "dateLastModified", "metadata", "name", "type", "identifier", "parent", "children"})
@@ -16,6 +23,41 @@ USER_KEYS = {
     "1.1": frozenset(_USER_KEYS | {"role", "orgs"}),
     "1.2": frozenset(_USER_KEYS | {"roles", "primaryOrg", "userMasterIdentifier", "preferredFirstName"}),
 }
+
+
+@dataclass(frozen=True)
+class Wire:
+    """How values are spelled on the wire (the defaults are the spec's)."""
+
+    enabled_values: tuple[object, object] = ("true", "false")  # (enabled, disabled)
+    inactive_status: bool = False  # tobedeleted -> "inactive"
+    null_fields: bool = False  # absent / empty values -> JSON null
+    ic_prefixed_ids: bool = False  # 1.1 user sourcedIds get the role prefix
+    ic_legacy_id: bool = False  # 1.2 users get metadata.ic.legacysourceId
+
+    @classmethod
+    def from_quirks(cls, quirks: Iterable[str]) -> Wire:
+        quirks = frozenset(quirks)
+        enabled: tuple[object, object] = ("true", "false")
+        if q.ENABLED_USER_BOOLEAN in quirks:
+            enabled = (True, False)
+        elif q.ENABLED_USER_CAPITALISED in quirks:
+            enabled = ("True", "False")
+        return cls(enabled, q.INACTIVE_STATUS in quirks, q.NULL_FIELDS in quirks, q.IC_ROLE_PREFIXED_IDS in quirks,
+                   q.IC_LEGACY_SOURCE_ID in quirks)
+
+    @property
+    def plain(self) -> bool:
+        return not (self.inactive_status or self.null_fields or self.ic_prefixed_ids or self.ic_legacy_id)
+
+
+SPEC_WIRE = Wire()
+BOOLEAN_WIRE = Wire(enabled_values=(True, False))
+
+
+def legacy_sourced_id(user: dict) -> str:
+    """The Infinite Campus 1.1 sourcedId of a user record: its role prefix + its sourcedId."""
+    return q.ROLE_PREFIXES.get(user["role"], "") + user["sourcedId"]
 
 
 _REFS: dict[tuple[str, str], dict] = {}  # org refs are few and repeated on every user: build each once
@@ -31,18 +73,54 @@ def org_ref(base_url: str, sourced_id: str) -> dict:
     return ref
 
 
-def render_org(org: dict, base_url: str) -> dict:
+def render_org(org: dict, base_url: str, wire: Wire = SPEC_WIRE) -> dict:
     """An org object (identical in 1.1 and 1.2)."""
     out = {k: org[k] for k in ("sourcedId", "status", "dateLastModified", "metadata", "name", "type", "identifier")}
     if org["parent"]:
         out["parent"] = org_ref(base_url, org["parent"])
+    elif wire.null_fields:
+        out["parent"] = None
     out["children"] = [org_ref(base_url, c) for c in org["children"]]
+    if wire.inactive_status and out["status"] == "tobedeleted":
+        out["status"] = "inactive"
+    if wire.null_fields:
+        out["metadata"] = None
+        _empty_to_null(out)
     return out
 
 
-def render_user(user: dict, version: str, base_url: str, boolean_enabled_user: bool = False) -> dict:
-    """A user object in the shape of `version` ("1.1" or "1.2")."""
-    enabled = user["enabledUser"] if boolean_enabled_user else ("true" if user["enabledUser"] else "false")
+def render_user(user: dict, version: str, base_url: str, boolean_enabled_user: bool = False,
+                wire: Wire | None = None) -> dict:
+    """A user object in the shape of `version` ("1.1" or "1.2"); `wire` (if given) overrides boolean_enabled_user."""
+    if wire is None:
+        wire = BOOLEAN_WIRE if boolean_enabled_user else SPEC_WIRE
+    out = _user(user, version, base_url, wire.enabled_values[0] if user["enabledUser"] else wire.enabled_values[1])
+    if not wire.plain:
+        _apply_wire(out, user, version, wire)
+    return out
+
+
+def _apply_wire(out: dict, user: dict, version: str, wire: Wire) -> None:
+    if wire.inactive_status and out["status"] == "tobedeleted":
+        out["status"] = "inactive"
+    legacy = version == "1.2" and wire.ic_legacy_id
+    if legacy:
+        out["metadata"] = {**(out["metadata"] or {}), "ic": {"legacysourceId": legacy_sourced_id(user)}}
+    if version == "1.1" and wire.ic_prefixed_ids:
+        out["sourcedId"] = legacy_sourced_id(user)
+    if wire.null_fields:
+        if not legacy:
+            out["metadata"] = None
+        _empty_to_null(out)
+
+
+def _empty_to_null(out: dict) -> None:
+    for key, value in out.items():
+        if value == "":
+            out[key] = None
+
+
+def _user(user: dict, version: str, base_url: str, enabled: object) -> dict:
     refs = [org_ref(base_url, sid) for sid in user["orgs"]]
     if version == "1.1":
         return {"sourcedId": user["sourcedId"], "status": user["status"],
