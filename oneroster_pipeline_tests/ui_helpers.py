@@ -1,0 +1,230 @@
+"""Helpers for the browser test of the Dagster UI: a `dagster dev` subprocess, its GraphQL API, and Chromium.
+
+`dagster dev` runs in its own process group on 127.0.0.1 with a temporary DAGSTER_HOME (a copy of the project's
+dagster.yaml), a temporary DuckDB file and the built-in demo district; `DagsterDev.stop()` ends the whole group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
+CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium as root on a machine with a closed network (see README, "Using the UI")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+LOCATION = "oneroster_pipeline"  # workspace.yaml's location_name
+REPOSITORY = "__repository__"  # the repository name Dagster gives a `Definitions` object
+TERMINAL_RUN_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DagsterDev:
+    """`dagster dev -w workspace.yaml` on a free loopback port, isolated from the developer's own instance."""
+
+    def __init__(self, home: Path, log_path: Path, demo_students: int = 300,
+                 workspace: Path = PROJECT_ROOT / "workspace.yaml"):
+        self.home = home
+        self.workspace = workspace
+        self.log_path = log_path
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.demo_students = demo_students
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    def environment(self) -> dict[str, str]:
+        # no ONEROSTER_* from the developer's shell: no provider set -> the built-in demo district in-process
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ONEROSTER_", "DAGSTER_"))}
+        env.update({
+            "DAGSTER_HOME": str(self.home),
+            "ONEROSTER_DUCKDB_PATH": str(self.home / "oneroster.duckdb"),
+            "ONEROSTER_DEMO_STUDENTS": str(self.demo_students),
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", self.home / "dagster.yaml")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-w", str(self.workspace),
+             "-h", "127.0.0.1", "-p", str(self.port)],
+            # run from DAGSTER_HOME, not the checkout: the CLI would read a developer's ./.env there
+            cwd=self.home, env=self.environment(), stdin=subprocess.DEVNULL,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def _assert_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(
+                f"dagster dev exited with code {self.process.returncode}; log tail:\n{self.log_tail()}")
+
+    def wait_until_loaded(self, timeout: float = 120.0) -> None:
+        """Wait until the webserver answers and the code location is loaded; fail with its error if it did not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._assert_alive()
+            try:
+                if requests.get(f"{self.base_url}/server_info", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"webserver did not answer within {timeout:.0f} s; log tail:\n{self.log_tail()}")
+            time.sleep(0.5)
+        query = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+            locationOrLoadError { __typename ... on PythonError { message stack } } } } } }"""
+        while True:
+            self._assert_alive()
+            entries = self.graphql(query)["workspaceOrError"]["locationEntries"]
+            entry = next((e for e in entries if e["name"] == LOCATION), None)
+            assert entry is not None, f"code location {LOCATION!r} missing from the workspace: {entries}"
+            if entry["loadStatus"] == "LOADED":
+                loaded = entry["locationOrLoadError"] or {}
+                if loaded.get("__typename") == "PythonError":
+                    raise AssertionError(
+                        f"code location {LOCATION!r} failed to load: {loaded['message']}\n{''.join(loaded['stack'])}")
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"code location not loaded within {timeout:.0f} s; log tail:\n{self.log_tail()}")
+            time.sleep(0.5)
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        response = requests.post(f"{self.base_url}/graphql", json={"query": query, "variables": variables or {}},
+                                 timeout=30)
+        response.raise_for_status()
+        body = response.json()
+        assert not body.get("errors"), f"GraphQL errors: {body['errors']}"
+        return body["data"]
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM the process group (webserver, daemon, code servers), then SIGKILL whatever is left."""
+        if self.process is None:
+            return
+        import psutil
+
+        try:
+            descendants = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            descendants = []
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+        # a child that started its own session escaped the group: end it by pid
+        _, alive = psutil.wait_procs(descendants, timeout=5)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if self._log is not None:
+            self._log.close()
+        self.process = None
+
+    # --- GraphQL reads the test asserts on -------------------------------------------------------------------
+
+    def repository(self) -> dict:
+        data = self.graphql("""
+            query Repo($selector: RepositorySelector!) { repositoryOrError(repositorySelector: $selector) {
+              __typename ... on PythonError { message }
+              ... on Repository { jobs { name } schedules { name scheduleState { status } }
+                assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name
+                  executionForLatestMaterialization { status runId evaluation { success } } } } } } } } }""",
+            {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}})
+        repo = data["repositoryOrError"]
+        assert repo["__typename"] == "Repository", f"repository not loaded: {repo}"
+        return repo
+
+    def run(self, run_id: str) -> dict:
+        data = self.graphql("""
+            query Run($runId: ID!) { runOrError(runId: $runId) { __typename
+              ... on Run { runId jobName status tags { key value } } } }""", {"runId": run_id})
+        run = data["runOrError"]
+        assert run["__typename"] == "Run", f"run {run_id} not found: {run}"
+        return run
+
+    def run_errors(self, run_id: str) -> list[str]:
+        data = self.graphql("""
+            query Logs($runId: ID!) { logsForRun(runId: $runId, limit: 1000) { ... on EventConnection {
+              events { __typename ... on MessageEvent { message stepKey }
+                ... on ExecutionStepFailureEvent { error { message } }
+                ... on RunFailureEvent { error { message } } } } } }""", {"runId": run_id})
+        events = (data["logsForRun"] or {}).get("events", [])
+        return [f"{e.get('stepKey') or '-'}: {e.get('message')} {(e.get('error') or {}).get('message', '')}"
+                for e in events if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")]
+
+    def wait_for_run(self, run_id: str, timeout: float = 180.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(run_id)
+            if run["status"] in TERMINAL_RUN_STATUSES:
+                return run
+            self._assert_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run {run_id} still {run['status']} after {timeout:.0f} s")
+            time.sleep(1)
+
+    def schedule_status(self, name: str) -> str:
+        data = self.graphql("""
+            query Schedule($selector: ScheduleSelector!) { scheduleOrError(scheduleSelector: $selector) {
+              __typename ... on Schedule { scheduleState { status } } } }""",
+            {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "scheduleName": name}})
+        schedule = data["scheduleOrError"]
+        assert schedule["__typename"] == "Schedule", f"schedule {name!r} not found: {schedule}"
+        return schedule["scheduleState"]["status"]
+
+
+@contextmanager
+def step(page, name: str):
+    """One step of the walkthrough: a screenshot in test-artifacts/ui/ afterwards, marked FAILED if it raised."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        _screenshot(page, f"{name}-FAILED")
+        raise
+    _screenshot(page, name)
+
+
+def _screenshot(page, name: str) -> None:
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    except Exception:  # a screenshot must never hide the real failure
+        pass
