@@ -36,6 +36,8 @@ CHECKS = {  # asset -> its checks
 JOBS = ["building_sync", "student_sync", "full_sync"]
 SCHEDULE = "daily_student_sync"
 JOB_URL = f"/locations/{ui.LOCATION}/jobs/full_sync"
+STUDENT_JOB_URL = f"/locations/{ui.LOCATION}/jobs/student_sync"
+SYNC_MODE_TAG = "oneroster/sync_mode"
 UI_TIMEOUT_MS = 30_000
 
 
@@ -187,14 +189,49 @@ def test_full_sync_launched_from_the_ui_succeeds_and_checks_pass(page, dagster_d
     print(f"full_sync launched from the UI, succeeded and checked in {time.monotonic() - started:.1f} s")
 
 
+def test_student_sync_with_a_run_tag_from_the_launchpad(page, dagster_dev):
+    """README "Using the UI", step 7: a run tag set in the launchpad reaches the sync (here: force a full pull)."""
+    with ui.step(page, "08-launchpad-tag"):
+        page.goto(STUDENT_JOB_URL)
+        expect(page.get_by_role("button", name="Materialize all")).to_be_enabled()
+        # the ▾ beside "Materialize all"
+        page.get_by_role("button").filter(has=page.locator("[aria-label=arrow_drop_down]")).last.click()
+        page.get_by_role("menuitem", name="Open launchpad").click()
+        launchpad = page.get_by_role("dialog").filter(has_text=re.compile(r"Launchpad \("))
+        unmaterialized_upstream = page.get_by_role("dialog").filter(has_text="Are you sure?")
+        expect(launchpad.or_(unmaterialized_upstream)).to_be_visible()
+        if unmaterialized_upstream.is_visible():  # only when buildings was never materialized
+            unmaterialized_upstream.get_by_role("button", name="Confirm").click()
+        launchpad.get_by_role("button", name="Edit tags").click()
+        tags = page.get_by_role("dialog").filter(has_text="Add tags to run")
+        tags.get_by_placeholder("Tag Key").fill(SYNC_MODE_TAG)
+        tags.get_by_placeholder("Tag Value").fill("full")
+        tags.get_by_role("button", name="Apply").click()
+        expect(tags).to_be_hidden()
+        expect(launchpad.get_by_text(f"{SYNC_MODE_TAG}: full")).to_be_visible()
+
+    with ui.step(page, "09-tagged-run-succeeded"):
+        launchpad.get_by_role("button", name=re.compile(r"Materialize$")).click()
+        page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"))
+        run_id = re.search(r"/runs/([0-9a-f-]{36})", page.url).group(1)
+        run = dagster_dev.wait_for_run(run_id)
+        assert run["status"] == "SUCCESS", (
+            f"student_sync run {run_id} ended {run['status']}: {dagster_dev.run_errors(run_id)}")
+        assert run["jobName"] == "student_sync"
+        assert {"key": SYNC_MODE_TAG, "value": "full"} in run["tags"]
+        assert dagster_dev.latest_metadata("oneroster_users", run_id).get("pull_mode") == "full"
+        page.reload()
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+
+
 def test_daily_schedule_switched_on_from_automation(page, dagster_dev):
     assert dagster_dev.schedule_status(SCHEDULE) == "STOPPED"
-    with ui.step(page, "08-automation"):
+    with ui.step(page, "10-automation"):
         open_nav(page, "Automation")
         schedule_link = link(page, SCHEDULE)
         expect(schedule_link, f"schedule {SCHEDULE} not on the Automation page").to_be_visible()
 
-    with ui.step(page, "09-schedule-switched-on"):
+    with ui.step(page, "11-schedule-switched-on"):
         schedule_link.click()
         page.wait_for_url(f"**/schedules/{SCHEDULE}")
         running = page.get_by_role("row").filter(has=page.get_by_text("Running", exact=True))
@@ -207,6 +244,6 @@ def test_daily_schedule_switched_on_from_automation(page, dagster_dev):
             assert time.monotonic() < deadline, f"{SCHEDULE} not RUNNING 30 s after the toggle"
             time.sleep(0.5)
 
-    with ui.step(page, "10-automation-schedule-on"):
+    with ui.step(page, "12-automation-schedule-on"):
         open_nav(page, "Automation")
         expect(link(page, SCHEDULE)).to_be_visible()

@@ -201,6 +201,19 @@ class DagsterDev:
                 raise AssertionError(f"run {run_id} still {run['status']} after {timeout:.0f} s")
             time.sleep(1)
 
+    def latest_metadata(self, asset: str, run_id: str) -> dict:
+        """Text and number metadata of the asset's latest materialization, which must come from `run_id`."""
+        data = self.graphql("""
+            query Latest($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename
+              ... on Asset { assetMaterializations(limit: 1) { runId metadataEntries { label
+                ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue }
+                ... on FloatMetadataEntry { floatValue } } } } } }""", {"key": {"path": [asset]}})
+        materializations = data["assetOrError"].get("assetMaterializations") or []
+        assert materializations and materializations[0]["runId"] == run_id, (
+            f"{asset} was not materialized by run {run_id}: {materializations[:1]}")
+        return {e["label"]: e.get("text", e.get("intValue", e.get("floatValue")))
+                for e in materializations[0]["metadataEntries"]}
+
     def schedule_status(self, name: str) -> str:
         data = self.graphql("""
             query Schedule($selector: ScheduleSelector!) { scheduleOrError(scheduleSelector: $selector) {
