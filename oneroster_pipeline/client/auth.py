@@ -1,0 +1,150 @@
+"""Authentication as `requests.auth.AuthBase` objects: OAuth 2.0 client credentials, OAuth 1.0a, bearer, none.
+
+OAuth 2.0 (Infinite Campus, OneRoster 1.2): the token is fetched through the API session (so cookies a load
+balancer sets on the token response reach later calls), cached, refreshed shortly before `expires_in`, and
+refreshed once more when the API answers 401. Credentials go as HTTP Basic first; if the token endpoint answers
+400/401 they are retried once as form fields, and whichever worked is remembered.
+OAuth 1.0a (ClassLink direct, OneRoster 1.1) is `requests_oauthlib.OAuth1`: every request, query included, signed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import requests
+from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, SIGNATURE_HMAC_SHA256
+from requests.auth import AuthBase, HTTPBasicAuth
+from requests_oauthlib import OAuth1
+
+from .errors import OneRosterDataError, http_error
+from .http import send
+from .settings import ConnectionSettings
+
+_TOKEN_HINT = "check ONEROSTER_CLIENT_ID, ONEROSTER_CLIENT_SECRET and ONEROSTER_TOKEN_URL"
+_SIGNATURE_METHODS = {"HMAC-SHA256": SIGNATURE_HMAC_SHA256, "HMAC-SHA1": SIGNATURE_HMAC_SHA1}
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request  # overrides the session's auth for the token request itself
+
+
+class BearerAuth(AuthBase):
+    """A static bearer token (e.g. ClassLink's OAuth2 proxy token)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(token=********)"
+
+
+class OAuth2ClientCredentials(AuthBase):
+    """OAuth 2.0 client credentials grant with a cached, proactively and reactively refreshed token."""
+
+    REFRESH_MARGIN_SECONDS = 60.0
+
+    def __init__(self, session: requests.Session, token_url: str, client_id: str, client_secret: str,
+                 timeout: float) -> None:
+        self._session, self._token_url, self._timeout = session, token_url, timeout
+        self._client_id, self._client_secret = client_id, client_secret
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self.credential_style = "basic"  # or "form" once Basic was refused and form worked
+        self.tokens_fetched = 0
+
+    def __repr__(self) -> str:
+        return f"OAuth2ClientCredentials(client_id={self._client_id!r}, credential_style={self.credential_style!r})"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        request.register_hook("response", self._refresh_on_401)
+        return request
+
+    def token(self) -> str:
+        """The cached access token, fetched or refreshed when missing or about to expire."""
+        with self._lock:
+            if self._token is None or time.monotonic() >= self._refresh_at:
+                self._token, lifetime = self._fetch()
+                margin = min(self.REFRESH_MARGIN_SECONDS, lifetime * 0.1) if lifetime else 0.0
+                self._refresh_at = time.monotonic() + lifetime - margin if lifetime else float("inf")
+            return self._token
+
+    def invalidate(self, token: str) -> None:
+        """Forget `token` (if still the cached one) so the next request fetches a new one."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+    def _fetch(self) -> tuple[str, float | None]:
+        styles = [self.credential_style] + [s for s in ("basic", "form") if s != self.credential_style]
+        for attempt, style in enumerate(styles):
+            response = self._request_token(style)
+            if response.status_code in (400, 401) and attempt == 0:
+                continue  # the other credential style, once
+            if not response.ok:
+                raise http_error(response, "OAuth2 token request failed: ", _TOKEN_HINT)
+            self.credential_style = style
+            return self._parse(response)
+        raise AssertionError("unreachable")
+
+    def _request_token(self, style: str) -> requests.Response:
+        data = {"grant_type": "client_credentials"}
+        auth: object = HTTPBasicAuth(self._client_id, self._client_secret)
+        if style == "form":
+            data.update(client_id=self._client_id, client_secret=self._client_secret)
+            auth = _no_auth
+        return send(self._session, "POST", self._token_url, self._timeout, data=data, auth=auth,
+                    headers={"Accept": "application/json"})
+
+    def _parse(self, response: requests.Response) -> tuple[str, float | None]:
+        try:
+            payload = response.json()
+            token = payload["access_token"]
+        except (ValueError, KeyError, TypeError):
+            raise OneRosterDataError(response.url, "the OAuth2 token response has no access_token") from None
+        if not isinstance(token, str) or not token:
+            raise OneRosterDataError(response.url, "the OAuth2 token response has an empty access_token")
+        self.tokens_fetched += 1
+        try:
+            lifetime = float(payload.get("expires_in"))
+        except (TypeError, ValueError):
+            lifetime = None  # no expiry given: refresh only when the API answers 401
+        return token, lifetime if lifetime and lifetime > 0 else None
+
+    def _refresh_on_401(self, response: requests.Response, **kwargs) -> requests.Response:
+        """Response hook: on a 401, refresh the token once and resend the request."""
+        if response.status_code != 401 or getattr(response.request, "oneroster_retried", False):
+            return response
+        sent = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+        self.invalidate(sent)
+        response.content  # noqa: B018 (drain, so the connection can be reused)
+        response.close()
+        retry = response.request.copy()
+        retry.oneroster_retried = True
+        retry.headers["Authorization"] = f"Bearer {self.token()}"
+        retry.headers.pop("Cookie", None)
+        retry.prepare_cookies(self._session.cookies)  # a cookie set by the new token response, if any
+        resent = response.connection.send(retry, **kwargs)
+        resent.history.append(response)
+        resent.request = retry
+        return resent
+
+
+def build_auth(settings: ConnectionSettings, session: requests.Session) -> AuthBase | None:
+    """The auth object for the settings' mode (None for `none`)."""
+    secret = settings.client_secret.reveal() if settings.client_secret else ""
+    if settings.auth == "oauth2":
+        return OAuth2ClientCredentials(session, settings.token_url, settings.client_id, secret,
+                                       settings.timeout_seconds)
+    if settings.auth == "oauth1":
+        return OAuth1(settings.client_id, client_secret=secret, signature_type="AUTH_HEADER",
+                      signature_method=_SIGNATURE_METHODS[settings.oauth1_signature_method])
+    if settings.auth == "bearer":
+        return BearerAuth(settings.access_token.reveal())
+    return None

@@ -1,0 +1,134 @@
+"""Client errors, with messages a district admin can act on and that never carry a secret or a payload.
+
+`OneRosterHTTPError` is a final non-2xx answer (after retries): its message names the redacted URL, the status
+and what the provider said, parsed leniently from the body forms seen in the wild (1.2 `imsx_*` with
+`imsx_CodeMinor`, a flat `imsx_codeMinor` string, a `statusInfoSet` wrapper, an OAuth `error` object, an HTML
+page's <title>, or nothing). `OneRosterDataError` is a 2xx answer we cannot use (not JSON, no envelope).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+
+# query parameters whose values are never shown (lower-cased names; oauth_* covers OAuth 1.0a query signing)
+_SECRET_PARAMS = {"access_token", "token", "client_secret", "secret", "password", "api_key", "apikey", "key",
+                  "signature", "sig", "code"}
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HINTS = {
+    401: "check the client id/secret or access token (ONEROSTER_CLIENT_ID, ONEROSTER_CLIENT_SECRET, "
+         "ONEROSTER_ACCESS_TOKEN) and ONEROSTER_AUTH",
+    403: "the credentials lack a scope or permission for this endpoint (1.2 needs roster-core.readonly)",
+    404: "the endpoint does not exist: check ONEROSTER_BASE_URL and ONEROSTER_VERSION "
+         "(a district without the OneRoster module answers 404 on the base path)",
+    429: "the provider is rate limiting; retries were exhausted (ONEROSTER_MAX_RETRIES)",
+}
+
+
+class OneRosterError(Exception):
+    """Base class of every client error."""
+
+
+class OneRosterHTTPError(OneRosterError):
+    """A final non-2xx response. `status` is the HTTP status; `code_minor`/`description` what the provider said."""
+
+    def __init__(self, url: str, status: int, description: str | None = None, code_minor: str | None = None,
+                 context: str = "", hint: str | None = None) -> None:
+        self.url, self.status, self.description, self.code_minor = redact_url(url), status, description, code_minor
+        said = "; ".join(p for p in (description, f"codeMinor {code_minor}" if code_minor else None) if p)
+        hint = _HINTS.get(status) if hint is None else hint
+        message = f"{context}HTTP {status} from {self.url}: {said or 'no error detail in the response body'}"
+        super().__init__(message + (f" ({hint})" if hint else ""))
+
+
+class OneRosterDataError(OneRosterError):
+    """A 2xx response the client cannot use (not JSON, no expected envelope, a server that ignores offset)."""
+
+    def __init__(self, url: str, problem: str, offset: int | None = None) -> None:
+        self.url, self.offset = redact_url(url), offset
+        where = f" at offset {offset}" if offset is not None else ""
+        super().__init__(f"{problem} ({self.url}{where})")
+
+
+class OneRosterConnectionError(OneRosterError):
+    """The provider could not be reached (DNS, refused, reset, timeout) after the retries."""
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password and without the values of secret-looking query parameters."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = urlencode([(k, "***" if _is_secret(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="*'<>=:")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _is_secret(name: str) -> bool:
+    name = name.lower()
+    return name in _SECRET_PARAMS or name.startswith("oauth_")
+
+
+def http_error(response: requests.Response, context: str = "", hint: str | None = None) -> OneRosterHTTPError:
+    """A `OneRosterHTTPError` for a final error response (the body is read, parsed leniently, never quoted whole)."""
+    description, code_minor = describe_body(response)
+    return OneRosterHTTPError(response.url, response.status_code, description, code_minor, context, hint)
+
+
+def describe_body(response: requests.Response) -> tuple[str | None, str | None]:
+    """(description, codeMinor) from an error body of any known form; (None, None) for an empty or unknown one."""
+    text = response.text.strip() if response.content else ""
+    if not text:
+        return None, None
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        title = _TITLE.search(text)
+        if title:
+            return "HTML page: " + " ".join(unescape(title.group(1)).split())[:200], None
+        return ("non-JSON body: " + " ".join(text.split())[:120]) if len(text) < 2000 else None, None
+    return _describe_json(payload)
+
+
+def _describe_json(payload: object) -> tuple[str | None, str | None]:
+    if isinstance(payload, dict) and isinstance(payload.get("statusInfoSet"), list) and payload["statusInfoSet"]:
+        payload = payload["statusInfoSet"][0]
+    if isinstance(payload, list) and payload:
+        payload = payload[0]
+    if not isinstance(payload, dict):
+        return None, None
+    if "error" in payload and isinstance(payload["error"], str):  # RFC 6749 token endpoint error
+        description = payload.get("error_description")
+        return payload["error"] + (f": {description}" if isinstance(description, str) else ""), None
+    description = _first_str(payload, "imsx_description", "description", "message")
+    return description, _code_minor(payload)
+
+
+def _code_minor(payload: dict) -> str | None:
+    for key in ("imsx_CodeMinor", "imsx_codeMinor"):
+        value = payload.get(key)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict):
+            fields = value.get("imsx_codeMinorField")
+            fields = fields if isinstance(fields, list) else [fields]
+            values = [f.get("imsx_codeMinorFieldValue") for f in fields if isinstance(f, dict)]
+            values = [v for v in values if isinstance(v, str)]
+            if values:
+                return ", ".join(values)
+    return None
+
+
+def _first_str(payload: dict, *keys: str) -> str | None:
+    for key in keys:
+        if isinstance(payload.get(key), str) and payload[key].strip():
+            return payload[key].strip()[:300]
+    return None

@@ -1,0 +1,77 @@
+"""The HTTP layer: a `requests.Session` with urllib3 retries, and JSON GETs that fail with clear errors.
+
+Retries are urllib3's `Retry`: 429 and 5xx gateway answers, connection resets and read timeouts, exponential
+backoff with jitter, `Retry-After` respected (capped), all bounded by `ONEROSTER_MAX_RETRIES`. After the budget
+the last response is returned (not raised), so its body can be parsed into a `OneRosterHTTPError`.
+Payloads are never logged or quoted in errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .errors import OneRosterConnectionError, OneRosterDataError, http_error, redact_url
+from .settings import ConnectionSettings
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_MAX_SECONDS = 120  # a provider asking for longer is retried after this long
+USER_AGENT = "oneroster-pipeline/0.1 (+requests)"
+
+
+def build_retry(settings: ConnectionSettings) -> Retry:
+    """The retry policy of every request of a connection (token requests included)."""
+    n = settings.max_retries
+    return Retry(
+        total=n, connect=n, read=n, status=n, other=0, redirect=3,
+        allowed_methods=frozenset({"GET", "POST"}),  # POST: the client-credentials token request is idempotent
+        status_forcelist=RETRY_STATUSES, raise_on_status=False, respect_retry_after_header=True,
+        backoff_factor=settings.backoff_seconds, backoff_max=settings.backoff_max_seconds,
+        backoff_jitter=settings.backoff_jitter_seconds, retry_after_max=RETRY_AFTER_MAX_SECONDS,
+    )
+
+
+def build_session(settings: ConnectionSettings) -> requests.Session:
+    """A session with the retry policy mounted and a pool sized for the configured concurrency (no auth yet)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=build_retry(settings), pool_maxsize=max(settings.max_concurrency, 2))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+    return session
+
+
+def send(session: requests.Session, method: str, url: str, timeout: float, **kwargs) -> requests.Response:
+    """One request through the retrying session; unreachable provider -> `OneRosterConnectionError`."""
+    try:
+        return session.request(method, url, timeout=timeout, **kwargs)
+    except requests.exceptions.RetryError:  # a redirect loop (status retries return the last response)
+        raise OneRosterConnectionError(f"too many redirects or retries for {redact_url(url)}") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+        kind = "timed out" if isinstance(error, requests.exceptions.Timeout) else "could not connect"
+        raise OneRosterConnectionError(
+            f"{kind}: {redact_url(url)} ({type(error).__name__}, after the retries of ONEROSTER_MAX_RETRIES; check "
+            "ONEROSTER_BASE_URL, the network and ONEROSTER_TIMEOUT_SECONDS)") from None
+
+
+def get_json(session: requests.Session, url: str, params: dict, timeout: float,
+             offset: int | None = None) -> tuple[object, requests.Response]:
+    """GET `url` and return (parsed JSON, response); a non-2xx answer raises `OneRosterHTTPError`, a 2xx that is
+    not JSON raises `OneRosterDataError` naming the URL and offset."""
+    response = send(session, "GET", url, timeout, params=params)
+    if not response.ok:
+        raise http_error(response)
+    try:
+        return json.loads(response.content), response
+    except ValueError as error:
+        kind = response.headers.get("Content-Type") or "no Content-Type"
+        reason = "an empty body" if not response.content else f"{kind}, {type(error).__name__} at char " \
+                                                                f"{getattr(error, 'pos', '?')}"
+        raise OneRosterDataError(response.url, f"HTTP {response.status_code} answer is not JSON ({reason})",
+                                 offset) from None

@@ -1,0 +1,143 @@
+"""limit/offset paging that ends exactly once every record was received, whatever signals the server offers.
+
+`fetch_page` does one GET and checks the envelope; `Pager` decides what comes next, knowing nothing of HTTP:
+- the next offset is the previous one plus the records actually received (servers cap `limit` silently);
+- the end is `X-Total-Count` reached when the server sends it, else the `Link` header without rel="next", else a
+  page shorter than the server's page size (a first short page is treated as a possible cap and confirmed with
+  one more request), and always an empty page;
+- a page repeating the previous page's sourcedIds (a server ignoring offset) is an error, and pages are bounded;
+- records are deduplicated by sourcedId within the pull; duplicates are counted with a sample in the `PullReport`.
+Bounded concurrent fetching can be added on top: once the first page gives the total and the served page size,
+the remaining offsets are known and can be fetched in parallel and fed to `Pager.accept` in offset order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import requests
+
+from .errors import OneRosterDataError
+from .http import get_json
+
+MAX_PAGES = 100_000
+DUPLICATE_SAMPLE = 10
+
+
+@dataclass
+class PullReport:
+    """What one pull of a collection saw. `complete` is True only when the end was reached as the server said."""
+
+    collection: str  # orgs | students | schools
+    endpoint: str  # the URL path, e.g. /ims/oneroster/rostering/v1p2/students
+    page_size: int  # the limit asked for
+    filter: str | None = None
+    sorted_by: str | None = None  # the sort requested (None: not requested, or refused by the server)
+    reported_total: int | None = None  # X-Total-Count, as last seen
+    first_reported_total: int | None = None  # X-Total-Count on the first page
+    received: int = 0  # records received, duplicates and rejected ones included
+    duplicates: int = 0
+    duplicate_sample: list[str] = field(default_factory=list)
+    rejected: int = 0  # records that could not be normalised (see source.rejections)
+    skipped: int = 0  # records left out on purpose (a /students record without the student role)
+    rows: int = 0  # normalised rows yielded
+    pages: int = 0
+    served_page_size: int | None = None  # the largest page seen, when the server capped below page_size
+    complete: bool = False
+    incomplete_reason: str | None = "the pull has not finished"
+
+
+@dataclass(frozen=True)
+class Page:
+    offset: int
+    records: list
+    total: int | None  # X-Total-Count, if sent and numeric
+    has_next: bool | None  # Link rel="next" present (None: no Link header)
+    url: str
+
+
+def fetch_page(session: requests.Session, url: str, params: dict, envelopes: tuple[str, ...], offset: int,
+               limit: int, timeout: float) -> Page:
+    """GET one page; a 200 without one of the `envelopes` keys holding a list is an error, never an empty page."""
+    payload, response = get_json(session, url, {**params, "limit": limit, "offset": offset}, timeout, offset)
+    records = next((payload[k] for k in envelopes if isinstance(payload, dict) and k in payload), None)
+    if not isinstance(records, list):
+        found = ", ".join(sorted(payload)[:10]) if isinstance(payload, dict) else type(payload).__name__
+        raise OneRosterDataError(response.url, f"HTTP {response.status_code} answer has no {' or '.join(envelopes)} "
+                                 f"list (found: {found or 'an empty object'}); refusing to treat it as empty", offset)
+    total = response.headers.get("X-Total-Count", "").strip()
+    has_next = "next" in response.links if "Link" in response.headers else None
+    return Page(offset, records, int(total) if total.isdigit() else None, has_next, response.url)
+
+
+class Pager:
+    """The offset of the next page, whether the pull is done, and the deduplicated records of each page."""
+
+    def __init__(self, limit: int, report: PullReport, max_pages: int = MAX_PAGES) -> None:
+        self.limit, self.report, self.max_pages = limit, report, max_pages
+        self.offset = 0
+        self.done = False
+        self._suspected_cap: int | None = None
+        self._previous_ids: list | None = None
+        self._seen: set[str] = set()
+        self._unique_count = 0  # unique records before the current page
+
+    def accept(self, page: Page) -> list:
+        """Take a fetched page (the one at `self.offset`); returns its records not seen before in this pull."""
+        report, n = self.report, len(page.records)
+        report.pages += 1
+        report.received += n
+        if page.total is not None:
+            report.reported_total = page.total
+            if report.first_reported_total is None:
+                report.first_reported_total = page.total
+        ids = [r.get("sourcedId") if isinstance(r, dict) else None for r in page.records]
+        if n and ids == self._previous_ids:
+            raise OneRosterDataError(page.url, "the server sent the previous page again: it ignores offset", page.offset)
+        self._previous_ids = ids
+        self.offset += n
+        unique = self._unique(page.records, ids)
+        self._decide(page, n, len(unique))
+        self._unique_count += len(unique)
+        if not self.done and report.pages >= self.max_pages:
+            raise OneRosterDataError(page.url, f"more than {self.max_pages} pages: stopping", page.offset)
+        return unique
+
+    def _decide(self, page: Page, n: int, new: int) -> None:
+        if 0 < n < self.limit:
+            self.report.served_page_size = max(self.report.served_page_size or 0, n)
+        if n == 0:
+            missing = page.total is not None and self.offset < page.total
+            self._finish(None if not missing else
+                         f"the server reported {page.total} records but sent an empty page at offset {self.offset}")
+        elif page.total is not None:
+            if self.offset >= page.total:
+                short = page.total - self._unique_count - new
+                self._finish(None if short <= 0 else f"{short} of the {page.total} records the server reported never "
+                             "came (pages overlapped: the server's order is not stable across pages)")
+        elif page.has_next is not None:
+            if not page.has_next:
+                self._finish(None)
+        elif n < (self._suspected_cap or self.limit):
+            if self._suspected_cap is None:
+                self._suspected_cap = n  # maybe a server-side cap: one more request tells
+            else:
+                self._finish(None)
+
+    def _finish(self, incomplete_reason: str | None) -> None:
+        self.done = True
+        self.report.complete = incomplete_reason is None
+        self.report.incomplete_reason = incomplete_reason
+
+    def _unique(self, records: list, ids: list) -> list:
+        unique = []
+        for record, sourced_id in zip(records, ids):
+            if isinstance(sourced_id, str):
+                if sourced_id in self._seen:
+                    self.report.duplicates += 1
+                    if len(self.report.duplicate_sample) < DUPLICATE_SAMPLE:
+                        self.report.duplicate_sample.append(sourced_id)
+                    continue
+                self._seen.add(sourced_id)
+            unique.append(record)
+        return unique

@@ -1,0 +1,258 @@
+"""Connection settings from `ONEROSTER_*` environment variables, validated before any request is sent.
+
+Every problem raises `SettingsError` naming the variable to fix. Secrets are held in `Secret`, whose repr and str
+are redacted, so settings can be logged, printed or put in an exception message safely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from .errors import redact_url
+from .profiles import AUTH_MODES, PROFILES, profile_for
+
+# settings field -> environment variable
+ENV_VARS = {
+    "provider": "ONEROSTER_PROVIDER",
+    "base_url": "ONEROSTER_BASE_URL",
+    "version": "ONEROSTER_VERSION",
+    "auth": "ONEROSTER_AUTH",
+    "token_url": "ONEROSTER_TOKEN_URL",
+    "client_id": "ONEROSTER_CLIENT_ID",
+    "client_secret": "ONEROSTER_CLIENT_SECRET",
+    "access_token": "ONEROSTER_ACCESS_TOKEN",
+    "page_size": "ONEROSTER_PAGE_SIZE",
+    "csv_path": "ONEROSTER_CSV_PATH",
+    "oauth1_signature_method": "ONEROSTER_OAUTH1_SIGNATURE_METHOD",
+    "timeout_seconds": "ONEROSTER_TIMEOUT_SECONDS",
+    "max_retries": "ONEROSTER_MAX_RETRIES",
+    "max_concurrency": "ONEROSTER_MAX_CONCURRENCY",
+    "backoff_seconds": "ONEROSTER_BACKOFF_SECONDS",
+}
+_SECRETS = ("client_secret", "access_token")
+_INTS = ("page_size", "max_retries", "max_concurrency")
+_FLOATS = ("timeout_seconds", "backoff_seconds")
+VERSIONS = {"1.1": "1.1", "v1p1": "1.1", "1.2": "1.2", "v1p2": "1.2"}
+SIGNATURE_METHODS = ("HMAC-SHA256", "HMAC-SHA1")
+_PATH_VERSION = re.compile(r"/v1p([12])(?=/|$)")
+
+
+class SettingsError(ValueError):
+    """A missing, malformed or contradictory setting; `variable` is the environment variable to fix."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {message}")
+
+
+class Secret:
+    """A secret string whose repr/str never show it; `reveal()` is the only way to the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """One provider connection. Build with `from_env`; derive variants with `with_overrides`."""
+
+    provider: str = "demo"
+    base_url: str | None = None  # the service base including the version path, no trailing slash
+    version: str | None = None  # "1.1" | "1.2" (inferred from base_url when unset)
+    auth: str | None = None  # oauth2 | oauth1 | bearer | none (the provider profile's default when unset)
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    access_token: Secret | None = None
+    page_size: int | None = None  # the profile's default when unset
+    csv_path: str | None = None
+    oauth1_signature_method: str = "HMAC-SHA256"
+    timeout_seconds: float = 30.0
+    max_retries: int = 5
+    max_concurrency: int = 1
+    backoff_seconds: float = 1.0  # exponential backoff factor between retries (urllib3 Retry.backoff_factor)
+    backoff_max_seconds: float = 60.0
+    backoff_jitter_seconds: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ConnectionSettings:
+        """Settings from `ONEROSTER_*` variables (blank counts as unset); SettingsError names a bad variable."""
+        values: dict[str, object] = {}
+        for name, var in ENV_VARS.items():
+            raw = (env.get(var) or "").strip()
+            if raw:
+                values[name] = _parse(name, var, raw)
+        return cls(**values)
+
+    def with_overrides(self, **changes: object) -> ConnectionSettings:
+        """A validated copy with some fields replaced (plain strings are accepted for secrets)."""
+        for name in _SECRETS:
+            if isinstance(changes.get(name), str):
+                changes[name] = Secret(changes[name])
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def profile(self):
+        return profile_for(self.provider)
+
+    @property
+    def is_rest(self) -> bool:
+        return self.provider != "csv"
+
+    @property
+    def needs_demo_provider(self) -> bool:
+        """The demo provider with no base URL yet: whoever runs it must fill base URL and credentials in."""
+        return self.provider == "demo" and not self.base_url
+
+    def connection_label(self) -> str:
+        """Which connection produced a sync: provider, base URL without credentials, OneRoster version."""
+        if not self.is_rest:
+            return f"csv {self.csv_path}"
+        where = redact_url(self.base_url) if self.base_url else "(built-in demo, not started)"
+        return f"{self.provider} {where} (OneRoster {self.version or '?'})"
+
+    # ---- validation --------------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        if self.provider not in PROFILES:
+            _fail("provider", f"unknown provider {self.provider!r}; one of {', '.join(PROFILES)}")
+        profile = self.profile
+        self._set("page_size", profile.default_page_size if self.page_size is None else self.page_size)
+        _check_range("page_size", self.page_size, 1, profile.max_page_size, f"{profile.title} allows")
+        _check_range("max_retries", self.max_retries, 0, 20)
+        _check_range("max_concurrency", self.max_concurrency, 1, profile.max_concurrency, f"{profile.title} allows")
+        if not self.timeout_seconds > 0:
+            _fail("timeout_seconds", "must be greater than 0")
+        if self.backoff_seconds < 0:
+            _fail("backoff_seconds", "must not be negative")
+        method = self.oauth1_signature_method.upper()
+        if method not in SIGNATURE_METHODS:
+            _fail("oauth1_signature_method", f"must be one of {', '.join(SIGNATURE_METHODS)}")
+        self._set("oauth1_signature_method", method)
+        if not self.is_rest:
+            if not self.csv_path:
+                _fail("csv_path", "required for ONEROSTER_PROVIDER=csv (the folder or zip of the CSV export)")
+            self._set("auth", "none")
+            return
+        self._validate_rest(profile)
+
+    def _validate_rest(self, profile) -> None:
+        if self.base_url:
+            self._set("base_url", _check_url("base_url", self.base_url, allow_query=False).rstrip("/"))
+        elif self.provider != "demo":
+            _fail("base_url", f"required for {profile.title}: the service base URL including the version path, "
+                              "e.g. https://host/ims/oneroster/rostering/v1p2")
+        self._resolve_version()
+        auth = self.auth or ("bearer" if self.access_token and profile.bearer_with_access_token
+                             else profile.default_auth)
+        if auth not in AUTH_MODES:
+            _fail("auth", f"unknown auth mode {auth!r}; one of {', '.join(AUTH_MODES)}")
+        if auth not in profile.auth_modes:
+            _fail("auth", f"{profile.title} supports {', '.join(profile.auth_modes)}, not {auth}")
+        self._set("auth", auth)
+        if self.access_token and auth != "bearer":
+            _fail("access_token", f"is set but ONEROSTER_AUTH is {auth}; unset one of them")
+        if self.token_url and auth != "oauth2":
+            _fail("token_url", f"is set but ONEROSTER_AUTH is {auth}; a token URL is only used with oauth2")
+        if self.token_url:
+            self._set("token_url", _check_url("token_url", self.token_url, allow_query=True))
+        if self.needs_demo_provider:
+            return  # credentials come with the demo provider
+        required = {"oauth2": ("token_url", "client_id", "client_secret"), "oauth1": ("client_id", "client_secret"),
+                    "bearer": ("access_token",), "none": ()}[auth]
+        for name in required:
+            if not getattr(self, name):
+                _fail(name, f"required for ONEROSTER_AUTH={auth}" + self._token_url_hint(name))
+        if profile.token_url_needs_app_name:
+            self._check_app_name()
+
+    def _resolve_version(self) -> None:
+        version = self.version
+        if version is not None:
+            version = VERSIONS.get(str(version).strip().lower())
+            if version is None:
+                _fail("version", f"must be 1.1 or 1.2, not {self.version!r}")
+        found = _PATH_VERSION.findall(urlsplit(self.base_url).path) if self.base_url else []
+        inferred = f"1.{found[-1]}" if found else None
+        if version and inferred and version != inferred:
+            raise SettingsError(ENV_VARS["version"], f"is {version} but ONEROSTER_BASE_URL ends in the "
+                                                     f"{inferred} path /v1p{inferred[-1]}; fix one of them")
+        version = version or inferred
+        if version is None and self.base_url:
+            _fail("version", "cannot be inferred from ONEROSTER_BASE_URL (no /v1p1 or /v1p2 in the path): set it")
+        self._set("version", version)
+
+    def _token_url_hint(self, name: str) -> str:
+        if name != "token_url" or not self.profile.token_url_needs_app_name:
+            return ""
+        host = urlsplit(self.base_url).netloc or "<host>"
+        return f", shaped https://{host}/campus/oauth2/token?appName=<appName> (copy it from Campus)"
+
+    def _check_app_name(self) -> None:
+        parts = urlsplit(self.token_url)
+        app_name = parse_qs(parts.query).get("appName", [""])[0].strip()
+        if not parts.path.rstrip("/").endswith("/oauth2/token") or not app_name:
+            _fail("token_url", "an Infinite Campus token URL is shaped https://<host>/campus/oauth2/token"
+                               "?appName=<appName>; " + ("appName is missing" if not app_name else
+                                                         f"the path {parts.path!r} is not .../oauth2/token"))
+
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
+
+def _fail(name: str, message: str):
+    raise SettingsError(ENV_VARS[name], message)
+
+
+def _parse(name: str, var: str, raw: str) -> object:
+    if name in _SECRETS:
+        return Secret(raw)
+    try:
+        if name in _INTS:
+            return int(raw)
+        if name in _FLOATS:
+            return float(raw)
+    except ValueError:
+        raise SettingsError(var, f"must be a number, got {raw!r}") from None
+    return raw.lower() if name in ("provider", "auth") else raw
+
+
+def _check_range(name: str, value: int, low: int, high: int, who: str = "") -> None:
+    if not isinstance(value, int) or not low <= value <= high:
+        _fail(name, f"must be a whole number from {low} to {high}" + (f" ({who} at most {high})" if who else "")
+              + f", got {value!r}")
+
+
+def _check_url(name: str, url: str, allow_query: bool) -> str:
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        _fail(name, "is not a valid URL")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        _fail(name, f"must be an http(s) URL with a host, got {redact_url(url)!r}")
+    if parts.username or parts.password:
+        _fail(name, "must not contain credentials; use ONEROSTER_CLIENT_ID / ONEROSTER_CLIENT_SECRET")
+    if (parts.query and not allow_query) or parts.fragment:
+        _fail(name, "must not contain a query string or fragment")
+    return url
