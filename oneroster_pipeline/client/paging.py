@@ -3,8 +3,8 @@
 `fetch_page` does one GET and checks the envelope; `Pager` decides what comes next, knowing nothing of HTTP:
 - the next offset is the previous one plus the records actually received (servers cap `limit` silently);
 - the end is `X-Total-Count` reached when the server sends it, else the `Link` header without rel="next", else a
-  page shorter than the server's page size (a first short page is treated as a possible cap and confirmed with
-  one more request), and always an empty page;
+  page shorter than the server's page size (a short page before any full one may be a cap: one more request
+  confirms it), and always an empty page;
 - a page repeating the previous page's sourcedIds (a server ignoring offset) is an error, and pages are bounded;
 - records are deduplicated by sourcedId within the pull; duplicates are counted with a sample in the `PullReport`.
 Bounded concurrent fetching can be added on top: once the first page gives the total and the served page size,
@@ -78,6 +78,7 @@ class Pager:
         self.offset = 0
         self.done = False
         self._suspected_cap: int | None = None
+        self._full_page_seen = False  # a page of the full limit: the server does not cap below it
         self._previous_ids: list | None = None
         self._seen: set[str] = set()
         self._unique_count = 0  # unique records before the current page
@@ -119,10 +120,11 @@ class Pager:
             if not page.has_next:
                 self._finish(None)
         elif n < (self._suspected_cap or self.limit):
-            if self._suspected_cap is None:
+            if self._suspected_cap is None and not self._full_page_seen:
                 self._suspected_cap = n  # maybe a server-side cap: one more request tells
             else:
                 self._finish(None)
+        self._full_page_seen = self._full_page_seen or n >= self.limit
 
     def _finish(self, incomplete_reason: str | None) -> None:
         self.done = True

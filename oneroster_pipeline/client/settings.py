@@ -93,6 +93,8 @@ class ConnectionSettings:
     backoff_seconds: float = 1.0  # exponential backoff factor between retries (urllib3 Retry.backoff_factor)
     backoff_max_seconds: float = 60.0
     backoff_jitter_seconds: float = 1.0
+    # the constructor arguments before defaults were resolved: with_overrides re-resolves from these
+    _given: dict = dataclasses.field(init=False, repr=False, compare=False, default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ConnectionSettings:
@@ -105,11 +107,12 @@ class ConnectionSettings:
         return cls(**values)
 
     def with_overrides(self, **changes: object) -> ConnectionSettings:
-        """A validated copy with some fields replaced (plain strings are accepted for secrets)."""
+        """A validated copy with some fields replaced (plain strings are accepted for secrets); what was inferred
+        (version, auth, page size) is inferred again unless given."""
         for name in _SECRETS:
             if isinstance(changes.get(name), str):
                 changes[name] = Secret(changes[name])
-        return dataclasses.replace(self, **changes)
+        return type(self)(**{**self._given, **changes})
 
     @property
     def profile(self):
@@ -133,6 +136,7 @@ class ConnectionSettings:
 
     # ---- validation --------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
+        self._set("_given", {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init})
         if self.provider not in PROFILES:
             _fail("provider", f"unknown provider {self.provider!r}; one of {', '.join(PROFILES)}")
         profile = self.profile
