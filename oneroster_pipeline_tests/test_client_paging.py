@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from oneroster_pipeline.client.errors import OneRosterDataError
+from oneroster_pipeline.client.errors import OneRosterConnectionError, OneRosterDataError
 from oneroster_pipeline.client.paging import Page, Pager, PullReport
 from oneroster_pipeline.client.source import open_source
 
@@ -127,3 +127,37 @@ def test_a_total_never_reached_is_reported_incomplete():
     pager.accept(_page(0, ["a", "b"], total=5))
     pager.accept(_page(2, [], total=5))
     assert pager.done and not report.complete and "reported 5" in report.incomplete_reason
+
+
+@pytest.mark.parametrize("knob", [{}, {"page_cap": 7, "rate_limit_every": 4, "error_5xx_every": 7}])
+def test_concurrent_page_fetching_returns_every_record_exactly_once(knob):
+    with serve(auth="oauth2", latency_ms=60, **knob) as provider:
+        started = time.monotonic()
+        ids, report = pull(provider, page_size=10, max_concurrency=4)
+        elapsed = time.monotonic() - started
+        assert ids == expected_student_ids(provider) and report.duplicates == 0 and report.complete
+        if not knob:  # 15 pages of 60 ms each: sequential would take at least 0.9 s
+            assert report.pages == 15 and elapsed < 0.75
+
+
+def test_concurrent_pull_survives_token_expiry():
+    with serve(auth="oauth2", latency_ms=20) as provider, \
+            open_source(settings_for(provider, page_size=10, max_concurrency=3)) as source:
+        ids = []
+        for n, batch in enumerate(source.student_batches()):
+            ids += batch.column("sourced_id").to_pylist()
+            if n == 2:
+                provider.expire_tokens()  # requests already in flight and new ones all meet a 401 once
+        assert sorted(ids) == expected_student_ids(provider)
+        assert 401 in [e.status for e in api_requests(provider)] and source.reports["students"].complete
+        assert len([e for e in provider.request_log if e.path.endswith("/oauth2/token")]) == 2  # one refresh
+
+
+def test_read_timeouts_are_retried_then_reported():
+    with serve(auth="none", latency_ms=400) as provider:
+        with pytest.raises(OneRosterConnectionError, match="timed out") as info, \
+                open_source(settings_for(provider, timeout_seconds=0.1, max_retries=1)) as source:
+            list(source.org_batches())
+        assert provider.base_url("1.2") + "/orgs" in str(info.value)
+        time.sleep(0.5)  # let the server finish answering the abandoned requests
+        assert len(api_requests(provider)) == 2  # the first try and one retry

@@ -9,16 +9,14 @@ Payloads are never logged or quoted in errors.
 from __future__ import annotations
 
 import json
-import logging
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .errors import OneRosterConnectionError, OneRosterDataError, http_error, redact_url
 from .settings import ConnectionSettings
-
-log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_AFTER_MAX_SECONDS = 120  # a provider asking for longer is retried after this long
@@ -54,10 +52,18 @@ def send(session: requests.Session, method: str, url: str, timeout: float, **kwa
     except requests.exceptions.RetryError:  # a redirect loop (status retries return the last response)
         raise OneRosterConnectionError(f"too many redirects or retries for {redact_url(url)}") from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
-        kind = "timed out" if isinstance(error, requests.exceptions.Timeout) else "could not connect"
+        cause = _cause(error)
+        kind = "timed out" if isinstance(error, requests.exceptions.Timeout) or isinstance(cause, (TimeoutError, urllib3.exceptions.TimeoutError)) \
+            else "could not connect"
         raise OneRosterConnectionError(
-            f"{kind}: {redact_url(url)} ({type(error).__name__}, after the retries of ONEROSTER_MAX_RETRIES; check "
+            f"{kind}: {redact_url(url)} ({type(cause).__name__}, after the retries of ONEROSTER_MAX_RETRIES; check "
             "ONEROSTER_BASE_URL, the network and ONEROSTER_TIMEOUT_SECONDS)") from None
+
+
+def _cause(error: Exception) -> Exception:
+    """The underlying urllib3 error (requests wraps a read timeout after the last retry as a ConnectionError)."""
+    inner = error.args[0] if error.args and isinstance(error.args[0], Exception) else error
+    return getattr(inner, "reason", None) or inner
 
 
 def get_json(session: requests.Session, url: str, params: dict, timeout: float,

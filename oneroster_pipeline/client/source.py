@@ -7,8 +7,12 @@ arrived, and `rejections` lists the records of the latest pull that could not be
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from itertools import islice
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -23,6 +27,7 @@ from .settings import ConnectionSettings, SettingsError
 __all__ = ["RestSource", "PullReport", "Rejection", "open_source"]
 
 # endpoint -> the envelope keys accepted for it (the spec's first; then the endpoint's own name, as some send)
+log = logging.getLogger(__name__)
 ENVELOPES = {"/orgs": ("orgs",), "/schools": ("orgs", "schools"), "/students": ("users", "students")}
 SORT_FIELD = "sourcedId"
 
@@ -114,27 +119,62 @@ class RestSource:
                 yield table
 
     def _pages(self, collection: str, path: str, params: dict) -> Iterator[tuple[Page, list]]:
-        """Fetch pages in order until the pager is done (sequential; see paging.py for adding concurrency)."""
-        url = self.settings.base_url + path
-        limit = self.settings.page_size
-        if self._sort:
-            params = {**params, "sort": SORT_FIELD}
+        """Fetch pages in offset order until the pager is done; after the first page, up to
+        ONEROSTER_MAX_CONCURRENCY pages are fetched at once when the server tells the total."""
+        url, limit = self.settings.base_url + path, self.settings.page_size
+        params = {**params, "sort": SORT_FIELD} if self._sort else dict(params)
         report = PullReport(collection, urlsplit(url).path, limit, params.get("filter"), params.get("sort"))
         self.reports[collection] = report
         pager = Pager(limit, report)
-        while not pager.done:
-            page = self._fetch(url, params, ENVELOPES[path], pager.offset, limit, report)
-            yield page, pager.accept(page)
+        first = self._first_page(url, params, ENVELOPES[path], limit, report)
+        yield first, pager.accept(first)
 
-    def _fetch(self, url: str, params: dict, envelopes: tuple[str, ...], offset: int, limit: int,
-               report: PullReport) -> Page:
+        def fetch(offset: int) -> Page:
+            return fetch_page(self.session, url, params, ENVELOPES[path], offset, limit, self.settings.timeout_seconds)
+
+        if self.settings.max_concurrency > 1 and not pager.done and first.total is not None:
+            yield from _concurrent_pages(fetch, pager, len(first.records), first.total, self.settings.max_concurrency)
+        while not pager.done:
+            page = fetch(pager.offset)
+            yield page, pager.accept(page)
+        if report.duplicates or not report.complete:
+            log.warning(f"{collection} pull from {self.settings.connection_label()}: {report.duplicates} duplicates, "
+                        f"complete={report.complete} ({report.incomplete_reason or 'ok'})")
+
+    def _first_page(self, url: str, params: dict, envelopes: tuple[str, ...], limit: int,
+                    report: PullReport) -> Page:
+        """The page at offset 0; a server that refuses `sort` (400) is asked again without it, and from then on
+        never with it (`params` is the pull's own dict)."""
         timeout = self.settings.timeout_seconds
         try:
-            return fetch_page(self.session, url, params, envelopes, offset, limit, timeout)
+            return fetch_page(self.session, url, params, envelopes, 0, limit, timeout)
         except OneRosterHTTPError as error:
-            if error.status != 400 or "sort" not in params or offset != 0:
+            if error.status != 400 or "sort" not in params:
                 raise
-        # a server refusing `sort` (400): go on without it, for this pull (params is the pull's own dict) and the next
-        del params["sort"]
+        unsorted = {k: v for k, v in params.items() if k != "sort"}
+        page = fetch_page(self.session, url, unsorted, envelopes, 0, limit, timeout)  # its error if not the sort
+        log.warning(f"{self.settings.connection_label()} refused sort={params.pop('sort')}: paging without it")
         self._sort, report.sorted_by = False, None
-        return fetch_page(self.session, url, params, envelopes, offset, limit, timeout)
+        return page
+
+
+def _concurrent_pages(fetch: Callable[[int], Page], pager: Pager, step: int, total: int,
+                      concurrency: int) -> Iterator[tuple[Page, list]]:
+    """The planned offsets (every `step` records up to `total`), `concurrency` requests in flight, accepted in
+    order. A page that is not where the pager expects it (records moved, a shorter page) stops the plan: the
+    caller goes on sequentially from the pager's offset."""
+    if step <= 0:
+        return
+    offsets = iter(range(pager.offset, total, step))
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="oneroster-page") as pool:
+        window = deque(pool.submit(fetch, offset) for offset in islice(offsets, concurrency))
+        try:
+            while window and not pager.done:
+                page = window.popleft().result()
+                if page.offset != pager.offset:
+                    break
+                yield page, pager.accept(page)
+                window.extend(pool.submit(fetch, offset) for offset in islice(offsets, 1))
+        finally:
+            for future in window:
+                future.cancel()
