@@ -8,7 +8,7 @@ from oneroster_pipeline.client.settings import ConnectionSettings, Secret, Setti
 
 IC_BASE = "https://district.infinitecampus.org/campus/api/ims/oneroster/rostering/v1p2"
 IC_TOKEN = "https://district.infinitecampus.org/campus/oauth2/token?appName=district"
-CREDS = {"ONEROSTER_CLIENT_ID": "id", "ONEROSTER_CLIENT_SECRET": "very-secret-value"}
+CREDS = {"client_id": "id", "client_secret": "very-secret-value"}
 
 
 def settings(**env: str) -> ConnectionSettings:
@@ -81,10 +81,9 @@ def test_bad_settings_name_their_variable(env, variable):
 
 
 def test_infinite_campus_profile():
-    s = settings(provider="infinite_campus", base_url=IC_BASE, token_url=IC_TOKEN, **{k[10:].lower(): v
-                                                                                      for k, v in CREDS.items()})
+    s = settings(provider="infinite_campus", base_url=IC_BASE, token_url=IC_TOKEN, **CREDS)
     assert (s.auth, s.version, s.page_size) == ("oauth2", "1.2", 1000)
-    creds = {k[10:].lower(): v for k, v in CREDS.items()}
+    creds = CREDS
     assert settings(provider="infinite_campus", base_url=IC_BASE, token_url=IC_TOKEN, page_size="50000",
                     **creds).page_size == 50_000
     too_big = error_of(provider="infinite_campus", base_url=IC_BASE, token_url=IC_TOKEN, page_size="50001", **creds)
@@ -128,8 +127,7 @@ def test_blank_values_count_as_unset():
 
 def test_secrets_never_appear_in_repr_str_or_errors():
     secret = "very-secret-value"
-    s = settings(provider="oneroster", base_url="https://h/ims/oneroster/v1p2", token_url="https://h/token",
-                 **{k[10:].lower(): v for k, v in CREDS.items()})
+    s = settings(provider="oneroster", base_url="https://h/ims/oneroster/v1p2", token_url="https://h/token", **CREDS)
     assert secret not in repr(s) and secret not in str(s) and "Secret('********')" in repr(s)
     assert s.client_secret.reveal() == secret
     bearer = settings(provider="oneroster", base_url="https://h/ims/oneroster/v1p2", access_token=secret)

@@ -7,8 +7,8 @@
   confirms it), and always an empty page;
 - a page repeating the previous page's sourcedIds (a server ignoring offset) is an error, and pages are bounded;
 - records are deduplicated by sourcedId within the pull; duplicates are counted with a sample in the `PullReport`.
-Bounded concurrent fetching can be added on top: once the first page gives the total and the served page size,
-the remaining offsets are known and can be fetched in parallel and fed to `Pager.accept` in offset order.
+Bounded concurrent fetching sits on top (source.py): once the first page gives the total and the served page size,
+the remaining offsets are known, are fetched in parallel and are fed to `Pager.accept` in offset order.
 """
 
 from __future__ import annotations

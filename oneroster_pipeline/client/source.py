@@ -26,8 +26,8 @@ from .settings import ConnectionSettings, SettingsError
 
 __all__ = ["RestSource", "PullReport", "Rejection", "open_source"]
 
-# endpoint -> the envelope keys accepted for it (the spec's first; then the endpoint's own name, as some send)
 log = logging.getLogger(__name__)
+# endpoint -> the envelope keys accepted for it (the spec's first; then the endpoint's own name, as some send)
 ENVELOPES = {"/orgs": ("orgs",), "/schools": ("orgs", "schools"), "/students": ("users", "students")}
 SORT_FIELD = "sourcedId"
 
