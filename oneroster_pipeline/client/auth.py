@@ -82,16 +82,15 @@ class OAuth2ClientCredentials(AuthBase):
                 self._token = None
 
     def _fetch(self) -> tuple[str, float | None]:
-        styles = [self.credential_style] + [s for s in ("basic", "form") if s != self.credential_style]
-        for attempt, style in enumerate(styles):
-            response = self._request_token(style)
-            if response.status_code in (400, 401) and attempt == 0:
-                continue  # the other credential style, once
-            if not response.ok:
-                raise http_error(response, "OAuth2 token request failed: ", _TOKEN_HINT)
-            self.credential_style = style
-            return self._parse(response)
-        raise AssertionError("unreachable")
+        response = self._request_token(self.credential_style)
+        if response.status_code in (400, 401):  # the other credential style, once; remembered if it works
+            other = "form" if self.credential_style == "basic" else "basic"
+            response = self._request_token(other)
+            if response.ok:
+                self.credential_style = other
+        if not response.ok:
+            raise http_error(response, "OAuth2 token request failed: ", _TOKEN_HINT)
+        return self._parse(response)
 
     def _request_token(self, style: str) -> requests.Response:
         data = {"grant_type": "client_credentials"}
