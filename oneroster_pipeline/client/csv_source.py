@@ -1,0 +1,649 @@
+"""`CsvSource`: a OneRoster 1.1 / 1.2 CSV bulk export (a .zip or a folder) with the pull interface of `RestSource`.
+
+    with CsvSource.from_path("/sftp/district/oneroster.zip") as source:      # or CsvSource(settings), provider csv
+        for batch in source.org_batches(): ...                                # pa.Table, ORG_SCHEMA
+        for batch in source.student_batches(): ...                            # pa.Table, USER_SCHEMA
+        source.reports["students"], source.rejections
+
+How it reads an export, in bounded memory whatever its size (a district file can hold a million users):
+- `manifest.csv` decides the OneRoster version (`oneroster.version`) and which files are there (`file.orgs`,
+  `file.users`, `file.roles` = bulk | delta | absent); anything inconsistent is a `CsvExportError` naming the file.
+- A zip is extracted (only the files needed) into a private temporary directory, removed by `close()`.
+- Each CSV is read by DuckDB's CSV reader, every column as VARCHAR, into a table of a DuckDB database in that
+  temporary directory (DuckDB spills to disk beyond `memory_limit`); only the needed columns are kept — `password`
+  is never read into it. The pulls are SQL over these tables (1.2: roles.csv aggregated per user and joined to
+  users.csv), streamed out `batch_rows` rows at a time in file order; per batch, the value rules of normalize.py
+  (status, type, enabledUser) are applied to each distinct value, so the CSV and REST sources agree.
+- A row that cannot be used becomes a `Rejection` ("users.csv line 17", the field, the reason; no payload value
+  beyond the sourcedId) and the pull goes on: a missing sourcedId, an unparseable dateLastModified, an enabledUser
+  that is not a boolean, a row with too many or too few columns, a roles.csv row without userSourcedId or role.
+  A repeated sourcedId keeps its first row; the others are counted as duplicates, as in the REST pull.
+- A `file.users=delta` (or orgs / 1.2 roles) export is reported as not a full pull: `complete` False.
+
+Rows (see records.py): students are the users whose role (1.1 `role`) or roles (1.2: the roles.csv rows of that
+user) include student. `org_sourced_ids`: 1.1 the `orgSourcedIds` list in order; 1.2 the orgs of the user's
+roles.csv rows, the primary role first, then in file order. `primary_org_sourced_id`: 1.1 null; 1.2 the org of the
+user's primary role (else users.csv `primaryOrgSourcedId`). `grades` from the comma list. An empty `status` (bulk
+files leave it empty) is `active`; `inactive` is `tobedeleted`. `dateLastModified` is read as UTC when it has no
+offset; empty is null. Never imports dagster.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+import tempfile
+import weakref
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import normalize
+from .errors import OneRosterError
+from .normalize import Rejection
+from .paging import DUPLICATE_SAMPLE
+from .records import ORG_SCHEMA, USER_SCHEMA
+from .settings import VERSIONS, ConnectionSettings
+from .source import PullReport, delta_filter
+
+__all__ = ["CsvSource", "CsvExportError", "MANIFEST"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.csv"
+FILES = {"orgs": "orgs.csv", "users": "users.csv", "roles": "roles.csv"}
+FILE_MODES = ("bulk", "delta", "absent")
+DEFAULT_BATCH_ROWS = 50_000
+# header name (lower-cased) of the Infinite Campus crosswalk id, when an export carries it as a metadata column
+LEGACY_COLUMN = "metadata.ic.legacysourceid"
+# the columns kept from each file (OneRoster header names; matched case-insensitively); `password` is never one
+ORG_COLUMNS = ("sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parentSourcedId")
+USER_COLUMNS = {
+    "1.1": ("sourcedId", "status", "dateLastModified", "enabledUser", "orgSourcedIds", "role", "username",
+            "givenName", "familyName", "middleName", "identifier", "email", "grades"),
+    "1.2": ("sourcedId", "status", "dateLastModified", "enabledUser", "username", "givenName", "familyName",
+            "middleName", "identifier", "email", "grades", "primaryOrgSourcedId"),
+}
+ROLE_COLUMNS = ("sourcedId", "userSourcedId", "roleType", "role", "orgSourcedId")
+REQUIRED = {"orgs.csv": ("sourcedId",), "users.csv": ("sourcedId",), "roles.csv": ("userSourcedId", "role")}
+# DuckDB's reject error types -> our reason (never the line's content)
+_STRUCTURE_REASONS = {
+    "TOO MANY COLUMNS": "too many columns (expected {n})",
+    "MISSING COLUMNS": "too few columns (expected {n})",
+    "UNQUOTED VALUE": "a stray quote (a quote inside an unquoted value, or text after a closing quote)",
+    "LINE SIZE OVER MAXIMUM": "the line is longer than the CSV reader's maximum line size",
+    "INVALID ENCODING": "not valid UTF-8",
+    "INVALID UNICODE": "not valid UTF-8",
+}
+_MISSING = "missing or empty"
+_SQL_SETUP = (
+    "SET TimeZone = 'UTC'",
+    "SET preserve_insertion_order = true",
+    # text as the REST normaliser sees it: trimmed, empty -> NULL
+    "CREATE OR REPLACE MACRO txt(x) AS NULLIF(trim(x, ' ' || chr(9) || chr(10) || chr(13)), '')",
+    # a list without repeats, first occurrence kept, order kept
+    "CREATE OR REPLACE MACRO uniq(l) AS list_filter(l, lambda v, i: list_position(l, v) = i)",
+    # a comma separated cell -> its trimmed, non-empty, distinct items in order
+    "CREATE OR REPLACE MACRO csv_list(s) AS "
+    "uniq(list_filter(list_transform(string_split(coalesce(s, ''), ','), lambda v: txt(v)), lambda v: v IS NOT NULL))",
+)
+
+
+class CsvExportError(OneRosterError):
+    """The export cannot be read: a missing or inconsistent manifest.csv, a missing file or column, a corrupt zip
+    or file. `file` names the file at fault (e.g. "manifest.csv"); the message starts with it."""
+
+    def __init__(self, file: str, message: str, where: str | None = None) -> None:
+        self.file = file
+        super().__init__(f"{file}: {message}" + (f" (in {where})" if where else ""))
+
+
+@dataclass
+class _CsvFile:
+    """One CSV of the export, once staged: a DuckDB table of its kept columns, rows in file order (rowid)."""
+
+    name: str  # orgs.csv | users.csv | roles.csv
+    path: Path
+    header: list[str]
+    table: str  # the DuckDB table
+    rows: int = 0  # records staged
+    file_rejections: list[Rejection] = field(default_factory=list)  # reported by every pull that reads the file
+    rejected_lines: frozenset[int] = frozenset()
+
+    def column(self, name: str) -> int | None:
+        lowered = name.lower()
+        return next((i for i, h in enumerate(self.header) if h.strip().lower() == lowered), None)
+
+
+class CsvSource:
+    """A OneRoster CSV export (zip or folder), pulled like `RestSource`. Use as a context manager."""
+
+    def __init__(self, settings: ConnectionSettings, *, batch_rows: int = DEFAULT_BATCH_ROWS,
+                 memory_limit: str = "1GB") -> None:
+        if not settings.csv_path:
+            raise CsvExportError("ONEROSTER_CSV_PATH", "no CSV export path (the folder or zip of the export)")
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+        self.path = Path(settings.csv_path).expanduser()
+        self.batch_rows = batch_rows
+        self.reports: dict[str, PullReport] = {}
+        self.rejections: list[Rejection] = []
+        self._files: dict[str, _CsvFile] = {}
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._tmp = Path(tempfile.mkdtemp(prefix="oneroster-csv-"))  # private (0700); holds extracts and DuckDB
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, True)
+        try:
+            self._locate()
+            self.manifest = self._read_manifest()
+            self.version = self._check_manifest()
+            if settings.version and VERSIONS.get(str(settings.version).strip().lower()) != self.version:
+                log.warning(f"ONEROSTER_VERSION is {settings.version} but {MANIFEST} of {self.path} says "
+                            f"oneroster.version {self.version}: the manifest decides")
+            self.settings = settings.with_overrides(version=self.version)
+            self._con = duckdb.connect(str(self._tmp / "staging.duckdb"))
+            self._con.execute(f"SET memory_limit = '{memory_limit}'")
+            self._con.execute(f"SET temp_directory = '{_sql_str(str(self._tmp / 'spill'))}'")
+            for statement in _SQL_SETUP:
+                self._con.execute(statement)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_path(cls, path: str | Path, **kwargs) -> CsvSource:
+        """A source for the export at `path` (a .zip, a folder, or the folder's manifest.csv)."""
+        return cls(ConnectionSettings(provider="csv", csv_path=str(path)), **kwargs)
+
+    def __enter__(self) -> CsvSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close DuckDB and remove the temporary directory (extracted files, staged tables)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        self._cleanup()
+
+    def __repr__(self) -> str:
+        return f"CsvSource({self.path}, OneRoster {getattr(self, 'version', '?')})"
+
+    # ---- pulls --------------------------------------------------------------------------------------------------
+    def org_batches(self) -> Iterator[pa.Table]:
+        """Every row of orgs.csv as ORG_SCHEMA tables of at most `batch_rows` rows, in file order."""
+        return self._pull("orgs", "org", ("orgs",), self._org_query, None)
+
+    def student_batches(self, modified_since: datetime | None = None) -> Iterator[pa.Table]:
+        """Every user with the student role as USER_SCHEMA tables of at most `batch_rows` rows, in users.csv
+        order; with `modified_since` (naive = UTC), only those whose dateLastModified is later or empty (a bulk
+        file may leave it empty: such a row cannot be ruled out)."""
+        files = ("users", "roles") if self.version == "1.2" else ("users",)
+        return self._pull("students", "user", files, self._student_query, modified_since)
+
+    def fetch_school_count(self) -> int:
+        """How many orgs of type school orgs.csv holds."""
+        table = self._staged("orgs").table
+        return self._cursor().execute(f"SELECT count(*) FROM {table} WHERE lower(txt(type)) = 'school'").fetchone()[0]
+
+    def connection_test(self):
+        """Read the export's orgs: a `ConnectionReport` (see connection_test.py)."""
+        from .connection_test import connection_test  # noqa: PLC0415 (that module imports the sources)
+
+        return connection_test(self)
+
+    # ---- the export on disk -------------------------------------------------------------------------------------
+    def _locate(self) -> None:
+        """Find the export's files: `self._members` maps lower-cased file names to a path or a zip member."""
+        path = self.path
+        if path.is_file() and path.name.lower() == MANIFEST:
+            path = path.parent
+        self._zip: Path | None = None
+        if path.is_dir():
+            self._members = {p.name.lower(): p for p in path.iterdir() if p.is_file()}
+            return
+        if not path.exists():
+            raise CsvExportError(str(self.path), "no such file or folder (ONEROSTER_CSV_PATH: the folder or .zip of "
+                                                 "the OneRoster CSV export)")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if not n.endswith("/")]
+        except (zipfile.BadZipFile, OSError) as error:
+            raise CsvExportError(path.name, f"not a readable zip file ({error})") from None
+        manifests = sorted((n for n in names if PurePosixPath(n).name.lower() == MANIFEST),
+                           key=lambda n: n.count("/"))
+        folder = str(PurePosixPath(manifests[0]).parent) if manifests else "."
+        self._zip = path
+        self._members = {PurePosixPath(n).name.lower(): n for n in names
+                         if str(PurePosixPath(n).parent) == folder}
+
+    def _has(self, name: str) -> bool:
+        return name in self._members
+
+    def _local(self, name: str) -> Path:
+        """A readable path of the file: the folder's own, or extracted from the zip into the temporary directory."""
+        member = self._members.get(name)
+        if member is None:
+            raise CsvExportError(name, f"missing from {self.path}")
+        if self._zip is None:
+            return member
+        target = self._tmp / name
+        if not target.exists():
+            try:
+                with zipfile.ZipFile(self._zip) as archive, archive.open(member) as source, \
+                        open(target, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+            except (zipfile.BadZipFile, OSError, EOFError) as error:
+                target.unlink(missing_ok=True)
+                raise CsvExportError(name, f"cannot be extracted from {self._zip.name} ({error})") from None
+        return target
+
+    def _read_manifest(self) -> dict[str, str]:
+        if not self._has(MANIFEST):
+            raise CsvExportError(MANIFEST, "missing: a OneRoster CSV export needs manifest.csv (propertyName,value) "
+                                           "naming its OneRoster version and files", str(self.path))
+        rows = list(_read_rows(self._local(MANIFEST), MANIFEST))
+        if not rows or [h.strip().lower() for h in rows[0][:2]] != ["propertyname", "value"]:
+            raise CsvExportError(MANIFEST, "the header must be propertyName,value", str(self.path))
+        return {r[0].strip(): r[1].strip() for r in rows[1:] if len(r) >= 2 and r[0].strip()}
+
+    def _check_manifest(self) -> str:
+        """The OneRoster version ("1.1" | "1.2") from the manifest, checked against its other entries and the
+        files present; anything inconsistent is a CsvExportError naming the file."""
+        manifest, where = self.manifest, str(self.path)
+        raw = manifest.get("oneroster.version")
+        if not raw:
+            raise CsvExportError(MANIFEST, "has no oneroster.version (1.1 or 1.2)", where)
+        version = VERSIONS.get(raw.lower())
+        if version is None:
+            raise CsvExportError(MANIFEST, f"oneroster.version is {raw!r}: only OneRoster 1.1 and 1.2 CSV exports "
+                                           "can be read", where)
+        manifest_version = manifest.get("manifest.version")
+        if manifest_version and manifest_version != "1.0":
+            if VERSIONS.get(manifest_version.lower()) not in (None, version):
+                raise CsvExportError(MANIFEST, f"is inconsistent: manifest.version {manifest_version} but "
+                                               f"oneroster.version {raw}", where)
+            log.warning(f"{MANIFEST} of {where}: manifest.version is {manifest_version!r} (expected 1.0)")
+        self.manifest_modes = {}
+        for key, name in FILES.items():
+            given = manifest.get(f"file.{key}", "").lower()
+            if given and given not in FILE_MODES:
+                raise CsvExportError(MANIFEST, f"file.{key} is {given!r}; one of bulk, delta, absent", where)
+            mode = given or ("bulk" if self._has(name) else "absent")  # an entry left out: go by the file
+            if mode != "absent" and not self._has(name):
+                raise CsvExportError(name, f"missing, but {MANIFEST} says file.{key}={mode}", where)
+            if mode == "absent" and self._has(name):
+                raise CsvExportError(MANIFEST, f"is inconsistent: file.{key}=absent but the export has {name}", where)
+            self.manifest_modes[key] = mode
+        if version == "1.1" and self.manifest_modes["roles"] != "absent":
+            raise CsvExportError(MANIFEST, f"is inconsistent: oneroster.version {raw} but file.roles="
+                                           f"{self.manifest_modes['roles']} (roles.csv is OneRoster 1.2)", where)
+        if version == "1.2" and self.manifest_modes["users"] != "absent" and self.manifest_modes["roles"] == "absent":
+            raise CsvExportError(MANIFEST, f"is inconsistent: oneroster.version {raw} with users.csv but no roles.csv "
+                                           "(1.2 users get their roles and orgs from roles.csv)", where)
+        if self._has("users.csv"):
+            self._check_users_header(version, raw, where)
+        return version
+
+    def _check_users_header(self, version: str, raw: str, where: str) -> None:
+        header = {h.lower() for h in self._header("users.csv")}
+        if version == "1.1" and "role" not in header:
+            raise CsvExportError(MANIFEST, f"is inconsistent with users.csv: oneroster.version {raw} but users.csv "
+                                           "has no role column (a 1.2 users.csv?)", where)
+        if version == "1.2" and {"role", "orgsourcedids"} & header:
+            raise CsvExportError(MANIFEST, f"is inconsistent with users.csv: oneroster.version {raw} but users.csv "
+                                           "has the 1.1 columns role/orgSourcedIds", where)
+
+    def _header(self, name: str) -> list[str]:
+        """The header row of a file (read from the zip member without extracting the whole file)."""
+        if self._zip is None:
+            return _first_row(self._members[name], name)
+        with zipfile.ZipFile(self._zip) as archive, archive.open(self._members[name]) as raw:
+            first = raw.readline(1 << 20)
+        return next(csv.reader([first.decode("utf-8-sig", errors="replace")]), [])
+
+    # ---- staging ------------------------------------------------------------------------------------------------
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise OneRosterError(f"{self!r} is closed")
+        return self._con.cursor()
+
+    def _staged(self, key: str) -> _CsvFile:
+        """The file for `key` (orgs | users | roles) loaded into DuckDB, once per source."""
+        if key in self._files:
+            return self._files[key]
+        name = FILES[key]
+        if self.manifest_modes[key] == "absent":
+            raise CsvExportError(name, f"not in this export ({MANIFEST} says file.{key}=absent) but the "
+                                       f"{'org' if key == 'orgs' else 'student'} pull needs it", str(self.path))
+        path = self._local(name)
+        header = _first_row(path, name)
+        if not header:
+            raise CsvExportError(name, "is empty (no header row)", str(self.path))
+        file = _CsvFile(name, path, header, f"stage_{key}")
+        missing = [c for c in REQUIRED[name] if file.column(c) is None]
+        if missing:
+            raise CsvExportError(name, f"has no {', '.join(missing)} column (header: {len(header)} columns)",
+                                 str(self.path))
+        kept = {"orgs": ORG_COLUMNS, "users": USER_COLUMNS[self.version], "roles": ROLE_COLUMNS}[key]
+        self._load(file, kept + (("legacy",) if key in ("orgs", "users") else ()))
+        self._files[key] = file
+        return file
+
+    def _load(self, file: _CsvFile, kept: tuple[str, ...]) -> None:
+        """DuckDB reads the CSV (all VARCHAR, header given, strict quoting; rows it cannot split are rejected and
+        reported), keeping only the `kept` columns in file order."""
+        con, n = self._cursor(), len(file.header)
+        columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n)) + "}"
+        select = []
+        for name in kept:
+            index = file.column(LEGACY_COLUMN if name == "legacy" else name)
+            select.append(f'c{index} AS "{name}"' if index is not None else f'NULL::VARCHAR AS "{name}"')
+        table, rejects = file.table, f"rejects_{file.table}"
+        con.execute(f"""
+            CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(select)}
+            FROM read_csv(?, columns = {columns}, header = true, auto_detect = false, delim = ',', quote = '"',
+                          escape = '"', strict_mode = true, ignore_errors = true, store_rejects = true,
+                          rejects_table = '{rejects}', rejects_scan = '{rejects}_scan', encoding = 'utf-8')""",
+                    [str(file.path)])
+        file.rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        failures = con.execute(f"""
+            SELECT min(coalesce(byte_position, line_byte_position)) AS pos, min(error_type)
+            FROM {rejects} GROUP BY line ORDER BY pos""").fetchall()
+        con.close()
+        lines = _lines_at(file.path, [at for at, _ in failures])
+        file.file_rejections = [
+            Rejection(_ENTITY[file.name], None, f"{file.name} line {line}", "(record)",
+                      _STRUCTURE_REASONS.get(kind, kind.lower()).format(n=n))
+            for line, (_, kind) in zip(lines, failures)]
+        file.rejected_lines = frozenset(lines)
+        self._check_nothing_swallowed(file, n)
+        if file.file_rejections:
+            log.warning(f"{file.name} of {self.path}: {len(file.file_rejections)} rows could not be split into "
+                        f"{n} columns and are skipped")
+
+    def _check_nothing_swallowed(self, file: _CsvFile, n: int) -> None:
+        """DuckDB drops without a word the rest of a file after a quote that is never closed. Balanced quotes rule
+        that out; otherwise Python's reader counts the records and any shortfall is an error."""
+        if not _odd_quotes(file.path):
+            return
+        records = last_start = 0
+        for start, row in _records(file.path):
+            if row:
+                records, last_start = records + 1, start
+        if records != file.rows + len(file.rejected_lines):
+            raise CsvExportError(file.name, f"a quoted value that starts near line {last_start} is never closed, so "
+                                            f"the rest of the file cannot be read (a truncated or corrupt export?)",
+                                 str(self.path))
+
+    # ---- queries ------------------------------------------------------------------------------------------------
+    def _org_query(self, modified_since: datetime | None) -> tuple[str, list]:
+        table = self._staged("orgs").table
+        return f"""
+            SELECT *, CASE WHEN sourced_id IS NULL THEN 1
+                           ELSE row_number() OVER (PARTITION BY sourced_id ORDER BY rec) END AS occurrence
+            FROM (SELECT rowid AS rec, txt("sourcedId") AS sourced_id, txt(status) AS status,
+                         txt("dateLastModified") AS date_text,
+                         TRY_CAST(txt("dateLastModified") AS TIMESTAMPTZ) AS date_last_modified,
+                         txt(name) AS name, txt(type) AS type, txt(identifier) AS identifier,
+                         txt("parentSourcedId") AS parent_sourced_id, txt(legacy) AS legacy_sourced_id
+                  FROM {table})
+            ORDER BY rec""", []
+
+    def _student_query(self, modified_since: datetime | None) -> tuple[str, list]:
+        users = self._staged("users").table
+        if self.version == "1.1":
+            roles = """CASE WHEN txt(role) IS NULL THEN []::VARCHAR[] ELSE [lower(txt(role))] END"""
+            orgs, primary, join, unknown_role = 'csv_list("orgSourcedIds")', "NULL::VARCHAR", "", "false"
+        else:
+            by_user = self._roles_by_user()
+            roles, orgs = "coalesce(uniq(r.roles), []::VARCHAR[])", "coalesce(uniq(r.orgs), []::VARCHAR[])"
+            primary = 'coalesce(r.primary_org, txt(u."primaryOrgSourcedId"))'
+            join = f'LEFT JOIN {by_user} r ON r.user_id = txt(u."sourcedId")'
+            unknown_role = "sourced_id IS NULL"  # no id: its roles cannot be known, so it is reported
+        since, params = "", []
+        if modified_since is not None:
+            since, params = " AND (date_last_modified IS NULL OR date_last_modified > ?)", [_utc(modified_since)]
+        return f"""
+            SELECT *, CASE WHEN sourced_id IS NULL THEN 1
+                           ELSE row_number() OVER (PARTITION BY sourced_id ORDER BY rec) END AS occurrence
+            FROM (SELECT u.rowid AS rec, txt(u."sourcedId") AS sourced_id, txt(u.status) AS status,
+                         txt(u."dateLastModified") AS date_text,
+                         TRY_CAST(txt(u."dateLastModified") AS TIMESTAMPTZ) AS date_last_modified,
+                         txt(u.username) AS username, txt(u."givenName") AS given_name,
+                         txt(u."familyName") AS family_name, txt(u."middleName") AS middle_name,
+                         txt(u.email) AS email, txt(u.identifier) AS identifier,
+                         txt(u."enabledUser") AS enabled_text, {roles} AS roles, {orgs} AS org_sourced_ids,
+                         {primary} AS primary_org_sourced_id, csv_list(u.grades) AS grades,
+                         txt(u.legacy) AS legacy_sourced_id
+                  FROM {users} u {join})
+            WHERE (list_contains(roles, 'student') OR {unknown_role}){since}
+            ORDER BY rec""", params
+
+    def _roles_by_user(self) -> str:
+        """roles.csv aggregated per user (once): roles and orgs, the primary role first then file order, and the
+        primary role's org. Rows without userSourcedId or role are rejections of the student pull."""
+        roles = self._staged("roles")
+        table = "roles_by_user"
+        con = self._cursor()
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()[0]:
+            con.execute(f"""
+                CREATE TABLE {table} AS
+                SELECT user_id,
+                       list(role ORDER BY is_primary DESC, rec) FILTER (WHERE role IS NOT NULL) AS roles,
+                       list(org ORDER BY is_primary DESC, rec) FILTER (WHERE org IS NOT NULL) AS orgs,
+                       arg_min(org, rec) FILTER (WHERE is_primary AND org IS NOT NULL) AS primary_org
+                FROM (SELECT rowid AS rec, txt("userSourcedId") AS user_id, lower(txt(role)) AS role,
+                             txt("orgSourcedId") AS org, coalesce(lower(txt("roleType")) = 'primary', false) AS is_primary
+                      FROM {roles.table})
+                WHERE user_id IS NOT NULL AND role IS NOT NULL
+                GROUP BY user_id""")
+            bad = con.execute(f"""
+                SELECT rowid, txt("sourcedId"), CASE WHEN txt("userSourcedId") IS NULL THEN 'userSourcedId'
+                                                     ELSE 'role' END
+                FROM {roles.table} WHERE txt("userSourcedId") IS NULL OR txt(role) IS NULL ORDER BY rowid""").fetchall()
+            lines = _LineIndex(roles)
+            roles.file_rejections = roles.file_rejections + [
+                Rejection("role", sourced_id, f"{roles.name} line {lines.line_of(rec)}", column, _MISSING)
+                for rec, sourced_id, column in bad]
+        return table
+
+    # ---- one pull -----------------------------------------------------------------------------------------------
+    def _pull(self, collection: str, entity: str, keys: tuple[str, ...],
+              query: Callable[[datetime | None], tuple[str, list]], modified_since: datetime | None,
+              ) -> Iterator[pa.Table]:
+        self.rejections = []
+        main = self._staged(keys[0])
+        sql, params = query(modified_since)  # stages the other files too
+        files = [self._files[k] for k in keys]
+        report = PullReport(collection, " + ".join(f.name for f in files), self.batch_rows,
+                            delta_filter(modified_since) if modified_since else None, None)
+        self.reports[collection] = report
+        for file in files:
+            self.rejections += file.file_rejections
+        report.received = main.rows + len(main.file_rejections)
+        schema = ORG_SCHEMA if entity == "org" else USER_SCHEMA
+        lines, seen, cursor = _LineIndex(main), 0, self._cursor()
+        try:
+            for batch in cursor.sql(sql, params=params).to_arrow_reader(self.batch_rows):
+                seen += batch.num_rows
+                table = self._finish(batch, schema, entity, main, lines, report)
+                report.pages += 1
+                report.rows += table.num_rows
+                if table.num_rows:
+                    yield table
+        finally:
+            cursor.close()
+        report.skipped = main.rows - seen
+        report.rejected = len(self.rejections)
+        deltas = [f"{f.name} is a delta file ({MANIFEST}: file.{k}=delta)" for k, f in zip(keys, files)
+                  if self.manifest_modes[k] == "delta"]
+        report.complete = not deltas
+        report.incomplete_reason = ("; ".join(deltas) + ": only changed records, not a full pull") if deltas else None
+        if deltas or self.rejections or report.duplicates:
+            log.warning(f"{collection} from {self.path}: {report.rows} rows, {len(self.rejections)} rejected, "
+                        f"{report.duplicates} duplicates, complete={report.complete}")
+
+    def _finish(self, batch: pa.RecordBatch, schema: pa.Schema, entity: str, file: _CsvFile, lines: _LineIndex,
+                report: PullReport) -> pa.Table:
+        """Apply the per-value rules, report duplicates and rejections, and keep the good rows as `schema`."""
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        columns["status"] = _per_value(columns["status"], _csv_status, pa.string())[0]
+        problems = [("sourcedId", pc.is_null(columns["sourced_id"])),
+                    ("dateLastModified", pc.and_(pc.is_valid(columns["date_text"]),
+                                                 pc.is_null(columns["date_last_modified"])))]
+        if entity == "org":
+            columns["type"] = _per_value(columns["type"], normalize._lower, pa.string())[0]
+        else:
+            columns["enabled_user"], bad_flag = _per_value(columns["enabled_text"], normalize._enabled, pa.bool_())
+            problems.append(("enabledUser", bad_flag))
+        duplicate = pc.greater(columns["occurrence"], 1)
+        if pc.any(duplicate).as_py():
+            ids = pc.filter(columns["sourced_id"], duplicate)
+            report.duplicates += len(ids)
+            room = DUPLICATE_SAMPLE - len(report.duplicate_sample)
+            report.duplicate_sample += ids.slice(0, max(room, 0)).to_pylist()
+        rejected = pa.array([False] * batch.num_rows)
+        for _, mask in problems:
+            rejected = pc.or_(rejected, mask)
+        rejected = pc.and_(rejected, pc.invert(duplicate))
+        if pc.any(rejected).as_py():
+            self._reject(columns, problems, rejected, entity, file, lines)
+        keep = pc.invert(pc.or_(rejected, duplicate))
+        arrays = [pc.filter(columns[f.name], keep).cast(f.type) for f in schema]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def _reject(self, columns: dict, problems: list, rejected: pa.Array, entity: str, file: _CsvFile,
+                lines: _LineIndex) -> None:
+        reasons = {"sourcedId": _MISSING, "dateLastModified": "not an ISO 8601 date-time",
+                   "enabledUser": "not a boolean (expected true/false)"}
+        masks = [(name, mask.to_pylist()) for name, mask in problems]
+        for i in pc.indices_nonzero(rejected).to_pylist():
+            name = next(n for n, mask in masks if mask[i])
+            rec = columns["rec"][i].as_py()
+            self.rejections.append(Rejection(entity, columns["sourced_id"][i].as_py(),
+                                             f"{file.name} line {lines.line_of(rec)}", name, reasons[name]))
+
+
+_ENTITY = {"orgs.csv": "org", "users.csv": "user", "roles.csv": "role"}
+
+
+class _LineIndex:
+    """Record number (DuckDB rowid, 0-based, rows it could split) -> the line the record starts on, by reading the
+    file with Python's csv module up to that record, only when a rejection needs it (calls in increasing order)."""
+
+    def __init__(self, file: _CsvFile) -> None:
+        self.file = file
+        self._records: Iterator[tuple[int, list[str]]] | None = None
+        self._rec = -1
+        self._line = 0
+
+    def line_of(self, rec: int) -> int:
+        if self._records is None or rec < self._rec:
+            self._records, self._rec = _records(self.file.path), -1
+            next(self._records, None)  # the header
+        n = len(self.file.header)
+        while self._rec < rec:
+            item = next(self._records, None)
+            if item is None:  # the readers disagree (a row DuckDB split differently): the best guess
+                return rec + 2
+            start, row = item
+            if row and len(row) == n and start not in self.file.rejected_lines:
+                self._rec, self._line = self._rec + 1, start
+        return self._line
+
+
+def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line the record starts on, fields) for every record, blank lines as []."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as text:
+        reader = csv.reader(text)
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error:  # a NUL byte, a field over the size limit: DuckDB has reported or dropped it
+                continue
+            yield start, row
+
+
+def _first_row(path: Path, name: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as text:
+            return next(csv.reader(text), [])
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise CsvExportError(name, f"cannot be read as UTF-8 CSV ({error})") from None
+
+
+def _read_rows(path: Path, name: str) -> Iterator[list[str]]:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as text:
+            yield from csv.reader(text)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise CsvExportError(name, f"cannot be read as UTF-8 CSV ({error})") from None
+
+
+def _lines_at(path: Path, positions: list[int]) -> list[int]:
+    """Line numbers (1-based) of byte offsets in the file, in one pass (positions sorted ascending)."""
+    lines, line, offset, chunk_size = [], 1, 0, 1 << 20
+    if not positions:
+        return lines
+    pending = iter(positions)
+    target = next(pending)
+    with open(path, "rb") as raw:
+        while target is not None:
+            chunk = raw.read(chunk_size)
+            while target is not None and (not chunk or target < offset + len(chunk)):
+                lines.append(line + chunk.count(b"\n", 0, max(target - offset, 0)))
+                target = next(pending, None)
+            if not chunk:
+                break
+            line += chunk.count(b"\n")
+            offset += len(chunk)
+    return lines
+
+
+def _odd_quotes(path: Path) -> bool:
+    count = 0
+    with open(path, "rb") as raw:
+        while chunk := raw.read(1 << 22):
+            count += chunk.count(b'"')
+    return count % 2 == 1
+
+
+def _per_value(values: pa.Array, rule: Callable[[object], object], type_: pa.DataType) -> tuple[pa.Array, pa.Array]:
+    """`rule` applied once per distinct value -> (the mapped column, a mask of the rows whose value the rule
+    refused with normalize's _Reject)."""
+    distinct = pc.unique(values)
+    mapped, refused = [], []
+    for value in distinct.to_pylist():
+        try:
+            mapped.append(rule(value))
+            refused.append(False)
+        except normalize._Reject:
+            mapped.append(None)
+            refused.append(True)
+    index = pc.index_in(values, value_set=distinct)
+    return pa.array(mapped, type_).take(index), pa.array(refused, pa.bool_()).take(index)
+
+
+def _csv_status(value: object) -> str:
+    """normalize's status rule (lower-cased, inactive -> tobedeleted); empty, as bulk files leave it, is active."""
+    return normalize._status(value) or "active"
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _sql_str(text: str) -> str:
+    return text.replace("'", "''")
