@@ -126,7 +126,7 @@ class CsvSource:
     """A OneRoster CSV export (zip or folder), pulled like `RestSource`. Use as a context manager."""
 
     def __init__(self, settings: ConnectionSettings, *, batch_rows: int = DEFAULT_BATCH_ROWS,
-                 memory_limit: str = "1GB") -> None:
+                 memory_limit: str = "512MB") -> None:
         if not settings.csv_path:
             raise CsvExportError("ONEROSTER_CSV_PATH", "no CSV export path (the folder or zip of the export)")
         if batch_rows < 1:
@@ -356,8 +356,8 @@ class CsvSource:
                     [str(file.path)])
         file.rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         failures = con.execute(f"""
-            SELECT min(coalesce(byte_position, line_byte_position)) AS pos, min(error_type)
-            FROM {rejects} GROUP BY line ORDER BY pos""").fetchall()
+            SELECT coalesce(line_byte_position, byte_position) AS pos, arg_min(error_type, byte_position)
+            FROM {rejects} GROUP BY pos ORDER BY pos""").fetchall()
         con.close()
         lines = _lines_at(file.path, [at for at, _ in failures])
         file.file_rejections = [
@@ -365,24 +365,38 @@ class CsvSource:
                       _STRUCTURE_REASONS.get(kind, kind.lower()).format(n=n))
             for line, (_, kind) in zip(lines, failures)]
         file.rejected_lines = frozenset(lines)
-        self._check_nothing_swallowed(file, n)
+        self._check_nothing_swallowed(file)
         if file.file_rejections:
             log.warning(f"{file.name} of {self.path}: {len(file.file_rejections)} rows could not be split into "
                         f"{n} columns and are skipped")
 
-    def _check_nothing_swallowed(self, file: _CsvFile, n: int) -> None:
+    def _check_nothing_swallowed(self, file: _CsvFile) -> None:
         """DuckDB drops without a word the rest of a file after a quote that is never closed. Balanced quotes rule
-        that out; otherwise Python's reader counts the records and any shortfall is an error."""
+        that out; otherwise Python's strict reader looks for a quoted value still open at the end of the file, and
+        counts the records: any disagreement with what DuckDB read is an error, never a silent loss."""
         if not _odd_quotes(file.path):
             return
-        records = last_start = 0
-        for start, row in _records(file.path):
-            if row:
-                records, last_start = records + 1, start
+        records, open_at, where = 0, None, str(self.path)
+        with open(file.path, encoding="utf-8-sig", errors="replace", newline="") as text:
+            reader = csv.reader(text, strict=True)
+            next(reader, None)  # the header
+            while True:
+                start = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as error:  # one broken record; the reader goes on at the next line
+                    records += 1
+                    open_at = start if "end of data" in str(error) or "field limit" in str(error) else None
+                    continue
+                records, open_at = records + bool(row), None
+        if open_at is not None:
+            raise CsvExportError(file.name, f"a quoted value that starts near line {open_at} is never closed, so the "
+                                            "rest of the file cannot be read (a truncated or corrupt export?)", where)
         if records != file.rows + len(file.rejected_lines):
-            raise CsvExportError(file.name, f"a quoted value that starts near line {last_start} is never closed, so "
-                                            f"the rest of the file cannot be read (a truncated or corrupt export?)",
-                                 str(self.path))
+            raise CsvExportError(file.name, f"its quoting is broken: {records} records by one CSV reader, "
+                                            f"{file.rows + len(file.rejected_lines)} by another; check the quotes", where)
 
     # ---- queries ------------------------------------------------------------------------------------------------
     def _org_query(self, modified_since: datetime | None) -> tuple[str, list]:
