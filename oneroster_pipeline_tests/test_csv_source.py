@@ -219,6 +219,19 @@ def test_bad_rows_are_reported_with_file_and_line_and_skipped(tmp_path):
     assert report.complete and report.received == 10 and report.skipped == 1
 
 
+def test_a_byte_order_mark_crlf_and_a_row_that_is_not_utf8(tmp_path):
+    users = (USERS_11_HEADER + user11("s1", given="Ren\xe9e") + user11("s2", given="Zo\u00eb")).replace("\n", "\r\n")
+    folder = write_export(tmp_path, MANIFEST_11, {"orgs.csv": ORGS})
+    (folder / "users.csv").write_bytes(b"\xef\xbb\xbf" + users.replace("Ren\xe9e", "Ren\udce9e").encode(
+        "utf-8", errors="surrogateescape"))  # s1's name in Latin-1
+    with CsvSource.from_path(folder) as source:
+        rows = concat(source.student_batches()).to_pylist()
+        rejections = source.rejections
+    assert [(r["sourced_id"], r["given_name"], r["grades"]) for r in rows] == [("s2", "Zo\u00eb", ["09"])]
+    assert [(r.location, r.field, r.reason) for r in rejections] == [("users.csv line 2", "(record)",
+                                                                      "not valid UTF-8")]
+
+
 def test_1_2_roles_give_orgs_primary_first_and_bad_role_rows_are_reported(tmp_path):
     users = ("sourcedId,status,dateLastModified,enabledUser,username,userIds,givenName,familyName,middleName,"
              "identifier,email,sms,phone,agentSourcedIds,grades,password,userMasterIdentifier,resourceSourcedIds,"

@@ -192,7 +192,8 @@ class CsvSource:
     def fetch_school_count(self) -> int:
         """How many orgs of type school orgs.csv holds."""
         table = self._staged("orgs").table
-        return self._cursor().execute(f"SELECT count(*) FROM {table} WHERE lower(txt(type)) = 'school'").fetchone()[0]
+        with self._cursor() as con:
+            return con.execute(f"SELECT count(*) FROM {table} WHERE lower(txt(type)) = 'school'").fetchone()[0]
 
     def connection_test(self):
         """Read the export's orgs: a `ConnectionReport` (see connection_test.py)."""
@@ -307,8 +308,7 @@ class CsvSource:
         if self._zip is None:
             return _first_row(self._members[name], name)
         with zipfile.ZipFile(self._zip) as archive, archive.open(self._members[name]) as raw:
-            first = raw.readline(1 << 20)
-        return next(csv.reader([first.decode("utf-8-sig", errors="replace")]), [])
+            return _header_row(raw.readline(1 << 20))
 
     # ---- staging ------------------------------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -355,6 +355,12 @@ class CsvSource:
                           rejects_table = '{rejects}', rejects_scan = '{rejects}_scan', encoding = 'utf-8')""",
                     [str(file.path)])
         file.rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        # the rows repeating an earlier row's sourcedId (a narrow window, computed once)
+        con.execute(f"""
+            CREATE OR REPLACE TABLE {table}_repeats AS
+            SELECT rec FROM (SELECT rowid AS rec, row_number() OVER (PARTITION BY txt("sourcedId") ORDER BY rowid) AS k
+                             FROM {table} WHERE txt("sourcedId") IS NOT NULL)
+            WHERE k > 1""")
         failures = con.execute(f"""
             SELECT coalesce(line_byte_position, byte_position) AS pos, arg_min(error_type, byte_position)
             FROM {rejects} GROUP BY pos ORDER BY pos""").fetchall()
@@ -367,8 +373,8 @@ class CsvSource:
         file.rejected_lines = frozenset(lines)
         self._check_nothing_swallowed(file)
         if file.file_rejections:
-            log.warning(f"{file.name} of {self.path}: {len(file.file_rejections)} rows could not be split into "
-                        f"{n} columns and are skipped")
+            log.warning(f"{file.name} of {self.path}: {len(file.file_rejections)} rows could not be read "
+                        f"(as {n} UTF-8 columns) and are skipped")
 
     def _check_nothing_swallowed(self, file: _CsvFile) -> None:
         """DuckDB drops without a word the rest of a file after a quote that is never closed. Balanced quotes rule
@@ -402,14 +408,13 @@ class CsvSource:
     def _org_query(self, modified_since: datetime | None) -> tuple[str, list]:
         table = self._staged("orgs").table
         return f"""
-            SELECT *, CASE WHEN sourced_id IS NULL THEN 1
-                           ELSE row_number() OVER (PARTITION BY sourced_id ORDER BY rec) END AS occurrence
-            FROM (SELECT rowid AS rec, txt("sourcedId") AS sourced_id, txt(status) AS status,
-                         txt("dateLastModified") AS date_text,
-                         TRY_CAST(txt("dateLastModified") AS TIMESTAMPTZ) AS date_last_modified,
-                         txt(name) AS name, txt(type) AS type, txt(identifier) AS identifier,
-                         txt("parentSourcedId") AS parent_sourced_id, txt(legacy) AS legacy_sourced_id
-                  FROM {table})
+            SELECT rowid AS rec, rowid IN (SELECT rec FROM {table}_repeats) AS repeated,
+                   txt("sourcedId") AS sourced_id, txt(status) AS status,
+                   txt("dateLastModified") AS date_text,
+                   TRY_CAST(txt("dateLastModified") AS TIMESTAMPTZ) AS date_last_modified,
+                   txt(name) AS name, txt(type) AS type, txt(identifier) AS identifier,
+                   txt("parentSourcedId") AS parent_sourced_id, txt(legacy) AS legacy_sourced_id
+            FROM {table}
             ORDER BY rec""", []
 
     def _student_query(self, modified_since: datetime | None) -> tuple[str, list]:
@@ -427,9 +432,9 @@ class CsvSource:
         if modified_since is not None:
             since, params = " AND (date_last_modified IS NULL OR date_last_modified > ?)", [_utc(modified_since)]
         return f"""
-            SELECT *, CASE WHEN sourced_id IS NULL THEN 1
-                           ELSE row_number() OVER (PARTITION BY sourced_id ORDER BY rec) END AS occurrence
-            FROM (SELECT u.rowid AS rec, txt(u."sourcedId") AS sourced_id, txt(u.status) AS status,
+            SELECT * FROM (
+                  SELECT u.rowid AS rec, u.rowid IN (SELECT rec FROM {users}_repeats) AS repeated,
+                         txt(u."sourcedId") AS sourced_id, txt(u.status) AS status,
                          txt(u."dateLastModified") AS date_text,
                          TRY_CAST(txt(u."dateLastModified") AS TIMESTAMPTZ) AS date_last_modified,
                          txt(u.username) AS username, txt(u."givenName") AS given_name,
@@ -451,15 +456,18 @@ class CsvSource:
         if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()[0]:
             con.execute(f"""
                 CREATE TABLE {table} AS
-                SELECT user_id,
-                       list(role ORDER BY is_primary DESC, rec) FILTER (WHERE role IS NOT NULL) AS roles,
-                       list(org ORDER BY is_primary DESC, rec) FILTER (WHERE org IS NOT NULL) AS orgs,
-                       arg_min(org, rec) FILTER (WHERE is_primary AND org IS NOT NULL) AS primary_org
-                FROM (SELECT rowid AS rec, txt("userSourcedId") AS user_id, lower(txt(role)) AS role,
-                             txt("orgSourcedId") AS org, coalesce(lower(txt("roleType")) = 'primary', false) AS is_primary
-                      FROM {roles.table})
-                WHERE user_id IS NOT NULL AND role IS NOT NULL
-                GROUP BY user_id""")
+                SELECT user_id, list_transform(items, lambda x: x.role) AS roles,
+                       list_filter(list_transform(items, lambda x: x.org), lambda o: o IS NOT NULL) AS orgs, primary_org
+                FROM (SELECT user_id,  -- list_sort of a plain list: an ordered aggregate would not spill to disk
+                             list_sort(list({{'secondary': NOT is_primary, 'rec': rec, 'role': role, 'org': org}}))
+                                 AS items,
+                             arg_min(org, rec) FILTER (WHERE is_primary AND org IS NOT NULL) AS primary_org
+                      FROM (SELECT rowid AS rec, txt("userSourcedId") AS user_id, lower(txt(role)) AS role,
+                                   txt("orgSourcedId") AS org,
+                                   coalesce(lower(txt("roleType")) = 'primary', false) AS is_primary
+                            FROM {roles.table})
+                      WHERE user_id IS NOT NULL AND role IS NOT NULL
+                      GROUP BY user_id)""")
             bad = con.execute(f"""
                 SELECT rowid, txt("sourcedId"), CASE WHEN txt("userSourcedId") IS NULL THEN 'userSourcedId'
                                                      ELSE 'role' END
@@ -519,7 +527,7 @@ class CsvSource:
         else:
             columns["enabled_user"], bad_flag = _per_value(columns["enabled_text"], normalize._enabled, pa.bool_())
             problems.append(("enabledUser", bad_flag))
-        duplicate = pc.greater(columns["occurrence"], 1)
+        duplicate = columns["repeated"]
         if pc.any(duplicate).as_py():
             ids = pc.filter(columns["sourced_id"], duplicate)
             report.duplicates += len(ids)
@@ -591,11 +599,13 @@ def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def _first_row(path: Path, name: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as text:
-            return next(csv.reader(text), [])
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise CsvExportError(name, f"cannot be read as UTF-8 CSV ({error})") from None
+    with open(path, "rb") as raw:
+        return _header_row(raw.readline(1 << 20))
+
+
+def _header_row(line: bytes) -> list[str]:
+    """The fields of a header line (a bad byte elsewhere in the file is a row's problem, not the header's)."""
+    return next(csv.reader([line.decode("utf-8-sig", errors="replace").rstrip("\r\n")]), [])
 
 
 def _read_rows(path: Path, name: str) -> Iterator[list[str]]:
