@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from oneroster_pipeline.client.connection_test import connection_test
@@ -202,7 +203,7 @@ def test_bad_rows_are_reported_with_file_and_line_and_skipped(tmp_path):
         list(source.org_batches())
         assert source.rejections == []  # the rejections of the latest pull only
     assert sorted(students.column("sourced_id").to_pylist()) == ["s1", "s5", "s7"]
-    assert students.filter(pa.compute.equal(students.column("sourced_id"), "s1")).column(
+    assert students.filter(pc.equal(students.column("sourced_id"), "s1")).column(
         "given_name").to_pylist() == ["Ann\nMarie"]
     assert sorted((r.location, r.field, r.sourced_id, r.entity) for r in rejections) == [
         ("users.csv line 11", "(record)", None, "user"),
