@@ -90,8 +90,11 @@ def page(browser, dagster_dev):
 
 
 def link(page, text: str):
-    """A link by its visible text: Dagster's accessible names start with the icon's label ("job full_sync")."""
-    return page.get_by_role("link").filter(has_text=re.compile(rf"^\s*{re.escape(text)}\s*$")).first
+    """A link by its visible name: the link's whole text, or an element of it (a schedule row's link also holds
+    its cron). Not by accessible name: Dagster's start with the icon's label ("job full_sync")."""
+    links = page.get_by_role("link")
+    return links.filter(has=page.get_by_text(text, exact=True)).or_(
+        links.filter(has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))).first
 
 
 def open_nav(page, label: str) -> None:

@@ -184,11 +184,18 @@ class DagsterDev:
         data = self.graphql("""
             query Logs($runId: ID!) { logsForRun(runId: $runId, limit: 1000) { ... on EventConnection {
               events { __typename ... on MessageEvent { message stepKey }
-                ... on ExecutionStepFailureEvent { error { message } }
-                ... on RunFailureEvent { error { message } } } } } }""", {"runId": run_id})
+                ... on ExecutionStepFailureEvent { error { ...Chain } }
+                ... on RunFailureEvent { error { ...Chain } } } } } }
+            fragment Chain on PythonError { message errorChain { error { message } } }""", {"runId": run_id})
         events = (data["logsForRun"] or {}).get("events", [])
-        return [f"{e.get('stepKey') or '-'}: {e.get('message')} {(e.get('error') or {}).get('message', '')}"
-                for e in events if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")]
+        lines = []
+        for event in events:
+            if event["__typename"] not in ("ExecutionStepFailureEvent", "RunFailureEvent"):
+                continue
+            error = event.get("error") or {}
+            causes = [link["error"]["message"].strip() for link in error.get("errorChain") or []]
+            lines.append(" <- ".join([f"{event.get('stepKey') or 'run'}: {event.get('message')}", *causes]))
+        return lines
 
     def wait_for_run(self, run_id: str, timeout: float = 180.0) -> dict:
         deadline = time.monotonic() + timeout
