@@ -59,6 +59,8 @@ class DagsterDev:
             "ONEROSTER_DUCKDB_PATH": str(self.home / "oneroster.duckdb"),
             "ONEROSTER_DEMO_STUDENTS": str(self.demo_students),
             "PYTHONUNBUFFERED": "1",
+            # the code server imports the package from this checkout, installed or not
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
         })
         return env
 
