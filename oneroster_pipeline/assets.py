@@ -4,7 +4,6 @@ Each asset stages its pull to Parquet (no DuckDB lock held while the provider pa
 DuckDB transaction: a failed run leaves every table as it was.
 """
 
-from __future__ import annotations
 
 import time
 from collections.abc import Iterator
@@ -45,7 +44,7 @@ def approved_mass_change(context) -> bool:
 def staged(context, oneroster: OneRosterResource, warehouse: WarehouseResource, collection: str,
            modified_since: datetime | None = None) -> Iterator[StagedPull]:
     """Pull one collection into this step's staging folder; the folder is removed afterwards, whatever happens."""
-    staging = warehouse.staging_dir(context.run_id, collection)
+    staging = warehouse.staging_dir(context.run.run_id, collection)
     try:
         with oneroster.open(context.log) as source:
             pull = stage_pull(source, collection, staging, modified_since, context.log)
@@ -84,7 +83,7 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
     started = time.monotonic()
     with staged(context, oneroster, duckdb, "orgs") as pull, duckdb.connect() as con:
         try:
-            schools = apply_org_pull(con, pull, context.run_id, datetime.now(timezone.utc),
+            schools = apply_org_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
                                      approved_mass_change(context))
         except SyncHeld as held:
             yield from _held("oneroster_orgs", "schools_present_guard", held)
@@ -176,7 +175,7 @@ def student_sync_assets(
             sync_policy.full_sync_every_days, sync_policy.delta_overlap_minutes)
     with staged(context, oneroster, duckdb, "students", modified_since) as pull, duckdb.connect() as con:
         try:
-            result = apply_student_pull(con, pull, context.run_id, datetime.now(timezone.utc),
+            result = apply_student_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
                                         sync_policy.mass_change_policy(), approved_mass_change(context))
         except SyncHeld as held:
             yield from _held("students", "mass_change_guard", held)

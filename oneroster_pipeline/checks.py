@@ -1,6 +1,5 @@
 """Asset checks: validation results a person must see and can act on (offending ids and names, counts)."""
 
-from __future__ import annotations
 
 import dagster as dg
 
@@ -32,7 +31,7 @@ def building_sis_matches_schools(duckdb: WarehouseResource) -> dg.AssetCheckResu
               AND o.sourced_id NOT IN (SELECT building_sis FROM buildings)
             ORDER BY o.name, o.sourced_id""")
         ignored = con.execute(
-            "SELECT count(*) FROM ignored_students WHERE reason = 'school_not_a_building'").fetchone()[0]
+            "SELECT count(*) FROM ignored_students WHERE reason = 'school_not_a_building'").fetchall()[0][0]
     return dg.AssetCheckResult(
         passed=not unmatched_buildings and not schools_without_building,
         severity=ERROR,
@@ -87,20 +86,22 @@ def students_buildings_exist(duckdb: WarehouseResource) -> dg.AssetCheckResult:
 def fetched_count_matches_provider_total(duckdb: WarehouseResource) -> dg.AssetCheckResult:
     with duckdb.connect() as con:
         latest = store.query_dicts(con, """
-            SELECT reported_total, received, duplicates, rejected, complete, incomplete_reason, endpoint
+            SELECT reported_total, received, kept, duplicates, rejected, skipped, complete, incomplete_reason,
+                   endpoint
             FROM pull_reports WHERE collection = 'students' ORDER BY fetched_at DESC LIMIT 1""")
     if not latest:
         return dg.AssetCheckResult(passed=False, severity=ERROR, description="no student pull recorded yet")
     pull = latest[0]
     total = pull["reported_total"]
-    # a provider that sends no total is judged by the pager's completeness verdict alone
-    accounted = pull["received"] + pull["duplicates"] + pull["rejected"]
-    passed = bool(pull["complete"]) and (total is None or accounted == total)
+    # `received` counts every record the provider sent (duplicates, rejected and skipped ones included), which is
+    # what X-Total-Count counts; a provider that sends no total is judged by the pager's completeness verdict alone
+    passed = bool(pull["complete"]) and (total is None or pull["received"] == total)
     return dg.AssetCheckResult(
         passed=passed, severity=ERROR,
         description=(
-            f"fetched {pull['received']} (+{pull['duplicates']} duplicates, {pull['rejected']} rejected) "
-            f"of a reported total of {total if total is not None else 'unknown (no X-Total-Count)'}"
+            f"received {pull['received']} of a reported total of "
+            f"{total if total is not None else 'unknown (no X-Total-Count)'}; kept {pull['kept']} "
+            f"({pull['duplicates']} duplicates, {pull['rejected']} rejected, {pull['skipped']} not students)"
             + (f"; incomplete: {pull['incomplete_reason']}" if not pull["complete"] else "")
         ),
         metadata={k: v for k, v in pull.items() if v is not None},

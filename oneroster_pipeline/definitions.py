@@ -1,6 +1,5 @@
 """The Dagster code location: `dagster job execute -m oneroster_pipeline.definitions -j full_sync`."""
 
-from __future__ import annotations
 
 import dagster as dg
 

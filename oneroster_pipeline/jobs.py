@@ -1,6 +1,5 @@
 """Jobs: building sync (run once when a district connects), student sync (daily), and both together."""
 
-from __future__ import annotations
 
 import dagster as dg
 

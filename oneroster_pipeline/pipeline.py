@@ -79,8 +79,9 @@ def record_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | 
     store.insert_rows(con, "pull_reports", [{
         "run_id": run_id, "collection": pull.collection, "provider": pull.label,
         "endpoint": report.endpoint, "mode": pull.mode, "modified_since": pull.modified_since,
-        "started_at": pull.started_at, "reported_total": report.reported_total, "received": pull.rows,
-        "duplicates": report.duplicates, "pages": report.pages, "rejected": len(pull.rejections),
+        "started_at": pull.started_at, "reported_total": report.reported_total, "received": report.received, "kept": pull.rows,
+        "duplicates": report.duplicates, "rejected": len(pull.rejections), "skipped": report.skipped,
+        "pages": report.pages,
         "complete": report.complete, "incomplete_reason": report.incomplete_reason, "fetched_at": now,
     }])
     store.insert_rows(con, "rejected_records", [{
@@ -101,7 +102,7 @@ def choose_student_pull(con: duckdb.DuckDBPyConnection, provider: str, forced_mo
         return None
     last_full, last_any = con.execute("""
         SELECT max(started_at) FILTER (WHERE mode = 'full'), max(started_at)
-        FROM pull_reports WHERE collection = 'students' AND complete""").fetchone()
+        FROM pull_reports WHERE collection = 'students' AND complete""").fetchall()[0]
     if last_full is None:
         return None
     if forced_mode != "delta" and datetime.now(timezone.utc) - last_full >= timedelta(days=full_every_days):
@@ -115,8 +116,8 @@ def apply_org_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str
     with store.transaction(con):
         schools = con.execute(
             "SELECT count(*) FROM read_parquet(?) WHERE type = 'school' AND status = 'active'",
-            [str(pull.path)]).fetchone()[0]
-        buildings = con.execute("SELECT count(*) FROM buildings WHERE status = 'active'").fetchone()[0]
+            [str(pull.path)]).fetchall()[0][0]
+        buildings = con.execute("SELECT count(*) FROM buildings WHERE status = 'active'").fetchall()[0][0]
         if schools == 0 and buildings and not approved:
             raise SyncHeld([f"the provider returned no active school while {buildings} buildings are active"],
                            {"orgs_fetched": pull.rows, "active_buildings": buildings})
@@ -127,13 +128,22 @@ def apply_org_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str
 
 def apply_student_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | None, now: datetime,
                        policy: MassChangePolicy, approved: bool = False) -> StudentSyncResult:
-    """Merge (delta) or replace (full) `oneroster_users`, plan the student sync, guard it, apply it: one transaction."""
+    """Replace (complete full pull) or merge (delta, or an incomplete pull) `oneroster_users`, plan the student
+    sync, guard it, apply it: one transaction.
+
+    Absence means deletion only in a complete full pull; anything less is merged, so a student missing from a
+    partial pull is never deactivated because of it.
+    """
+    replace = pull.mode == "full" and pull.report.complete
+    if pull.mode == "full" and not replace:
+        log.warning(f"the student pull is incomplete ({pull.report.incomplete_reason}); merging it without "
+                    "deactivating absent students")
     with store.transaction(con):
-        apply = store.merge_from_parquet if pull.mode == "delta" else store.replace_from_parquet
+        apply = store.replace_from_parquet if replace else store.merge_from_parquet
         apply(con, "oneroster_users", pull.path, pull.label, now)
         record_pull(con, pull, run_id, now)
         plan = plan_student_sync(con, now)
-        violations = mass_change_violations(plan, pull.rows, policy)
+        violations = mass_change_violations(plan, pull.rows, policy, full_pull=replace)
         if violations and not approved:
             raise SyncHeld(violations, plan.as_metadata())
         return apply_student_sync(con, plan, now, run_id)

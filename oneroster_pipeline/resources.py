@@ -4,7 +4,6 @@ Settings come from environment variables; secrets are bound as `EnvVar`s (shown 
 value). With no provider configured, the built-in demo district is started in-process and the log says so.
 """
 
-from __future__ import annotations
 
 import os
 import secrets
@@ -125,8 +124,11 @@ class WarehouseResource(DuckDBResource):
         """A short write connection with every table created; waits while another process holds the lock."""
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         with self.get_connection() as con:
-            store.ensure_schema(con)
-            yield con
+            try:
+                store.ensure_schema(con)
+                yield con
+            finally:  # DuckDBResource closes only on success; a failed step must not keep the file open
+                con.close()
 
     def staging_dir(self, run_id: str, step: str) -> Path:
         return Path(self.database).parent / "staging" / f"{run_id}-{step}"

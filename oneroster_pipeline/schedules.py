@@ -1,6 +1,5 @@
 """The daily student sync schedule; its UI toggle is the district's "Automation Settings" switch."""
 
-from __future__ import annotations
 
 import os
 

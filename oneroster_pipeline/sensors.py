@@ -3,13 +3,20 @@
 Each alert is logged, appended to DuckDB `sync_alerts`, and POSTed to ONEROSTER_ALERT_WEBHOOK_URL when set.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 
 from .alerts import Alert, send_alert
 from .jobs import SYNC_JOBS
 from .resources import AlertsResource, WarehouseResource
+
+
+def root_cause(error) -> str:
+    """The innermost error of a serialized error chain, as `ExceptionName: message` (Dagster wraps user errors)."""
+    while error.cause is not None:
+        error = error.cause
+    name, _, message = error.message.strip().partition(": ")
+    return f"{name.rsplit('.', 1)[-1]}: {message}" if message else name
 
 
 def failed_error_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -35,7 +42,7 @@ def sync_failure_alert(
     run = context.dagster_run
     message = context.failure_event.message or "the run failed"
     step_errors = [
-        f"{event.step_key}: {event.event_specific_data.error.message.strip()}"
+        f"{event.step_key}: {root_cause(event.event_specific_data.error)}"
         for event in context.get_step_failure_events()
         if event.event_specific_data and event.event_specific_data.error
     ]

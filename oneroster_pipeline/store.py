@@ -54,8 +54,8 @@ TABLES_DDL = {
         CREATE TABLE IF NOT EXISTS pull_reports (
             run_id VARCHAR, collection VARCHAR NOT NULL, provider VARCHAR NOT NULL, endpoint VARCHAR,
             mode VARCHAR NOT NULL, modified_since TIMESTAMPTZ, started_at TIMESTAMPTZ NOT NULL,
-            reported_total BIGINT, received BIGINT NOT NULL, duplicates BIGINT NOT NULL, pages BIGINT,
-            rejected BIGINT NOT NULL, complete BOOLEAN NOT NULL, incomplete_reason VARCHAR,
+            reported_total BIGINT, received BIGINT NOT NULL, kept BIGINT NOT NULL, duplicates BIGINT NOT NULL,
+            rejected BIGINT NOT NULL, skipped BIGINT NOT NULL, pages BIGINT, complete BOOLEAN NOT NULL, incomplete_reason VARCHAR,
             fetched_at TIMESTAMPTZ NOT NULL)""",
     "student_changes": """
         CREATE TABLE IF NOT EXISTS student_changes (
@@ -134,7 +134,7 @@ def replace_from_parquet(
         f"INSERT INTO {table} BY NAME SELECT *, ? AS provider, ? AS fetched_at FROM read_parquet(?)",
         [provider, fetched_at, str(parquet)],
     )
-    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
 def merge_from_parquet(
@@ -148,7 +148,7 @@ def merge_from_parquet(
         f"INSERT INTO {table} BY NAME SELECT *, ? AS provider, ? AS fetched_at FROM read_parquet(?)",
         [provider, fetched_at, str(parquet)],
     )
-    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> None:

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         for table in TABLES_DDL:
             if table not in existing:
                 continue
-            print(f"  {table:<18} {con.execute(f'SELECT count(*) FROM {table}').fetchone()[0]:>9} rows")
+            print(f"  {table:<18} {con.execute(f'SELECT count(*) FROM {table}').fetchall()[0][0]:>9} rows")
             for key, count in con.execute(BREAKDOWNS[table]).fetchall() if table in BREAKDOWNS else []:
                 print(f"      {key:<28} {count:>9}")
     return 0

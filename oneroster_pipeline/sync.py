@@ -59,7 +59,7 @@ class StudentSyncResult:
 
 def seed_buildings_from_csv(con: duckdb.DuckDBPyConnection, csv_path: str | Path, now: datetime) -> int:
     """Load pre-existing buildings (`name,building_sis`) into an empty registry, once, before the first sync."""
-    if con.execute("SELECT count(*) FROM buildings").fetchone()[0]:
+    if con.execute("SELECT count(*) FROM buildings").fetchall()[0][0]:
         return 0
     path = Path(csv_path)
     if not path.is_file():
@@ -110,7 +110,7 @@ def sync_buildings(con: duckdb.DuckDBPyConnection, now: datetime) -> BuildingSyn
         WHERE b.building_sis = s.sourced_id AND b.name IS DISTINCT FROM s.name
         """,
         {"now": now},
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     reactivated = con.execute(
         """
         UPDATE buildings SET status = 'active', deactivated_at = NULL, updated_at = $now
@@ -118,7 +118,7 @@ def sync_buildings(con: duckdb.DuckDBPyConnection, now: datetime) -> BuildingSyn
           AND building_sis IN (SELECT sourced_id FROM _active_schools)
         """,
         {"now": now},
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     created = con.execute(
         """
         INSERT INTO buildings
@@ -127,7 +127,7 @@ def sync_buildings(con: duckdb.DuckDBPyConnection, now: datetime) -> BuildingSyn
         FROM _active_schools s ANTI JOIN buildings b ON b.building_sis = s.sourced_id
         """,
         {"now": now},
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     # A school that vanished (or is tobedeleted) flags its building; the building itself stays.
     missing = con.execute(
         """
@@ -136,8 +136,8 @@ def sync_buildings(con: duckdb.DuckDBPyConnection, now: datetime) -> BuildingSyn
           AND building_sis NOT IN (SELECT sourced_id FROM _active_schools)
         """,
         {"now": now},
-    ).fetchone()[0]
-    total = con.execute("SELECT count(*) FROM buildings").fetchone()[0]
+    ).fetchall()[0][0]
+    total = con.execute("SELECT count(*) FROM buildings").fetchall()[0][0]
     return BuildingSyncResult(created=created, renamed=renamed + reactivated, school_missing=missing, total=total)
 
 
@@ -227,7 +227,7 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
                count(*) FILTER (WHERE _deactivated), count(*) FILTER (WHERE _reactivated)
         FROM _next_students
         """
-    ).fetchone()
+    ).fetchall()[0]
     return StudentSyncPlan(*counts)
 
 
@@ -261,7 +261,7 @@ def apply_student_sync(
         SELECT (SELECT count(*) FROM students WHERE deactivated_at IS NULL),
                (SELECT count(*) FROM (SELECT sourced_id FROM student_buildings GROUP BY 1 HAVING count(*) > 1))
         """
-    ).fetchone()
+    ).fetchall()[0]
     return StudentSyncResult(
         plan=plan, imported=imported, multi_building=multi,
         ignored_by_reason={reason: ignored.get(reason, 0) for reason in IGNORED_REASONS},
@@ -341,10 +341,14 @@ class MassChangePolicy:
     max_deactivate: int = 500
 
 
-def mass_change_violations(plan: StudentSyncPlan, fetched: int, policy: MassChangePolicy) -> list[str]:
-    """Why applying `plan` looks like a provider accident rather than a real change (empty when it is safe)."""
+def mass_change_violations(plan: StudentSyncPlan, fetched: int, policy: MassChangePolicy,
+                           full_pull: bool = True) -> list[str]:
+    """Why applying `plan` looks like a provider accident rather than a real change (empty when it is safe).
+
+    An empty delta is a quiet night, not an accident: the zero-students rule applies to full pulls only.
+    """
     reasons = []
-    if fetched == 0 and plan.active_before > 0:
+    if full_pull and fetched == 0 and plan.active_before > 0:
         reasons.append(f"the provider returned zero students while {plan.active_before} are active")
     if plan.deactivated > policy.max_deactivate:
         reasons.append(

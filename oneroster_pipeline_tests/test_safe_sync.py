@@ -99,16 +99,21 @@ def test_delta_fetches_only_changed_records_and_matches_a_full_sync(provider, tm
     assert harness.rows(query) == fresh.rows(query)
 
 
-def test_provider_rejecting_the_delta_filter_falls_back_to_full(provider, tmp_path):
-    harness = SyncHarness(tmp_path, oneroster_for(provider))
-    assert harness.run("full_sync").success
-    provider.faults.fail_next(1, status=400, body="imsx")
-    provider.clear_request_log()
-    assert harness.run("student_sync").success
-    filters = [e.query.get("filter", "") for e in _student_requests(provider)]
-    assert "dateLastModified>" in filters[0] and filters[1:] and all(f == "" for f in filters[1:])
-    assert harness.scalar(
-        "SELECT mode FROM pull_reports WHERE collection = 'students' ORDER BY fetched_at DESC LIMIT 1") == "full"
+def test_provider_rejecting_the_delta_filter_falls_back_to_full(tmp_path):
+    settings = DemoSettings(auth="oauth2", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                            quirks={"reject_date_filter"})
+    with DemoProvider(SHAPE, settings) as provider:
+        harness = SyncHarness(tmp_path, oneroster_for(provider))
+        assert harness.run("full_sync").success
+        provider.clear_request_log()
+        assert harness.run("student_sync").success
+        requests = _student_requests(provider)
+        filtered = [e for e in requests if "filter" in e.query]
+        assert filtered and all("dateLastModified>" in e.query["filter"] and e.status == 400 for e in filtered)
+        full = requests[len(filtered):]  # then the whole collection, unfiltered
+        assert full and all("filter" not in e.query and e.status == 200 for e in full)
+        assert harness.scalar(
+            "SELECT mode FROM pull_reports WHERE collection = 'students' ORDER BY fetched_at DESC LIMIT 1") == "full"
 
 
 def test_forty_percent_drop_is_held_with_alert_then_applied_after_approval(provider, tmp_path):
@@ -162,7 +167,9 @@ def _run_cli(env: dict, job: str, kill_after_requests: int | None = None, provid
              extra_delay: float = 0.0) -> int:
     command = [str(Path(sys.executable).parent / "dagster"), "job", "execute",
                "-m", "oneroster_pipeline.definitions", "-j", job, "--tags", '{"oneroster/sync_mode": "full"}']
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # its own process group: the multiprocess executor runs each step in a child, and a crash kills them all
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     if kill_after_requests is None:
         return process.wait(timeout=300)
     deadline = time.monotonic() + 120
@@ -170,7 +177,7 @@ def _run_cli(env: dict, job: str, kill_after_requests: int | None = None, provid
         assert time.monotonic() < deadline, "the sync never reached the page to kill it at"
         time.sleep(0.005)
     time.sleep(extra_delay)
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)
     return process.wait(timeout=30)
 
 
@@ -195,12 +202,12 @@ def test_sigkill_mid_sync_leaves_tables_consistent_and_next_run_succeeds(tmp_pat
             with duckdb.connect(str(database), read_only=True) as con:
                 now = con.execute(f"SELECT {STUDENT_CONTENT} FROM students ORDER BY student_id").fetchall()
                 renamed = con.execute(
-                    "SELECT count(*) FROM students WHERE given_name = 'Killed-Mid-Sync'").fetchone()[0]
+                    "SELECT count(*) FROM students WHERE given_name = 'Killed-Mid-Sync'").fetchall()[0][0]
             assert now == before or renamed == 20  # all of the previous state, or all of the new one
 
         provider.clear_request_log()
         assert _run_cli(env, "student_sync") == 0
         with duckdb.connect(str(database), read_only=True) as con:
             assert con.execute(
-                "SELECT count(*) FROM students WHERE given_name = 'Killed-Mid-Sync'").fetchone()[0] == 20
-            assert con.execute("SELECT count(*) FROM students").fetchone()[0] == len(before)
+                "SELECT count(*) FROM students WHERE given_name = 'Killed-Mid-Sync'").fetchall()[0][0] == 20
+            assert con.execute("SELECT count(*) FROM students").fetchall()[0][0] == len(before)

@@ -194,7 +194,7 @@ class CsvSource:
         """How many orgs of type school orgs.csv holds."""
         table = self._staged("orgs").table
         with self._cursor() as con:
-            return con.execute(f"SELECT count(*) FROM {table} WHERE lower(txt(type)) = 'school'").fetchone()[0]
+            return con.execute(f"SELECT count(*) FROM {table} WHERE lower(txt(type)) = 'school'").fetchall()[0][0]
 
     def connection_test(self):
         """Read the export's orgs: a `ConnectionReport` (see connection_test.py)."""
@@ -355,7 +355,7 @@ class CsvSource:
                           escape = '"', strict_mode = true, ignore_errors = true, store_rejects = true,
                           rejects_table = '{rejects}', rejects_scan = '{rejects}_scan', encoding = 'utf-8')""",
                     [str(file.path)])
-        file.rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        file.rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         # the rows repeating an earlier row's sourcedId (a narrow window, computed once)
         con.execute(f"""
             CREATE OR REPLACE TABLE {table}_repeats AS
@@ -455,7 +455,7 @@ class CsvSource:
         roles = self._staged("roles")
         table = "roles_by_user"
         con = self._cursor()
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()[0]:
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0]:
             con.execute(f"""
                 CREATE TABLE {table} AS
                 SELECT user_id, list_transform(items, lambda x: x.role) AS roles,

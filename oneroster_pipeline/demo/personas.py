@@ -20,7 +20,8 @@ where it is plausible, to give every quirk a persona; adjust the table if a real
   same article's sample response); an empty 401 body (A: ASP.NET default) and `"True"`/`"False"` (A: .NET's
   `bool.ToString()`).
 - `edfi`: flat string `imsx_codeMinor` (D), no `X-Total-Count` and no `Link` (D: the collection handler sends the
-  JSON body only), hrefs relative to the base URL, `/orgs/{id}` (D: the users view builds them so).
+  JSON body only), hrefs relative to the base URL, `/orgs/{id}` (D: the users view builds them so), no
+  dateLastModified filter (A: its views filter on the fields they select, and it keeps no change tracking).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ SESSION_COOKIE = "session_cookie"
 CORE_SCOPE_ONLY = "core_scope_only"
 REJECT_SORT = "reject_sort"
 REJECT_FIELDS = "reject_fields"
+REJECT_DATE_FILTER = "reject_date_filter"
 
 QUIRKS: dict[str, str] = {
     PLURAL_ENVELOPES: "/schools answers under `schools` (and /schools/{id} under `school`), /students and "
@@ -76,6 +78,8 @@ QUIRKS: dict[str, str] = {
                      "(any auth mode)",
     REJECT_SORT: "any `sort` parameter is refused with 400",
     REJECT_FIELDS: "any `fields` parameter is refused with 400",
+    REJECT_DATE_FILTER: "a `filter` on dateLastModified is refused with 400 (no delta support; status and role "
+                        "filters still work)",
 }
 
 EXCLUSIVE_GROUPS: tuple[frozenset[str], ...] = (
@@ -106,8 +110,9 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in (
     Persona("aeries", frozenset({SESSION_COOKIE, NULL_FIELDS, APP_RELATIVE_HREFS, EMPTY_AUTH_ERROR,
                                  ENABLED_USER_CAPITALISED}),
             description="Aeries: cookies from the token response, nulls, ~/ hrefs, empty 401, \"True\""),
-    Persona("edfi", frozenset({EDFI_ERRORS, NO_TOTAL_COUNT, NO_LINK, RELATIVE_HREFS}),
-            description="Ed-Fi OneRoster API: flat imsx_codeMinor, no paging headers, /orgs/{id} hrefs"),
+    Persona("edfi", frozenset({EDFI_ERRORS, NO_TOTAL_COUNT, NO_LINK, RELATIVE_HREFS, REJECT_DATE_FILTER}),
+            description="Ed-Fi OneRoster API: flat imsx_codeMinor, no paging headers, /orgs/{id} hrefs, "
+                        "no dateLastModified filter"),
 )}
 
 

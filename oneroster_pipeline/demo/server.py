@@ -278,6 +278,8 @@ class DemoProvider:
             raise QueryError("sort is not supported by this server", "invalid_sort_field")
         if "fields" in query and q.REJECT_FIELDS in self.quirks:
             raise QueryError("fields is not supported by this server", "invalid_selection_field")
+        if "datelastmodified" in query.get("filter", "").lower() and q.REJECT_DATE_FILTER in self.quirks:
+            raise QueryError("filtering on dateLastModified is not supported by this server", "invalid_filter_field")
 
     def _envelope(self, kind: str, nested: bool, single: bool) -> str:
         """The key a response wraps its records in: the spec's, or the endpoint's own name (plural_envelopes)."""
