@@ -29,6 +29,13 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request  # overrides the session's auth for the token request itself
 
 
+def _resend_session_cookies(request: requests.PreparedRequest, session: requests.Session) -> None:
+    """Rebuild the Cookie header from the session's jar: requests prepares cookies before auth runs, so a cookie
+    set by a token response fetched during auth (a load balancer's affinity cookie) would miss this request."""
+    request.headers.pop("Cookie", None)
+    request.prepare_cookies(session.cookies)
+
+
 class BearerAuth(AuthBase):
     """A static bearer token (e.g. ClassLink's OAuth2 proxy token)."""
 
@@ -63,6 +70,7 @@ class OAuth2ClientCredentials(AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self.token()}"
+        _resend_session_cookies(request, self._session)  # the token may have just been fetched, setting one
         request.register_hook("response", self._refresh_on_401)
         return request
 
@@ -127,8 +135,7 @@ class OAuth2ClientCredentials(AuthBase):
         retry = response.request.copy()
         retry.oneroster_retried = True
         retry.headers["Authorization"] = f"Bearer {self.token()}"
-        retry.headers.pop("Cookie", None)
-        retry.prepare_cookies(self._session.cookies)  # a cookie set by the new token response, if any
+        _resend_session_cookies(retry, self._session)  # a cookie set by the new token response, if any
         resent = response.connection.send(retry, **kwargs)
         resent.history.append(response)
         resent.request = retry
