@@ -13,14 +13,25 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from . import store
-from .pipeline import SyncHeld, StagedPull, apply_org_pull, apply_student_pull, choose_student_pull, stage_pull
-from .resources import OneRosterResource, SyncPolicyResource, WarehouseResource
+from .alerts import Alert, send_alert
+from .pipeline import (
+    StagedPull,
+    StudentSyncOutcome,
+    SyncHeld,
+    apply_org_pull,
+    apply_student_pull,
+    choose_student_pull,
+    last_org_pull_complete,
+    stage_pull,
+)
+from .resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
 from .sync import seed_buildings_from_csv, sync_buildings
 
 GROUP = "oneroster"
 OWNERS = ["team:data-engineering"]
 # run tags a person sets in the launchpad (or `dagster job execute --tags '{...}'`)
-APPROVE_TAG = "oneroster/approve_mass_change"  # "true": apply a sync the mass-change guard held
+APPROVE_TAG = "oneroster/approve_mass_change"  # "true": apply an org pull the schools guard held
+APPROVE_HELD_DIFF_TAG = "oneroster/approve_held_diff"  # the held diff's hash: apply exactly that held student diff
 SYNC_MODE_TAG = "oneroster/sync_mode"  # "full" or "delta": override the cadence for this run
 
 
@@ -38,6 +49,29 @@ def markdown_table(rows: list[dict], limit: int = 10) -> str:
 
 def approved_mass_change(context) -> bool:
     return (context.run.tags.get(APPROVE_TAG) or "").strip().lower() == "true"
+
+
+def run_trigger(tags) -> str:
+    """How the run was started: schedule, sensor, backfill or manual (launchpad, CLI, API)."""
+    if tags.get("dagster/schedule_name"):
+        return "schedule"
+    if tags.get("dagster/backfill"):
+        return "backfill"
+    if tags.get("dagster/sensor_name"):
+        return "sensor"
+    return "manual"
+
+
+def record_run(context, con, **columns) -> None:
+    """Fill this run's `sync_runs` row with what this step knows (job, trigger, timing are always set)."""
+    run = context.run
+    record = context.instance.get_run_record_by_id(run.run_id)
+    started = datetime.fromtimestamp(record.start_time, timezone.utc) if record and record.start_time else None
+    finished = datetime.now(timezone.utc)
+    store.upsert_sync_run(
+        con, run.run_id, job_name=run.job_name, trigger=run_trigger(run.tags), started_at=started,
+        finished_at=finished, duration_seconds=(finished - started).total_seconds() if started else None,
+        **columns)
 
 
 @contextmanager
@@ -59,10 +93,12 @@ def _held(check_asset: str, check_name: str, held: SyncHeld):
         asset_key=check_asset, check_name=check_name, passed=False, severity=dg.AssetCheckSeverity.ERROR,
         description="; ".join(held.reasons), metadata=held.plan,
     )
+    approval = (f"{APPROVE_HELD_DIFF_TAG}={held.diff_hash} (the held diff is in sync_diffs)" if held.diff_hash
+                else f"{APPROVE_TAG}=true")
     raise dg.Failure(
         description=(
             f"Sync held, nothing applied: {'; '.join(held.reasons)}. Would change: {held.plan}. "
-            f"If this change is real, re-run with the run tag {APPROVE_TAG}=true."
+            f"If this change is real, re-run with the run tag {approval}."
         ),
         metadata=held.plan,
     )
@@ -89,9 +125,12 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
             yield from _held("oneroster_orgs", "schools_present_guard", held)
         by_type = store.query_dicts(
             con, "SELECT type, status, count(*) AS orgs FROM oneroster_orgs GROUP BY ALL ORDER BY ALL")
+        record_run(context, con, connection=pull.label, orgs_fetched=pull.rows,
+                   orgs_complete=pull.verdict.complete, incomplete_reason=pull.verdict.reason)
     yield dg.MaterializeResult(asset_key="oneroster_orgs", metadata={
         "dagster/row_count": pull.rows, "provider": pull.label, "reported_total": pull.report.reported_total,
-        "active_schools": schools, "rejected": len(pull.rejections),
+        "active_schools": schools, "rejected": len(pull.rejections), "pull_complete": pull.verdict.complete,
+        "incomplete_reason": pull.verdict.reason or "-",
         "orgs_by_type": dg.MetadataValue.md(markdown_table(by_type, 50)),
         "duration_seconds": round(time.monotonic() - started, 2),
     })
@@ -115,7 +154,12 @@ def buildings(
     now = datetime.now(timezone.utc)
     with duckdb.connect() as con, store.transaction(con):
         seeded = seed_buildings_from_csv(con, sync_policy.buildings_csv, now) if sync_policy.buildings_csv else 0
-        result = sync_buildings(con, now)
+        complete = last_org_pull_complete(con)
+        if not complete:
+            context.log.warning("the last org pull was incomplete: no building is flagged school_missing today")
+        result = sync_buildings(con, now, flag_missing=complete)
+        record_run(context, con, buildings_created=result.created,
+                   outcome="applied" if context.run.job_name == "building_sync" else None)
         preview = store.query_dicts(
             con, "SELECT building_id, name, building_sis, status FROM buildings ORDER BY building_id LIMIT 20")
     if seeded:
@@ -152,48 +196,84 @@ STUDENT_SPECS = [
 ]
 
 
-@dg.multi_asset(
-    specs=STUDENT_SPECS, pool="duckdb", name="student_sync_assets",
-    check_specs=[dg.AssetCheckSpec(
-        "mass_change_guard", asset="students", blocking=True,
-        description=(
-            "Refuses a sync that would deactivate more than ONEROSTER_MAX_DEACTIVATE_PCT % or "
-            "ONEROSTER_MAX_DEACTIVATE of the active students, or that fetched zero students; nothing is applied "
-            f"until a person re-runs with the run tag {APPROVE_TAG}=true."
-        ),
-    )],
+GUARD_DESCRIPTION = (
+    "The hold policy: deactivations above ONEROSTER_MAX_DEACTIVATE(_PCT) district-wide or "
+    "ONEROSTER_BUILDING_MAX_DEACTIVATE(_PCT) in a building are held while additions and updates apply; more than "
+    "ONEROSTER_MAX_UPDATE_PCT % updated, or zero students from a full pull, holds everything. Approve a held diff "
+    f"by re-running with the run tag {APPROVE_HELD_DIFF_TAG}=<its hash> within ONEROSTER_APPROVAL_HOURS."
 )
-def student_sync_assets(
-    context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource,
-    sync_policy: SyncPolicyResource,
-):
-    """Student sync: fetch students (delta or full), plan, guard, then apply every student table in one transaction."""
-    started = time.monotonic()
+
+
+def _pull_students(context, oneroster, duckdb, sync_policy):
+    """Stage today's student pull (delta or full, per the cadence and the run's sync-mode tag)."""
     with duckdb.connect() as con:
         modified_since = choose_student_pull(
             con, oneroster.settings().provider, (context.run.tags.get(SYNC_MODE_TAG) or "").strip().lower(),
             sync_policy.full_sync_every_days, sync_policy.delta_overlap_minutes)
-    with staged(context, oneroster, duckdb, "students", modified_since) as pull, duckdb.connect() as con:
+        past = [r[0] for r in con.execute(
+            "SELECT duration_seconds FROM sync_runs WHERE job_name = ? AND outcome IN ('applied', 'partially_held') "
+            "AND duration_seconds IS NOT NULL ORDER BY started_at DESC LIMIT 5", [context.run.job_name]).fetchall()]
+    if past:
+        estimate = sorted(past)[len(past) // 2]
+        finish = datetime.now(timezone.utc).timestamp() + estimate
+        context.log.info(f"the last {len(past)} runs of {context.run.job_name} took a median of {estimate:.0f} s: "
+                         f"expected to finish around {datetime.fromtimestamp(finish, timezone.utc):%H:%M:%S} UTC")
+    return staged(context, oneroster, duckdb, "students", modified_since), (sorted(past)[len(past) // 2] if past else None)
+
+
+def _diff_preview(con, run_id: str, disposition: str | None = None) -> tuple[dict, str]:
+    """Counts by change kind and a markdown preview of a run's recorded diff."""
+    where = "run_id = ?" + (" AND disposition = ?" if disposition else "")
+    params = [run_id] + ([disposition] if disposition else [])
+    counts = {r["change"]: r["n"] for r in store.query_dicts(
+        con, f"SELECT change, count(DISTINCT sourced_id) AS n FROM sync_diffs WHERE {where} GROUP BY 1", params)}
+    rows = store.query_dicts(
+        con, f"""SELECT change, sourced_id, building_sis, field, old_value, new_value, reason FROM sync_diffs
+                 WHERE {where} ORDER BY change, sourced_id, field LIMIT 25""", params)
+    return counts, markdown_table(rows, 25)
+
+
+@dg.multi_asset(
+    specs=STUDENT_SPECS, pool="duckdb", name="student_sync_assets",
+    check_specs=[dg.AssetCheckSpec("mass_change_guard", asset="students", blocking=True,
+                                   description=GUARD_DESCRIPTION)],
+)
+def student_sync_assets(
+    context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource,
+    sync_policy: SyncPolicyResource, alerts: AlertsResource,
+):
+    """Student sync: fetch students (delta or full), diff, apply what the hold policy lets through, one transaction."""
+    started = time.monotonic()
+    pulling, estimate = _pull_students(context, oneroster, duckdb, sync_policy)
+    approved_hash = context.run.tags.get(APPROVE_HELD_DIFF_TAG)
+    with pulling as pull, duckdb.connect() as con:
         try:
-            result = apply_student_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
-                                        sync_policy.mass_change_policy(), approved_mass_change(context))
+            done = apply_student_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
+                                      sync_policy.hold_policy(), approved_hash)
         except SyncHeld as held:
+            record_run(context, con, **_pull_columns(pull), diff_hash=held.diff_hash,
+                       outcome="held", message="; ".join(held.reasons))
             yield from _held("students", "mass_change_guard", held)
+        record_run(context, con, **_pull_columns(pull), **_outcome_columns(done))
         preview = store.query_dicts(
             con, "SELECT student_id, sourced_id, building_sis, given_name, family_name, grade, status "
                  "FROM students ORDER BY student_id LIMIT 10")
         ignored_preview = store.query_dicts(
             con, "SELECT sourced_id, reason, detail FROM ignored_students ORDER BY reason, sourced_id LIMIT 10")
-    plan = result.plan
+        held_counts, held_preview = _diff_preview(con, context.run.run_id, "held")
+    result, plan, decision = done.result, done.plan, done.decision
     duration = round(time.monotonic() - started, 2)
     yield dg.MaterializeResult(asset_key="oneroster_users", metadata={
         "dagster/row_count": pull.rows, "provider": pull.label, "pull_mode": pull.mode,
         "modified_since": str(pull.modified_since) if pull.modified_since else "-",
         "reported_total": pull.report.reported_total, "duplicates": pull.report.duplicates,
-        "rejected": len(pull.rejections), "duration_seconds": duration,
+        "rejected": len(pull.rejections), "pull_complete": pull.verdict.complete,
+        "incomplete_reason": pull.verdict.reason or "-", "duration_seconds": duration,
+        "estimated_duration_seconds": estimate if estimate is not None else "-",
     })
     yield dg.MaterializeResult(asset_key="students", metadata={
         "dagster/row_count": result.imported, **plan.as_metadata(), "provider": pull.label,
+        "outcome": done.outcome, "held_deactivations": held_counts.get("deactivate", 0),
         "duration_seconds": duration, "preview": dg.MetadataValue.md(markdown_table(preview)),
     })
     yield dg.MaterializeResult(asset_key="student_buildings", metadata={
@@ -204,7 +284,62 @@ def student_sync_assets(
         **{f"ignored_{reason}": n for reason, n in result.ignored_by_reason.items()},
         "preview": dg.MetadataValue.md(markdown_table(ignored_preview)),
     })
-    yield dg.AssetCheckResult(
-        asset_key="students", check_name="mass_change_guard", passed=True,
-        metadata={**plan.as_metadata(), "approved_by_tag": approved_mass_change(context)},
-    )
+    guard_metadata = {**plan.as_metadata(), "approved_held_diff": decision.approved,
+                      "diff_hash": decision.diff_hash or "-", "held_preview": dg.MetadataValue.md(held_preview)}
+    if done.outcome == "partially_held":
+        message = (f"{'; '.join(decision.hold_deactivations)}. Held {decision.held_changes} deactivation(s); "
+                   f"applied {plan.created} addition(s), {plan.updated} update(s), {plan.reactivated} "
+                   f"reactivation(s). Review sync_diffs (disposition 'held'); if the deactivations are real, re-run "
+                   f"with the run tag {APPROVE_HELD_DIFF_TAG}={decision.diff_hash} within "
+                   f"{sync_policy.approval_hours:g} h.")
+        send_alert(Alert("sync_held", context.run.job_name, context.run.run_id, "deactivations held", message),
+                   database=duckdb.database, webhook_url=alerts.webhook_url, logger=context.log)
+        yield dg.AssetCheckResult(asset_key="students", check_name="mass_change_guard", passed=False,
+                                  severity=dg.AssetCheckSeverity.WARN, description=message, metadata=guard_metadata)
+    else:
+        yield dg.AssetCheckResult(asset_key="students", check_name="mass_change_guard", passed=True,
+                                  metadata=guard_metadata)
+
+
+def _pull_columns(pull: StagedPull) -> dict:
+    return {"connection": pull.label, "students_fetched": pull.rows, "students_complete": pull.verdict.complete,
+            "pull_mode": pull.mode, "incomplete_reason": pull.verdict.reason}
+
+
+def _outcome_columns(done: StudentSyncOutcome) -> dict:
+    plan = done.plan
+    return {"students_created": plan.created, "students_updated": plan.updated,
+            "students_deactivated": plan.deactivated if done.outcome != "partially_held" else 0,
+            "students_reactivated": plan.reactivated, "students_newly_ignored": plan.newly_ignored,
+            "held_changes": done.decision.held_changes if done.outcome == "partially_held" else 0,
+            "diff_hash": done.decision.diff_hash, "outcome": done.outcome}
+
+
+@dg.asset(
+    group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb",
+    deps=["buildings", "oneroster_orgs"],
+    description=(
+        "A dry run of student sync: pulls students as the next sync would and records the record-level diff it "
+        "would apply (insert, update field old -> new, deactivate, reactivate, ignore with reason) in sync_diffs "
+        "(disposition 'preview'), without changing any other table."
+    ),
+)
+def student_sync_preview(
+    context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource,
+    sync_policy: SyncPolicyResource,
+) -> dg.MaterializeResult:
+    pulling, _ = _pull_students(context, oneroster, duckdb, sync_policy)
+    with pulling as pull, duckdb.connect() as con:
+        done = apply_student_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
+                                  sync_policy.hold_policy(), preview=True)
+        record_run(context, con, **_pull_columns(pull), **{**_outcome_columns(done), "outcome": "preview"})
+        counts, preview = _diff_preview(con, context.run.run_id)
+    decision = done.decision
+    return dg.MaterializeResult(metadata={
+        **{f"would_{change}": counts.get(change, 0) for change in
+           ("insert", "update", "deactivate", "reactivate", "ignore")},
+        "would_hold": decision.scope or "nothing", "hold_reasons": "; ".join(decision.reasons) or "-",
+        "diff_hash": decision.diff_hash or "-", "pull_mode": pull.mode, "pull_complete": pull.verdict.complete,
+        "diff_preview": dg.MetadataValue.md(preview),
+        "query": f"SELECT * FROM sync_diffs WHERE run_id = '{context.run.run_id}'",
+    })

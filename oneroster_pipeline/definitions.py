@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from .assets import buildings, oneroster_orgs, student_sync_assets
+from .assets import buildings, oneroster_orgs, student_sync_assets, student_sync_preview
 from .checks import (
     building_sis_matches_schools,
     fetched_count_matches_provider_total,
@@ -28,7 +28,7 @@ def default_resources() -> dict:
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[oneroster_orgs, buildings, student_sync_assets],
+        assets=[oneroster_orgs, buildings, student_sync_assets, student_sync_preview],
         asset_checks=[
             building_sis_matches_schools, students_ids_unique, students_buildings_exist,
             fetched_count_matches_provider_total,

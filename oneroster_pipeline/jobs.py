@@ -23,4 +23,9 @@ full_sync = dg.define_asset_job(
     description="Building sync then student sync: the first connection of a district.",
 )
 
-SYNC_JOBS = [building_sync, student_sync, full_sync]
+student_sync_preview = dg.define_asset_job(
+    "student_sync_preview", selection=dg.AssetSelection.assets("student_sync_preview"),
+    description="Dry run: the record-level diff the next student sync would apply, into sync_diffs; applies nothing.",
+)
+
+SYNC_JOBS = [building_sync, student_sync, full_sync, student_sync_preview]

@@ -15,13 +15,8 @@ import duckdb
 from . import store
 from .client.errors import OneRosterHTTPError
 from .client.records import ORG_SCHEMA, USER_SCHEMA
-from .sync import (
-    MassChangePolicy,
-    StudentSyncResult,
-    apply_student_sync,
-    mass_change_violations,
-    plan_student_sync,
-)
+from .holds import HoldDecision, HoldPolicy, approval_is_valid, evaluate_holds, hold_record
+from .sync import StudentSyncPlan, StudentSyncResult, apply_student_sync, plan_student_sync
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +24,36 @@ log = logging.getLogger(__name__)
 class SyncHeld(Exception):
     """A guard refused to apply a pull; raised inside the transaction so nothing is written."""
 
-    def __init__(self, reasons: list[str], plan: dict):
+    def __init__(self, reasons: list[str], plan: dict, diff_hash: str | None = None):
         super().__init__("; ".join(reasons))
         self.reasons = reasons
         self.plan = plan
+        self.diff_hash = diff_hash
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a pull saw the whole collection; only a complete full pull may deactivate anything by absence."""
+
+    complete: bool
+    reason: str | None = None
+
+
+def completeness_verdict(report) -> Verdict:
+    """The pager reached the end as the server said; X-Total-Count stayed put and matches what came; no repeats."""
+    if not report.complete:
+        return Verdict(False, report.incomplete_reason or "the pull did not finish")
+    first, last = report.first_reported_total, report.reported_total
+    if first is not None and last != first:
+        return Verdict(False, f"X-Total-Count changed during the pull ({first} -> {last}): records moved "
+                              "between pages while they were fetched")
+    if report.duplicates:
+        sample = ", ".join(report.duplicate_sample[:3])
+        return Verdict(False, f"{report.duplicates} sourcedId(s) repeated across pages (e.g. {sample}): the "
+                              "server's order is not stable, so others may have been skipped")
+    if last is not None and report.received != last:
+        return Verdict(False, f"received {report.received} records but the server reported {last}")
+    return Verdict(True)
 
 
 @dataclass
@@ -48,6 +69,15 @@ class StagedPull:
     mode: str  # 'full' | 'delta'
     modified_since: datetime | None
     started_at: datetime
+
+    @property
+    def verdict(self) -> Verdict:
+        return completeness_verdict(self.report)
+
+    @property
+    def replaces(self) -> bool:
+        """A complete full pull is the whole truth: it replaces the raw table, so absence means deletion."""
+        return self.mode == "full" and self.verdict.complete
 
 
 def stage_pull(source, collection: str, staging_dir: Path, modified_since: datetime | None = None,
@@ -75,19 +105,30 @@ def stage_pull(source, collection: str, staging_dir: Path, modified_since: datet
 
 
 def record_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | None, now: datetime) -> None:
-    report = pull.report
+    report, verdict = pull.report, pull.verdict
     store.insert_rows(con, "pull_reports", [{
         "run_id": run_id, "collection": pull.collection, "provider": pull.label,
         "endpoint": report.endpoint, "mode": pull.mode, "modified_since": pull.modified_since,
-        "started_at": pull.started_at, "reported_total": report.reported_total, "received": report.received, "kept": pull.rows,
-        "duplicates": report.duplicates, "rejected": len(pull.rejections), "skipped": report.skipped,
-        "pages": report.pages,
-        "complete": report.complete, "incomplete_reason": report.incomplete_reason, "fetched_at": now,
+        "started_at": pull.started_at, "reported_total": report.reported_total, "received": report.received,
+        "kept": pull.rows, "duplicates": report.duplicates, "rejected": len(pull.rejections),
+        "skipped": report.skipped, "pages": report.pages,
+        "complete": verdict.complete, "incomplete_reason": verdict.reason, "fetched_at": now,
     }])
     store.insert_rows(con, "rejected_records", [{
         "run_id": run_id, "collection": pull.collection, "sourced_id": r.sourced_id,
         "location": r.location, "field": r.field, "reason": r.reason, "recorded_at": now,
     } for r in pull.rejections])
+
+
+def _load_raw(con: duckdb.DuckDBPyConnection, table: str, pull: StagedPull, now: datetime) -> None:
+    """Replace the raw table from a complete full pull; merge anything less (and say why)."""
+    if pull.replaces:
+        store.replace_from_parquet(con, table, pull.path, pull.label, now)
+        return
+    if pull.mode == "full":
+        log.warning(f"the {pull.collection} pull is incomplete ({pull.verdict.reason}); merging it without "
+                    "treating absent records as deleted")
+    store.merge_from_parquet(con, table, pull.path, pull.label, now)
 
 
 def choose_student_pull(con: duckdb.DuckDBPyConnection, provider: str, forced_mode: str,
@@ -112,7 +153,7 @@ def choose_student_pull(con: duckdb.DuckDBPyConnection, provider: str, forced_mo
 
 def apply_org_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | None, now: datetime,
                    approved: bool = False) -> int:
-    """Replace `oneroster_orgs`; refuse an org pull with no active school while buildings exist."""
+    """Load `oneroster_orgs`; refuse an org pull with no active school while buildings exist."""
     with store.transaction(con):
         schools = con.execute(
             "SELECT count(*) FROM read_parquet(?) WHERE type = 'school' AND status = 'active'",
@@ -121,29 +162,79 @@ def apply_org_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str
         if schools == 0 and buildings and not approved:
             raise SyncHeld([f"the provider returned no active school while {buildings} buildings are active"],
                            {"orgs_fetched": pull.rows, "active_buildings": buildings})
-        store.replace_from_parquet(con, "oneroster_orgs", pull.path, pull.label, now)
+        _load_raw(con, "oneroster_orgs", pull, now)
         record_pull(con, pull, run_id, now)
     return schools
 
 
-def apply_student_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | None, now: datetime,
-                       policy: MassChangePolicy, approved: bool = False) -> StudentSyncResult:
-    """Replace (complete full pull) or merge (delta, or an incomplete pull) `oneroster_users`, plan the student
-    sync, guard it, apply it: one transaction.
+def last_org_pull_complete(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the latest org pull was complete: building sync flags vanished schools only after one."""
+    rows = con.execute(
+        "SELECT complete FROM pull_reports WHERE collection = 'orgs' ORDER BY fetched_at DESC LIMIT 1").fetchall()
+    return bool(rows and rows[0][0])
 
-    Absence means deletion only in a complete full pull; anything less is merged, so a student missing from a
-    partial pull is never deactivated because of it.
+
+@dataclass
+class StudentSyncOutcome:
+    """What a student sync did: `applied`, `partially_held` (deactivations held), or `preview` (nothing)."""
+
+    outcome: str
+    plan: StudentSyncPlan
+    decision: HoldDecision
+    result: StudentSyncResult | None = None
+
+
+class _RollBack(Exception):
+    """Leaves the transaction without writing (a preview)."""
+
+
+def _save_diff(con: duckdb.DuckDBPyConnection, diff, run_id: str | None, now: datetime, disposition: str) -> None:
+    con.register("_diff_rows", diff)
+    try:
+        con.execute(
+            "INSERT INTO sync_diffs BY NAME SELECT ? AS run_id, ? AS computed_at, ? AS disposition, * "
+            "FROM _diff_rows", [run_id, now, disposition])
+    finally:
+        con.unregister("_diff_rows")
+
+
+def apply_student_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | None, now: datetime,
+                       policy: HoldPolicy, approved_hash: str | None = None,
+                       preview: bool = False) -> StudentSyncOutcome:
+    """Load `oneroster_users`, plan the student sync, compute its diff and hold decision, then apply what is not
+    held, all in one transaction. A preview records the diff in `sync_diffs` and changes nothing else.
+
+    Raises SyncHeld (nothing applied; the held diff and the hold recorded) when the hold policy holds everything.
     """
-    replace = pull.mode == "full" and pull.report.complete
-    if pull.mode == "full" and not replace:
-        log.warning(f"the student pull is incomplete ({pull.report.incomplete_reason}); merging it without "
-                    "deactivating absent students")
-    with store.transaction(con):
-        apply = store.replace_from_parquet if replace else store.merge_from_parquet
-        apply(con, "oneroster_users", pull.path, pull.label, now)
-        record_pull(con, pull, run_id, now)
-        plan = plan_student_sync(con, now)
-        violations = mass_change_violations(plan, pull.rows, policy, full_pull=replace)
-        if violations and not approved:
-            raise SyncHeld(violations, plan.as_metadata())
-        return apply_student_sync(con, plan, now, run_id)
+    full_pull = pull.replaces
+    try:
+        with store.transaction(con):
+            _load_raw(con, "oneroster_users", pull, now)
+            if not preview:
+                record_pull(con, pull, run_id, now)
+            plan = plan_student_sync(con, now)
+            decision = evaluate_holds(con, plan, pull.rows, policy, full_pull)
+            decision.approved = approval_is_valid(con, decision, approved_hash, now, policy)
+            if preview:
+                diff = store.query_arrow(con, "SELECT * FROM _diff")
+                raise _RollBack
+            if decision.hold_all and not decision.approved:
+                held = store.query_arrow(con, "SELECT * FROM _diff")
+                raise SyncHeld(decision.hold_all, plan.as_metadata(), decision.diff_hash)
+            hold_deactivations = bool(decision.hold_deactivations) and not decision.approved
+            if decision.scope:
+                store.insert_rows(con, "sync_holds", [hold_record(decision, plan, run_id, now)])
+            if hold_deactivations:
+                _save_diff(con, store.query_arrow(con, "SELECT * FROM _diff WHERE change = 'deactivate'"),
+                           run_id, now, "held")
+            result = apply_student_sync(con, plan, now, run_id, hold_deactivations)
+            return StudentSyncOutcome("partially_held" if hold_deactivations else "applied", plan, decision, result)
+    except _RollBack:
+        with store.transaction(con):
+            _save_diff(con, diff, run_id, now, "preview")
+        return StudentSyncOutcome("preview", plan, decision)
+    except SyncHeld:
+        with store.transaction(con):
+            _save_diff(con, held, run_id, now, "held")
+            store.insert_rows(con, "sync_holds", [hold_record(decision, plan, run_id, now)])
+        raise

@@ -16,6 +16,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from . import store
+from .blackouts import parse_blackout_dates
 from .client.settings import ConnectionSettings
 from .client.source import open_source
 
@@ -151,27 +152,41 @@ class AlertsResource(dg.ConfigurableResource):
 
 
 class SyncPolicyResource(dg.ConfigurableResource):
-    """How syncs apply: pre-existing buildings, mass-change thresholds, and the delta/full cadence."""
+    """How syncs apply: pre-existing buildings, the hold policy, the delta/full cadence and blackout dates."""
 
     buildings_csv: Optional[str] = None
     max_deactivate_pct: float = 10.0
     max_deactivate: int = 500
+    building_max_deactivate_pct: float = 25.0
+    building_max_deactivate: int = 200
+    max_update_pct: float = 75.0
+    approval_hours: float = 24.0
     full_sync_every_days: int = 7
     delta_overlap_minutes: int = 60
+    blackout_dates: Optional[str] = None  # e.g. "2026-06-15..2026-08-20, 2026-12-24..2027-01-01"
 
-    def mass_change_policy(self):
-        from .sync import MassChangePolicy
+    def hold_policy(self):
+        from .holds import HoldPolicy
 
-        return MassChangePolicy(max_deactivate_pct=self.max_deactivate_pct, max_deactivate=self.max_deactivate)
+        return HoldPolicy(
+            max_deactivate_pct=self.max_deactivate_pct, max_deactivate=self.max_deactivate,
+            building_max_deactivate_pct=self.building_max_deactivate_pct,
+            building_max_deactivate=self.building_max_deactivate, max_update_pct=self.max_update_pct,
+            approval_hours=self.approval_hours)
 
     @classmethod
     def from_environment(cls) -> "SyncPolicyResource":
         kwargs: dict = {}
-        if os.environ.get("ONEROSTER_BUILDINGS_CSV"):
-            kwargs["buildings_csv"] = os.environ["ONEROSTER_BUILDINGS_CSV"]
+        for name, var in (("buildings_csv", "ONEROSTER_BUILDINGS_CSV"), ("blackout_dates", "ONEROSTER_BLACKOUT_DATES")):
+            if os.environ.get(var):
+                kwargs[name] = os.environ[var]
         for name, var, parse in (
             ("max_deactivate_pct", "ONEROSTER_MAX_DEACTIVATE_PCT", float),
             ("max_deactivate", "ONEROSTER_MAX_DEACTIVATE", int),
+            ("building_max_deactivate_pct", "ONEROSTER_BUILDING_MAX_DEACTIVATE_PCT", float),
+            ("building_max_deactivate", "ONEROSTER_BUILDING_MAX_DEACTIVATE", int),
+            ("max_update_pct", "ONEROSTER_MAX_UPDATE_PCT", float),
+            ("approval_hours", "ONEROSTER_APPROVAL_HOURS", float),
             ("full_sync_every_days", "ONEROSTER_FULL_SYNC_EVERY_DAYS", int),
             ("delta_overlap_minutes", "ONEROSTER_DELTA_OVERLAP_MINUTES", int),
         ):
@@ -180,4 +195,5 @@ class SyncPolicyResource(dg.ConfigurableResource):
                     kwargs[name] = parse(os.environ[var])
                 except ValueError:
                     raise ValueError(f"{var} must be a number, got {os.environ[var]!r}") from None
+        parse_blackout_dates(kwargs.get("blackout_dates"))  # a malformed range fails at load, naming the variable
         return cls(**kwargs)

@@ -70,6 +70,24 @@ TABLES_DDL = {
         CREATE TABLE IF NOT EXISTS sync_alerts (
             alerted_at TIMESTAMPTZ NOT NULL, job_name VARCHAR, run_id VARCHAR, kind VARCHAR NOT NULL,
             subject VARCHAR, message VARCHAR NOT NULL)""",
+    "sync_diffs": """
+        CREATE TABLE IF NOT EXISTS sync_diffs (
+            run_id VARCHAR, computed_at TIMESTAMPTZ NOT NULL, disposition VARCHAR NOT NULL, student_id BIGINT,
+            sourced_id VARCHAR NOT NULL, building_sis VARCHAR, change VARCHAR NOT NULL, field VARCHAR,
+            old_value VARCHAR, new_value VARCHAR, reason VARCHAR)""",
+    "sync_holds": """
+        CREATE TABLE IF NOT EXISTS sync_holds (
+            diff_hash VARCHAR NOT NULL, run_id VARCHAR, held_at TIMESTAMPTZ NOT NULL, scope VARCHAR NOT NULL,
+            held_changes BIGINT NOT NULL, reasons VARCHAR NOT NULL, plan VARCHAR, approved BOOLEAN NOT NULL)""",
+    "sync_runs": """
+        CREATE TABLE IF NOT EXISTS sync_runs (
+            run_id VARCHAR PRIMARY KEY, job_name VARCHAR, trigger VARCHAR, connection VARCHAR,
+            started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, duration_seconds DOUBLE,
+            orgs_fetched BIGINT, orgs_complete BOOLEAN, students_fetched BIGINT, students_complete BOOLEAN,
+            pull_mode VARCHAR, incomplete_reason VARCHAR, buildings_created BIGINT, students_created BIGINT,
+            students_updated BIGINT, students_deactivated BIGINT, students_reactivated BIGINT,
+            students_newly_ignored BIGINT, held_changes BIGINT, diff_hash VARCHAR, outcome VARCHAR,
+            message VARCHAR)""",
 }
 
 
@@ -161,6 +179,24 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) ->
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows_to_insert")
     finally:
         con.unregister("_rows_to_insert")
+
+
+def upsert_sync_run(con: duckdb.DuckDBPyConnection, run_id: str, **columns) -> None:
+    """Create or update the run's `sync_runs` row: each step fills the columns it knows (None leaves a value)."""
+    names = ["run_id", *columns]
+    updates = ", ".join(f"{c} = coalesce(excluded.{c}, sync_runs.{c})" for c in columns)
+    con.execute(
+        f"INSERT INTO sync_runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT (run_id) DO UPDATE SET {updates}",
+        [run_id, *columns.values()],
+    )
+
+
+def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
+    """A query's whole result as an Arrow table (DuckDB 2 names it to_arrow_table, 1.x fetch_arrow_table)."""
+    cursor = con.execute(sql, params or [])
+    fetch = getattr(cursor, "to_arrow_table", None) or cursor.fetch_arrow_table
+    return fetch()
 
 
 def query_dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:

@@ -40,6 +40,7 @@ class StudentSyncPlan:
     updated: int = 0
     deactivated: int = 0
     reactivated: int = 0
+    newly_ignored: int = 0
 
     def as_metadata(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -92,10 +93,11 @@ def seed_buildings_from_csv(con: duckdb.DuckDBPyConnection, csv_path: str | Path
     return len(records)
 
 
-def sync_buildings(con: duckdb.DuckDBPyConnection, now: datetime) -> BuildingSyncResult:
+def sync_buildings(con: duckdb.DuckDBPyConnection, now: datetime, flag_missing: bool = True) -> BuildingSyncResult:
     """Create a building per active school org without one, rename matched ones, flag vanished ones.
 
-    Buildings are matched by `building_sis` = the school org's sourcedId, and never deleted.
+    Buildings are matched by `building_sis` = the school org's sourcedId, and never deleted. `flag_missing` is
+    False after an incomplete org pull: a school absent from it is not known to be gone.
     """
     con.execute(
         """
@@ -132,10 +134,10 @@ def sync_buildings(con: duckdb.DuckDBPyConnection, now: datetime) -> BuildingSyn
     missing = con.execute(
         """
         UPDATE buildings SET status = 'school_missing', deactivated_at = $now, updated_at = $now
-        WHERE status = 'active' AND origin = 'oneroster'
+        WHERE status = 'active' AND origin = 'oneroster' AND $flag_missing
           AND building_sis NOT IN (SELECT sourced_id FROM _active_schools)
         """,
-        {"now": now},
+        {"now": now, "flag_missing": flag_missing},
     ).fetchall()[0][0]
     total = con.execute("SELECT count(*) FROM buildings").fetchall()[0][0]
     return BuildingSyncResult(created=created, renamed=renamed + reactivated, school_missing=missing, total=total)
@@ -219,12 +221,15 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
         """,
         {"now": now},
     )
+    _plan_ignored(con, now)
+    _plan_diff(con)
     counts = con.execute(
         """
         SELECT (SELECT count(*) FROM students WHERE deactivated_at IS NULL),
                (SELECT count(*) FROM _incoming),
                count(*) FILTER (WHERE _created), count(*) FILTER (WHERE _updated),
-               count(*) FILTER (WHERE _deactivated), count(*) FILTER (WHERE _reactivated)
+               count(*) FILTER (WHERE _deactivated), count(*) FILTER (WHERE _reactivated),
+               (SELECT count(*) FROM _diff WHERE change = 'ignore')
         FROM _next_students
         """
     ).fetchall()[0]
@@ -232,10 +237,30 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
 
 
 def apply_student_sync(
-    con: duckdb.DuckDBPyConnection, plan: StudentSyncPlan, now: datetime, run_id: str | None
+    con: duckdb.DuckDBPyConnection, plan: StudentSyncPlan, now: datetime, run_id: str | None,
+    hold_deactivations: bool = False,
 ) -> StudentSyncResult:
-    """Write the planned state: history rows into `student_changes`, then the three student tables."""
-    _record_changes(con, now, run_id)
+    """Write the planned state: the diff into `student_changes`, then the three student tables.
+
+    With `hold_deactivations`, students the plan would deactivate keep their current row (and their change
+    stays out of the history): additions, updates and reactivations still apply.
+    """
+    if hold_deactivations:
+        con.execute("CREATE OR REPLACE TEMP TABLE _held AS SELECT sourced_id FROM _next_students WHERE _deactivated")
+        con.execute("DELETE FROM _next_students WHERE _deactivated")
+        con.execute("""
+            INSERT INTO _next_students BY NAME
+            SELECT e.*, false AS _created, false AS _updated, false AS _deactivated, false AS _reactivated
+            FROM students e SEMI JOIN _held h ON h.sourced_id = e.sourced_id""")
+        con.execute("DELETE FROM _diff WHERE sourced_id IN (SELECT sourced_id FROM _held)")
+    con.execute(
+        """
+        INSERT INTO student_changes BY NAME
+        SELECT $run_id AS run_id, $now AS changed_at, student_id, sourced_id, change, field, old_value, new_value
+        FROM _diff WHERE change <> 'ignore'
+        """,
+        {"now": now, "run_id": run_id},
+    )
     con.execute("DELETE FROM students")
     con.execute(
         f"""
@@ -253,7 +278,8 @@ def apply_student_sync(
         FROM _building_links l JOIN students s ON s.sourced_id = l.sourced_id
         """
     )
-    _rebuild_ignored(con, now)
+    con.execute("DELETE FROM ignored_students")
+    con.execute("INSERT INTO ignored_students BY NAME SELECT * FROM _next_ignored")
     ignored = {r["reason"]: r["n"] for r in query_dicts(
         con, "SELECT reason, count(*) AS n FROM ignored_students GROUP BY reason")}
     imported, multi = con.execute(
@@ -268,25 +294,11 @@ def apply_student_sync(
     )
 
 
-def _record_changes(con: duckdb.DuckDBPyConnection, now: datetime, run_id: str | None) -> None:
-    """One row per insert, deactivation and reactivation, and one per changed field of an update."""
-    params = {"now": now, "run_id": run_id}
-    con.execute(
-        """
-        INSERT INTO student_changes BY NAME
-        SELECT $run_id AS run_id, $now AS changed_at, student_id, sourced_id, change,
-               'status' AS field, old_status AS old_value, status AS new_value
-        FROM (
-            SELECT n.*, e.status AS old_status,
-                   CASE WHEN _created THEN 'insert' WHEN _deactivated THEN 'deactivate'
-                        WHEN _reactivated THEN 'reactivate' END AS change
-            FROM _next_students n LEFT JOIN students e USING (student_id))
-        WHERE change IS NOT NULL
-        """,
-        params,
-    )
+def _plan_diff(con: duckdb.DuckDBPyConnection) -> None:
+    """`_diff`: the record-level change the plan makes, one row per insert, deactivation and reactivation, one per
+    changed field of an update, and one per student newly ignored (or ignored for a new reason)."""
     field_changes = " UNION ALL ".join(
-        f"""SELECT n.student_id, n.sourced_id, '{f}' AS field, e.{f}::VARCHAR AS old_value,
+        f"""SELECT n.student_id, n.sourced_id, n.building_sis, '{f}' AS field, e.{f}::VARCHAR AS old_value,
                    n.{f}::VARCHAR AS new_value, n._deactivated OR n._reactivated AS lifecycle
             FROM _next_students n JOIN students e USING (student_id)
             WHERE n._updated AND n.{f} IS DISTINCT FROM e.{f}"""
@@ -294,22 +306,31 @@ def _record_changes(con: duckdb.DuckDBPyConnection, now: datetime, run_id: str |
     )
     con.execute(
         f"""
-        INSERT INTO student_changes BY NAME
-        SELECT $run_id AS run_id, $now AS changed_at, student_id, sourced_id, 'update' AS change,
-               field, old_value, new_value
+        CREATE OR REPLACE TEMP TABLE _diff AS
+        SELECT student_id, sourced_id, building_sis, change, 'status' AS field, old_status AS old_value,
+               status AS new_value, NULL::VARCHAR AS reason
+        FROM (
+            SELECT n.*, e.status AS old_status,
+                   CASE WHEN _created THEN 'insert' WHEN _deactivated THEN 'deactivate'
+                        WHEN _reactivated THEN 'reactivate' END AS change
+            FROM _next_students n LEFT JOIN students e USING (student_id))
+        WHERE change IS NOT NULL
+        UNION ALL
+        SELECT student_id, sourced_id, building_sis, 'update', field, old_value, new_value, NULL
         FROM ({field_changes})
         WHERE NOT (lifecycle AND field = 'status')
-        """,
-        params,
+        UNION ALL
+        SELECT NULL, n.sourced_id, NULL, 'ignore', NULL, NULL, NULL, n.reason
+        FROM _next_ignored n ANTI JOIN ignored_students i ON i.sourced_id = n.sourced_id AND i.reason = n.reason
+        """
     )
 
 
-def _rebuild_ignored(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
-    """Every fetched student with no building, with the reason a person can act on."""
-    con.execute("DELETE FROM ignored_students")
+def _plan_ignored(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
+    """`_next_ignored`: every fetched student with no building, with the reason a person can act on."""
     con.execute(
         """
-        INSERT INTO ignored_students BY NAME
+        CREATE OR REPLACE TEMP TABLE _next_ignored AS
         WITH school_orgs AS (
             SELECT m.sourced_id,
                    string_agg(m.org || ' (' || o.name || ', ' || o.status || ')', '; ' ORDER BY m.pos) AS schools
@@ -331,32 +352,3 @@ def _rebuild_ignored(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
         """,
         {"now": now},
     )
-
-
-@dataclass(frozen=True)
-class MassChangePolicy:
-    """Refuse a sync that would deactivate more than either threshold of the active students."""
-
-    max_deactivate_pct: float = 10.0
-    max_deactivate: int = 500
-
-
-def mass_change_violations(plan: StudentSyncPlan, fetched: int, policy: MassChangePolicy,
-                           full_pull: bool = True) -> list[str]:
-    """Why applying `plan` looks like a provider accident rather than a real change (empty when it is safe).
-
-    An empty delta is a quiet night, not an accident: the zero-students rule applies to full pulls only.
-    """
-    reasons = []
-    if full_pull and fetched == 0 and plan.active_before > 0:
-        reasons.append(f"the provider returned zero students while {plan.active_before} are active")
-    if plan.deactivated > policy.max_deactivate:
-        reasons.append(
-            f"{plan.deactivated} students would be deactivated, more than ONEROSTER_MAX_DEACTIVATE="
-            f"{policy.max_deactivate}")
-    if plan.active_before and 100.0 * plan.deactivated / plan.active_before > policy.max_deactivate_pct:
-        reasons.append(
-            f"{plan.deactivated} of {plan.active_before} active students "
-            f"({100.0 * plan.deactivated / plan.active_before:.1f}%) would be deactivated, more than "
-            f"ONEROSTER_MAX_DEACTIVATE_PCT={policy.max_deactivate_pct:g}%")
-    return reasons

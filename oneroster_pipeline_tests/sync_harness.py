@@ -33,13 +33,13 @@ class SyncHarness:
     """One district's Dagster definitions bound to a demo provider and a DuckDB file under tmp_path."""
 
     def __init__(self, tmp_path: Path, oneroster: OneRosterResource, buildings_csv: str | None = None,
-                 webhook_url: str | None = None):
+                 webhook_url: str | None = None, **policy):
         self.database = str(tmp_path / "warehouse" / "oneroster.duckdb")
         self.instance = dg.DagsterInstance.ephemeral()
         self.resources = {
             "oneroster": oneroster,
             "duckdb": WarehouseResource(database=self.database),
-            "sync_policy": SyncPolicyResource(buildings_csv=buildings_csv),
+            "sync_policy": SyncPolicyResource(buildings_csv=buildings_csv, **policy),  # hold thresholds etc.
             "alerts": AlertsResource(webhook_url=webhook_url),
         }
         self.defs = build_definitions(self.resources)

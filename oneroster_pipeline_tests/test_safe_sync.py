@@ -19,7 +19,6 @@ from .sync_harness import CLIENT_ID, CLIENT_SECRET, STUDENT_CONTENT, SyncHarness
 
 SHAPE = DistrictShape(schools=4, students=240, seed=23)
 FULL = {"oneroster/sync_mode": "full"}
-APPROVE = {"oneroster/approve_mass_change": "true", **FULL}
 
 
 @pytest.fixture
@@ -120,26 +119,25 @@ def test_forty_percent_drop_is_held_with_alert_then_applied_after_approval(provi
     harness = SyncHarness(tmp_path, oneroster_for(provider))
     assert harness.run("full_sync").success
     tables = "SELECT * FROM students ORDER BY student_id"
-    before = (harness.rows(tables), harness.rows("SELECT * FROM oneroster_users ORDER BY sourced_id"))
+    before = harness.rows(tables)
     active = harness.scalar("SELECT count(*) FROM students WHERE deactivated_at IS NULL")
-    regular = provider.district.students_in_category("regular")
-    for sourced_id in regular[: int(active * 0.4)]:
+    dropped = int(active * 0.4)
+    for sourced_id in provider.district.students_in_category("regular")[:dropped]:
         provider.district.remove_student(sourced_id)
 
-    held = harness.run("student_sync", tags=FULL, raise_on_error=False)
-    assert not held.success
+    held = harness.run("student_sync", tags=FULL)
     guard = check_evaluation(held, "mass_change_guard")
     assert not guard.passed and "would be deactivated" in guard.description
-    assert (harness.rows(tables), harness.rows("SELECT * FROM oneroster_users ORDER BY sourced_id")) == before
+    assert harness.rows(tables) == before  # the deactivations were the only change, and they are held
+    kind, message = harness.rows("SELECT kind, message FROM sync_alerts")[0]
+    assert kind == "sync_held" and f"Held {dropped} deactivation(s)" in message
+    diff_hash = guard.metadata["diff_hash"].value
+    assert diff_hash in message and harness.scalar(
+        "SELECT count(*) FROM sync_diffs WHERE disposition = 'held' AND change = 'deactivate'") == dropped
 
-    from .test_automation import _evaluate  # the failure sensor's alert says what would have changed
-    _evaluate(harness, "sync_failure_alert", held, failure=True)
-    message = harness.scalar("SELECT message FROM sync_alerts")
-    assert "held" in message and f"'deactivated': {int(active * 0.4)}" in message
-
-    approved = harness.run("student_sync", tags=APPROVE)
-    assert approved.success
-    assert harness.scalar("SELECT count(*) FROM students WHERE status = 'inactive'") == int(active * 0.4)
+    approved = harness.run("student_sync", tags={**FULL, "oneroster/approve_held_diff": diff_hash})
+    assert check_evaluation(approved, "mass_change_guard").passed
+    assert harness.scalar("SELECT count(*) FROM students WHERE status = 'inactive'") == dropped
 
 
 def test_zero_students_from_provider_is_held(provider, tmp_path):
