@@ -106,3 +106,35 @@ def fetched_count_matches_provider_total(duckdb: WarehouseResource) -> dg.AssetC
         ),
         metadata={k: v for k, v in pull.items() if v is not None},
     )
+
+
+def _pull_complete_check(asset: str, collection: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset, name="pull_complete",
+        description=(
+            f"The latest {collection} pull saw the whole collection: the pager reached the end as the server said, "
+            "X-Total-Count stayed the same and matches the records received, and no sourcedId repeated. An "
+            "incomplete pull deactivates nothing by absence."
+        ),
+    )
+    def pull_complete(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+        with duckdb.connect() as con:
+            latest = store.query_dicts(con, """
+                SELECT run_id, mode, complete, incomplete_reason, reported_total, received, duplicates, pages,
+                       endpoint FROM pull_reports WHERE collection = ? ORDER BY fetched_at DESC LIMIT 1""",
+                [collection])
+        if not latest:
+            return dg.AssetCheckResult(passed=False, severity=ERROR, description=f"no {collection} pull recorded yet")
+        pull = latest[0]
+        return dg.AssetCheckResult(
+            passed=bool(pull["complete"]), severity=ERROR,
+            description=("complete" if pull["complete"] else
+                         f"incomplete, so nothing was deactivated by absence: {pull['incomplete_reason']}"),
+            metadata={k: v for k, v in pull.items() if v is not None},
+        )
+
+    return pull_complete
+
+
+orgs_pull_complete = _pull_complete_check("oneroster_orgs", "orgs")
+students_pull_complete = _pull_complete_check("oneroster_users", "students")

@@ -7,8 +7,10 @@ from .assets import buildings, oneroster_orgs, student_sync_assets, student_sync
 from .checks import (
     building_sis_matches_schools,
     fetched_count_matches_provider_total,
+    orgs_pull_complete,
     students_buildings_exist,
     students_ids_unique,
+    students_pull_complete,
 )
 from .jobs import SYNC_JOBS
 from .resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
@@ -31,7 +33,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         assets=[oneroster_orgs, buildings, student_sync_assets, student_sync_preview],
         asset_checks=[
             building_sis_matches_schools, students_ids_unique, students_buildings_exist,
-            fetched_count_matches_provider_total,
+            fetched_count_matches_provider_total, orgs_pull_complete, students_pull_complete,
         ],
         jobs=SYNC_JOBS,
         schedules=[daily_student_sync_schedule()],

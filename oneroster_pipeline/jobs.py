@@ -23,9 +23,10 @@ full_sync = dg.define_asset_job(
     description="Building sync then student sync: the first connection of a district.",
 )
 
-student_sync_preview = dg.define_asset_job(
-    "student_sync_preview", selection=dg.AssetSelection.assets("student_sync_preview"),
-    description="Dry run: the record-level diff the next student sync would apply, into sync_diffs; applies nothing.",
+preview_student_sync = dg.define_asset_job(
+    "preview_student_sync", selection=dg.AssetSelection.assets("oneroster_orgs", "student_sync_preview"),
+    description=("Dry run: refreshes the raw orgs, then records the record-level diff the next student sync would "
+                 "apply in sync_diffs; buildings and the student tables are not touched."),
 )
 
-SYNC_JOBS = [building_sync, student_sync, full_sync, student_sync_preview]
+SYNC_JOBS = [building_sync, student_sync, full_sync, preview_student_sync]

@@ -4,9 +4,13 @@ Each alert is logged, appended to DuckDB `sync_alerts`, and POSTed to ONEROSTER_
 """
 
 
+from datetime import datetime, timezone
+
 import dagster as dg
 
-from .alerts import Alert, send_alert
+from . import store
+from .alerts import Alert, redact, send_alert
+from .assets import run_trigger
 from .jobs import SYNC_JOBS
 from .resources import AlertsResource, WarehouseResource
 
@@ -52,6 +56,16 @@ def sync_failure_alert(
         Alert("run_failure", run.job_name, run.run_id, f"{run.job_name} failed", details),
         database=duckdb.database, webhook_url=alerts.webhook_url, logger=context.log,
     )
+    held = any("Sync held" in line for line in step_errors)
+    record = context.instance.get_run_record_by_id(run.run_id)
+    started, ended = (record.start_time, record.end_time) if record else (None, None)
+    with duckdb.connect() as con:  # the run's sync_runs row: steps that ran filled the rest
+        store.upsert_sync_run(
+            con, run.run_id, job_name=run.job_name, trigger=run_trigger(run.tags),
+            started_at=datetime.fromtimestamp(started, timezone.utc) if started else None,
+            finished_at=datetime.fromtimestamp(ended, timezone.utc) if ended else None,
+            duration_seconds=ended - started if started and ended else None,
+            outcome="held" if held else "failed", message=redact(details))
 
 
 @dg.run_status_sensor(
