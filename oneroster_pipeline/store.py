@@ -193,10 +193,9 @@ def upsert_sync_run(con: duckdb.DuckDBPyConnection, run_id: str, **columns) -> N
 
 
 def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
-    """A query's whole result as an Arrow table (DuckDB 2 names it to_arrow_table, 1.x fetch_arrow_table)."""
-    cursor = con.execute(sql, params or [])
-    fetch = getattr(cursor, "to_arrow_table", None) or cursor.fetch_arrow_table
-    return fetch()
+    """A query's whole result as an Arrow table, without a row copy (DuckDB 2: to_arrow_table; 1.x: arrow)."""
+    relation = con.sql(sql, params=params or None)
+    return relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
 
 
 def query_dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
