@@ -14,6 +14,7 @@ BREAKDOWNS = {
     "buildings": "SELECT status, count(*) FROM buildings GROUP BY 1 ORDER BY 1",
     "students": "SELECT status, count(*) FROM students GROUP BY 1 ORDER BY 1",
     "ignored_students": "SELECT reason, count(*) FROM ignored_students GROUP BY 1 ORDER BY 1",
+    "sync_runs": "SELECT job_name || ': ' || outcome, count(*) FROM sync_runs GROUP BY 1 ORDER BY 1",
 }
 
 
