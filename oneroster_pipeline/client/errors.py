@@ -58,6 +58,11 @@ class OneRosterConnectionError(OneRosterError):
     """The provider could not be reached (DNS, refused, reset, timeout) after the retries."""
 
 
+class OneRosterReadTimeout(OneRosterConnectionError):
+    """A page request the server did not answer within ONEROSTER_TIMEOUT_SECONDS (the pager retries it with a
+    smaller page before giving up)."""
+
+
 def redact_url(url: str) -> str:
     """The URL without user:password and without the values of secret-looking query parameters."""
     try:

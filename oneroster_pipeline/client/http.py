@@ -9,13 +9,16 @@ Payloads are never logged or quoted in errors.
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .errors import OneRosterConnectionError, OneRosterDataError, http_error, redact_url
+from .errors import OneRosterConnectionError, OneRosterDataError, OneRosterReadTimeout, http_error, redact_url
 from .settings import ConnectionSettings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -23,10 +26,43 @@ RETRY_AFTER_MAX_SECONDS = 120  # a provider asking for longer is retried after t
 USER_AGENT = "oneroster-pipeline/0.1 (+requests)"
 
 
+_local = threading.local()
+
+
+class ObservedRetry(Retry):
+    """urllib3's Retry that tells a listener about every 429 (with its Retry-After, in seconds) before waiting it
+    out, so concurrent page fetching can slow down; and that, inside `surface_read_timeouts()`, does not retry a
+    read timeout itself (the pager retries the page with a smaller page size instead)."""
+
+    on_rate_limited: Callable[[float | None], None] | None = None
+
+    def new(self, **kw) -> ObservedRetry:
+        retry = super().new(**kw)
+        retry.on_rate_limited = self.on_rate_limited
+        return retry
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if response is not None and response.status == 429 and self.on_rate_limited is not None:
+            self.on_rate_limited(self.get_retry_after(response))
+        if isinstance(error, urllib3.exceptions.ReadTimeoutError) and getattr(_local, "surface", False):
+            raise error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+@contextmanager
+def surface_read_timeouts() -> Iterator[None]:
+    """Requests of this thread inside the block raise `OneRosterReadTimeout` on the first read timeout."""
+    _local.surface = True
+    try:
+        yield
+    finally:
+        _local.surface = False
+
+
 def build_retry(settings: ConnectionSettings) -> Retry:
     """The retry policy of every request of a connection (token requests included)."""
     n = settings.max_retries
-    return Retry(
+    return ObservedRetry(
         total=n, connect=n, read=n, status=n, other=0, redirect=3,
         allowed_methods=frozenset({"GET", "POST"}),  # POST: the client-credentials token request is idempotent
         status_forcelist=RETRY_STATUSES, raise_on_status=False, respect_retry_after_header=True,
@@ -35,10 +71,14 @@ def build_retry(settings: ConnectionSettings) -> Retry:
     )
 
 
-def build_session(settings: ConnectionSettings) -> requests.Session:
-    """A session with the retry policy mounted and a pool sized for the configured concurrency (no auth yet)."""
+def build_session(settings: ConnectionSettings,
+                  on_rate_limited: Callable[[float | None], None] | None = None) -> requests.Session:
+    """A session with the retry policy mounted and a pool sized for the configured concurrency (no auth yet);
+    `on_rate_limited(retry_after_seconds)` is called on every 429 before it is retried."""
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=build_retry(settings), pool_maxsize=max(settings.max_concurrency, 2))
+    retry = build_retry(settings)
+    retry.on_rate_limited = on_rate_limited
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=max(settings.max_concurrency, 2))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
@@ -52,6 +92,10 @@ def send(session: requests.Session, method: str, url: str, timeout: float, **kwa
     except requests.exceptions.RetryError:  # a redirect loop (status retries return the last response)
         raise OneRosterConnectionError(f"too many redirects or retries for {redact_url(url)}") from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+        if getattr(_local, "surface", False) and (isinstance(error, requests.exceptions.ReadTimeout) or
+                                                  isinstance(_cause(error), urllib3.exceptions.ReadTimeoutError)):
+            raise OneRosterReadTimeout(f"timed out: {redact_url(url)} (no answer within {timeout:g}s, "
+                                       "ONEROSTER_TIMEOUT_SECONDS)") from None
         cause = _cause(error)
         kind = "timed out" if isinstance(error, requests.exceptions.Timeout) or isinstance(cause, (TimeoutError, urllib3.exceptions.TimeoutError)) \
             else "could not connect"

@@ -13,6 +13,8 @@ the remaining offsets are known, are fetched in parallel and are fed to `Pager.a
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 
 import requests
@@ -45,6 +47,13 @@ class PullReport:
     served_page_size: int | None = None  # the largest page seen, when the server capped below page_size
     complete: bool = False
     incomplete_reason: str | None = "the pull has not finished"
+    fields: str | None = None  # the `fields=` asked (None: not asked, or refused by the server)
+    concurrency: int = 1  # page requests allowed in flight when the pull started (peak hours included)
+    lowest_concurrency: int = 1  # the lowest it went after 429s
+    rate_limited: int = 0  # 429 answers seen (each retried after Retry-After)
+    read_timeouts: int = 0  # page requests that timed out (each retried at the same offset with half the limit)
+    page_size_reduced_to: int | None = None  # the limit after read timeouts halved it (None: never reduced)
+    events: list[str] = field(default_factory=list)  # what the pull adapted to, in order (no payload values)
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,52 @@ def fetch_page(session: requests.Session, url: str, params: dict, envelopes: tup
     total = response.headers.get("X-Total-Count", "").strip()
     has_next = "next" in response.links if "Link" in response.headers else None
     return Page(offset, records, int(total) if total.isdigit() else None, has_next, response.url)
+
+
+class Throttle:
+    """How many page requests may be in flight, shared by the threads of one pull: halved on a 429 (at most once
+    per Retry-After), no new request before Retry-After has passed, and one more again after a run of pages
+    answered without 429 (never above the starting limit)."""
+
+    GROW_AFTER_PAGES = 4  # consecutive answered pages per in-flight request before allowing one more
+
+    def __init__(self, limit: int, report: PullReport) -> None:
+        self.ceiling = self.limit = max(1, limit)
+        self.report = report
+        self._lock = threading.Lock()
+        self._resume_at = 0.0  # monotonic time before which no request is sent
+        self._calm_until = 0.0  # 429s before this belong to the episode already halved for
+        self._streak = 0
+        report.concurrency = report.lowest_concurrency = self.limit
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """A 429 answer (called from the thread that got it, before urllib3 waits and retries)."""
+        now = time.monotonic()
+        wait = min(max(retry_after or 0.0, 0.0), 120.0)
+        with self._lock:
+            self.report.rate_limited += 1
+            self._streak = 0
+            self._resume_at = max(self._resume_at, now + wait)
+            if now >= self._calm_until:
+                self._calm_until = now + max(wait, 0.2)
+                if self.limit > 1:
+                    self.limit //= 2
+                    self.report.lowest_concurrency = min(self.report.lowest_concurrency, self.limit)
+                    self.report.events.append(f"429 after {self.report.pages} pages: {self.limit} page requests "
+                                              f"in flight (Retry-After {retry_after if retry_after is not None else '-'})")
+
+    def answered(self) -> None:
+        with self._lock:
+            self._streak += 1
+            if self.limit < self.ceiling and self._streak >= self.GROW_AFTER_PAGES * self.limit:
+                self.limit += 1
+                self._streak = 0
+
+    def wait(self) -> None:
+        """Sleep until Retry-After has passed (called before sending a new page request)."""
+        delay = self._resume_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
 
 class Pager:

@@ -10,6 +10,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, time, timezone
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import redact_url
@@ -32,13 +33,21 @@ ENV_VARS = {
     "max_retries": "ONEROSTER_MAX_RETRIES",
     "max_concurrency": "ONEROSTER_MAX_CONCURRENCY",
     "backoff_seconds": "ONEROSTER_BACKOFF_SECONDS",
+    "peak_concurrency": "ONEROSTER_PEAK_CONCURRENCY",
+    "peak_hours": "ONEROSTER_PEAK_HOURS",
+    "district_timezone": "ONEROSTER_DISTRICT_TIMEZONE",
 }
+# read when the settings' own variable is unset: the schedule's timezone is usually the district's
+FALLBACK_ENV_VARS = {"district_timezone": "ONEROSTER_TIMEZONE"}
 _SECRETS = ("client_secret", "access_token")
-_INTS = ("page_size", "max_retries", "max_concurrency")
+_INTS = ("page_size", "max_retries", "max_concurrency", "peak_concurrency")
 _FLOATS = ("timeout_seconds", "backoff_seconds")
 VERSIONS = {"1.1": "1.1", "v1p1": "1.1", "1.2": "1.2", "v1p2": "1.2"}
 SIGNATURE_METHODS = ("HMAC-SHA256", "HMAC-SHA1")
 _PATH_VERSION = re.compile(r"/v1p([12])(?=/|$)")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_PEAK = re.compile(r"^(?:(?P<days>[a-z,\- ]+?)\s+)?(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})$")
+NO_PEAK = ("none", "off", "never", "no")
 
 
 class SettingsError(ValueError):
@@ -89,7 +98,11 @@ class ConnectionSettings:
     oauth1_signature_method: str = "HMAC-SHA256"
     timeout_seconds: float = 30.0
     max_retries: int = 5
-    max_concurrency: int = 1
+    max_concurrency: int | None = None  # concurrent page requests off-peak; the profile's default when unset
+    peak_concurrency: int | None = None  # the limit during peak hours; the profile's when unset (IC: 1)
+    peak_hours: str | None = None  # "mon-fri 07:00-16:00" (district time); the profile's when unset; "none": no peak
+    district_timezone: str | None = None  # IANA name for peak hours (ONEROSTER_DISTRICT_TIMEZONE, else
+                                          # ONEROSTER_TIMEZONE, else UTC)
     backoff_seconds: float = 1.0  # exponential backoff factor between retries (urllib3 Retry.backoff_factor)
     backoff_max_seconds: float = 60.0
     backoff_jitter_seconds: float = 1.0
@@ -101,7 +114,7 @@ class ConnectionSettings:
         """Settings from `ONEROSTER_*` variables (blank counts as unset); SettingsError names a bad variable."""
         values: dict[str, object] = {}
         for name, var in ENV_VARS.items():
-            raw = (env.get(var) or "").strip()
+            raw = (env.get(var) or "").strip() or (env.get(FALLBACK_ENV_VARS.get(name, "")) or "").strip()
             if raw:
                 values[name] = _parse(name, var, raw)
         return cls(**values)
@@ -143,7 +156,10 @@ class ConnectionSettings:
         self._set("page_size", profile.default_page_size if self.page_size is None else self.page_size)
         _check_range("page_size", self.page_size, 1, profile.max_page_size, f"{profile.title} allows")
         _check_range("max_retries", self.max_retries, 0, 20)
+        if self.max_concurrency is None:
+            self._set("max_concurrency", min(profile.default_concurrency, profile.max_concurrency))
         _check_range("max_concurrency", self.max_concurrency, 1, profile.max_concurrency, f"{profile.title} allows")
+        self._resolve_peak(profile)
         if not self.timeout_seconds > 0:
             _fail("timeout_seconds", "must be greater than 0")
         if self.backoff_seconds < 0:
@@ -158,6 +174,61 @@ class ConnectionSettings:
             self._set("auth", "none")
             return
         self._validate_rest(profile)
+
+    # ---- politeness: concurrency by time of day ----------------------------------------------------------------
+    @property
+    def peak_window(self) -> tuple[frozenset[int], time, time] | None:
+        """(weekdays 0=Mon.., start, end) of peak hours in `district_timezone`, or None when there is none."""
+        return _parse_peak(self.peak_hours) if self.peak_hours else None
+
+    def in_peak_hours(self, when: datetime | None = None) -> bool:
+        """Whether `when` (default now; naive = UTC) falls in the provider's peak hours, in the district's time."""
+        window = self.peak_window
+        if window is None or self.peak_concurrency is None:
+            return False
+        from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+        when = when or datetime.now(timezone.utc)
+        when = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(ZoneInfo(self.district_timezone))
+        days, start, end = window
+        clock = when.time().replace(tzinfo=None)
+        if start <= end:
+            return when.weekday() in days and start <= clock < end
+        # a window across midnight belongs to the day it starts on
+        return (when.weekday() in days and clock >= start) or ((when.weekday() - 1) % 7 in days and clock < end)
+
+    def concurrency_at(self, when: datetime | None = None) -> int:
+        """Concurrent page requests allowed at `when` (default now): the peak limit in peak hours, else
+        `max_concurrency`."""
+        if self.in_peak_hours(when):
+            return max(1, min(self.peak_concurrency, self.max_concurrency))
+        return self.max_concurrency
+
+    def _resolve_peak(self, profile) -> None:
+        if self.peak_concurrency is None:
+            self._set("peak_concurrency", profile.peak_concurrency)
+        if self.peak_concurrency is not None:
+            _check_range("peak_concurrency", self.peak_concurrency, 1, self.max_concurrency,
+                         "ONEROSTER_MAX_CONCURRENCY is")
+        hours = profile.peak_hours if self.peak_hours is None else self.peak_hours.strip().lower()
+        if hours in NO_PEAK or hours == "":
+            hours = None
+        if hours is not None and self.peak_concurrency is None:
+            self._set("peak_concurrency", 1)  # peak hours given for a provider without a peak limit: serial
+        if hours is not None:
+            try:
+                _parse_peak(hours)
+            except ValueError as error:
+                _fail("peak_hours", f"{error}; e.g. 'mon-fri 07:00-16:00', or 'none'")
+        self._set("peak_hours", hours)
+        zone = (self.district_timezone or "UTC").strip()
+        try:
+            from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+            ZoneInfo(zone)
+        except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            _fail("district_timezone", f"unknown timezone {zone!r}; an IANA name such as America/Chicago")
+        self._set("district_timezone", zone)
 
     def _validate_rest(self, profile) -> None:
         if self.base_url:
@@ -225,6 +296,30 @@ class ConnectionSettings:
 
 def _fail(name: str, message: str):
     raise SettingsError(ENV_VARS[name], message)
+
+
+def _parse_peak(text: str) -> tuple[frozenset[int], time, time]:
+    """'mon-fri 07:00-16:00' | '07:00-16:00' (Mon-Fri) | 'daily 22:00-02:00' | 'mon,wed 08:00-12:00'."""
+    match = _PEAK.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"cannot read peak hours {text!r}")
+    try:
+        start, end = (time.fromisoformat(match[k].zfill(5)) for k in ("start", "end"))
+    except ValueError:
+        raise ValueError(f"bad time in peak hours {text!r}") from None
+    if start == end:
+        raise ValueError(f"peak hours {text!r} start and end at the same time")
+    spec = (match["days"] or "mon-fri").replace(" ", "")
+    if spec in ("daily", "all", "every", "mon-sun"):
+        return frozenset(range(7)), start, end
+    days: set[int] = set()
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        if first not in DAYS or (last and last not in DAYS):
+            raise ValueError(f"unknown day in peak hours {text!r} (use mon..sun)")
+        a, b = DAYS.index(first), DAYS.index(last or first)
+        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return frozenset(days), start, end
 
 
 def _parse(name: str, var: str, raw: str) -> object:

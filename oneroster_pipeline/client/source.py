@@ -10,18 +10,17 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
-from itertools import islice
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from .auth import build_auth
-from .errors import OneRosterHTTPError
-from .http import build_session
+from .errors import OneRosterHTTPError, OneRosterReadTimeout
+from .http import build_session, surface_read_timeouts
 from .normalize import Rejection, orgs_table, users_table
-from .paging import Page, Pager, PullReport, fetch_page
+from .paging import Page, Pager, PullReport, Throttle, fetch_page
 from .settings import ConnectionSettings, SettingsError
 
 __all__ = ["RestSource", "PullReport", "Rejection", "open_source"]
@@ -30,6 +29,11 @@ log = logging.getLogger(__name__)
 # endpoint -> the envelope keys accepted for it (the spec's first; then the endpoint's own name, as some send)
 ENVELOPES = {"/orgs": ("orgs",), "/schools": ("orgs", "schools"), "/students": ("users", "students")}
 SORT_FIELD = "sourcedId"
+# `fields=`: only what normalize.py reads (never `password`, userIds, agents, sms, phone ...)
+ORG_FIELDS = "sourcedId,status,dateLastModified,metadata,name,type,identifier,parent"
+_USER_FIELDS = "sourcedId,status,dateLastModified,metadata,username,enabledUser,givenName,familyName,middleName," \
+               "identifier,email,grades"
+USER_FIELDS = {"1.1": _USER_FIELDS + ",role,orgs", "1.2": _USER_FIELDS + ",roles,primaryOrg"}
 
 
 def open_source(settings: ConnectionSettings):
@@ -57,11 +61,14 @@ class RestSource:
                                 "URL and credentials (the Dagster resource does this)")
         self.settings = settings
         self.profile = settings.profile
-        self.session = build_session(settings)
+        self.session = build_session(settings, on_rate_limited=self._on_rate_limited)
         self.session.auth = build_auth(settings, self.session)
         self.reports: dict[str, PullReport] = {}
         self.rejections: list[Rejection] = []
         self._sort = self.profile.accepts_sort
+        self._fields = self.profile.accepts_fields
+        self._page_size = settings.page_size  # halved for good after read timeouts
+        self._throttle: Throttle | None = None
 
     def __enter__(self) -> RestSource:
         return self
@@ -118,63 +125,142 @@ class RestSource:
             if table.num_rows:
                 yield table
 
+    def _on_rate_limited(self, retry_after: float | None) -> None:
+        if self._throttle is not None:
+            self._throttle.rate_limited(retry_after)
+
     def _pages(self, collection: str, path: str, params: dict) -> Iterator[tuple[Page, list]]:
-        """Fetch pages in offset order until the pager is done; after the first page, up to
-        ONEROSTER_MAX_CONCURRENCY pages are fetched at once when the server tells the total."""
-        url, limit = self.settings.base_url + path, self.settings.page_size
-        params = {**params, "sort": SORT_FIELD} if self._sort else dict(params)
-        report = PullReport(collection, urlsplit(url).path, limit, params.get("filter"), params.get("sort"))
+        """Fetch pages in offset order until the pager is done. After the first page, the next page is always
+        requested before the current one is handed over (fetching overlaps normalising), and when the server tells
+        the total, up to `settings.concurrency_at(now)` pages are in flight (fewer after a 429: see Throttle).
+        A read timeout retries the same offset with half the page size (at most ONEROSTER_MAX_RETRIES times)."""
+        settings = self.settings
+        url, envelopes = settings.base_url + path, ENVELOPES[path]
+        params = dict(params)
+        if self._fields:
+            params["fields"] = ORG_FIELDS if path != "/students" else USER_FIELDS[settings.version or "1.2"]
+        if self._sort:
+            params["sort"] = SORT_FIELD
+        report = PullReport(collection, urlsplit(url).path, self._page_size, params.get("filter"),
+                            params.get("sort"), fields=params.get("fields"))
         self.reports[collection] = report
-        pager = Pager(limit, report)
-        first = self._first_page(url, params, ENVELOPES[path], limit, report)
-        yield first, pager.accept(first)
+        pager = Pager(self._page_size, report)
+        throttle = self._throttle = Throttle(settings.concurrency_at(), report)
 
-        def fetch(offset: int) -> Page:
-            return fetch_page(self.session, url, params, ENVELOPES[path], offset, limit, self.settings.timeout_seconds)
+        def fetch(offset: int, limit: int) -> Page:
+            with surface_read_timeouts():
+                return fetch_page(self.session, url, params, envelopes, offset, limit, settings.timeout_seconds)
 
-        if self.settings.max_concurrency > 1 and not pager.done and first.total is not None:
-            yield from _concurrent_pages(fetch, pager, len(first.records), first.total, self.settings.max_concurrency)
-        while not pager.done:
-            page = fetch(pager.offset)
-            yield page, pager.accept(page)
+        while True:
+            try:
+                first = self._first_page(url, params, envelopes, pager.limit, report)
+                break
+            except OneRosterReadTimeout as error:
+                self._smaller_pages(error, pager, 0)
+        page, records = first, pager.accept(first)
+        throttle.answered()
+        step, total = len(first.records), first.total
+        plan = _plan(pager, step, total)
+        window: deque[tuple[int, Future]] = deque()
+
+        def fill() -> None:
+            """Submit the next requests: the planned offsets up to the in-flight limit, else the pager's next."""
+            cap = min(throttle.limit, settings.concurrency_at()) if plan is not None else 1
+            while not pager.done and len(window) < cap:
+                if plan is None:
+                    offset = pager.offset
+                else:
+                    offset = next(plan, None)
+                    if offset is None:
+                        return
+                throttle.wait()
+                window.append((offset, pool.submit(fetch, offset, pager.limit)))
+
+        with ThreadPoolExecutor(max(settings.max_concurrency, 1), thread_name_prefix="oneroster-page") as pool:
+            try:
+                yield page, records  # the first page alone: a caller that stops here sent no extra request
+                while not pager.done:
+                    if not window:
+                        plan = plan if plan is not None and step else None
+                        fill()
+                        if not window:  # the plan ran out before the pager was done: go on page by page
+                            plan = None
+                            fill()
+                    offset, future = window.popleft()
+                    try:
+                        page = future.result()
+                    except OneRosterReadTimeout as error:
+                        _cancel(window)
+                        self._smaller_pages(error, pager, offset)
+                        step = min(step, pager.limit)
+                        plan = _plan(pager, step, total)
+                        continue
+                    if page.offset != pager.offset:  # records moved, or a shorter page: page by page from here
+                        _cancel(window)
+                        plan = None
+                        continue
+                    records = pager.accept(page)
+                    throttle.answered()
+                    fill()  # the next requests go out before this page is normalised
+                    yield page, records
+            finally:
+                _cancel(window)
+                self._throttle = None
         if report.duplicates or not report.complete:
             log.warning(f"{collection} pull from {self.settings.connection_label()}: {report.duplicates} duplicates, "
                         f"complete={report.complete} ({report.incomplete_reason or 'ok'})")
 
+    def _smaller_pages(self, error: OneRosterReadTimeout, pager: Pager, offset: int) -> None:
+        """A page timed out: halve the page size (for the rest of this source's pulls) and let the caller retry
+        the same offset; re-raise once ONEROSTER_MAX_RETRIES timeouts were spent or pages are down to 1."""
+        report = pager.report
+        report.read_timeouts += 1
+        if report.read_timeouts > self.settings.max_retries or pager.limit <= 1:
+            raise error
+        smaller = max(1, pager.limit // 2)
+        note = f"read timeout at offset {offset} with limit {pager.limit}: retrying with limit {smaller}"
+        log.warning(f"{self.settings.connection_label()}: {note}")
+        report.events.append(note)
+        pager.limit = report.page_size_reduced_to = self._page_size = smaller
+
     def _first_page(self, url: str, params: dict, envelopes: tuple[str, ...], limit: int,
                     report: PullReport) -> Page:
-        """The page at offset 0; a server that refuses `sort` (400) is asked again without it, and from then on
-        never with it (`params` is the pull's own dict)."""
+        """The page at offset 0; a server that refuses `fields` or `sort` (400) is asked again without it, and
+        from then on never with it (`params` is the pull's own dict). A refused filter is the caller's problem."""
         timeout = self.settings.timeout_seconds
-        try:
-            return fetch_page(self.session, url, params, envelopes, 0, limit, timeout)
-        except OneRosterHTTPError as error:
-            if error.status != 400 or "sort" not in params:
-                raise
-        unsorted = {k: v for k, v in params.items() if k != "sort"}
-        page = fetch_page(self.session, url, unsorted, envelopes, 0, limit, timeout)  # its error if not the sort
-        log.warning(f"{self.settings.connection_label()} refused sort={params.pop('sort')}: paging without it")
-        self._sort, report.sorted_by = False, None
-        return page
+        while True:
+            try:
+                with surface_read_timeouts():
+                    return fetch_page(self.session, url, params, envelopes, 0, limit, timeout)
+            except OneRosterHTTPError as error:
+                optional = [name for name in ("fields", "sort") if name in params]
+                said = f"{error.code_minor or ''} {error.description or ''}".lower()
+                if error.status != 400 or not optional or ("filter" in said and "sort" not in said):
+                    raise
+                named = [n for n in optional if (n == "sort" and "sort" in said) or
+                         (n == "fields" and ("selection" in said or "fields" in said))]
+                for name in named[:1] or optional:  # the one the server names, else all of them at once
+                    params.pop(name)
+                    log.warning(f"{self.settings.connection_label()} refused {name}= (HTTP 400): asking without it")
+                    report.events.append(f"the server refused {name}= (HTTP 400): asked without it")
+                    if name == "sort":
+                        self._sort, report.sorted_by = False, None
+                    else:
+                        self._fields, report.fields = False, None
+                if not named:  # an unexplained 400: one more try without them, then its error
+                    with surface_read_timeouts():
+                        return fetch_page(self.session, url, params, envelopes, 0, limit, timeout)
 
 
-def _concurrent_pages(fetch: Callable[[int], Page], pager: Pager, step: int, total: int,
-                      concurrency: int) -> Iterator[tuple[Page, list]]:
-    """The planned offsets (every `step` records up to `total`), `concurrency` requests in flight, accepted in
-    order. A page that is not where the pager expects it (records moved, a shorter page) stops the plan: the
-    caller goes on sequentially from the pager's offset."""
-    if step <= 0:
-        return
-    offsets = iter(range(pager.offset, total, step))
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="oneroster-page") as pool:
-        window = deque(pool.submit(fetch, offset) for offset in islice(offsets, concurrency))
-        try:
-            while window and not pager.done:
-                page = window.popleft().result()
-                if page.offset != pager.offset:
-                    break
-                yield page, pager.accept(page)
-                window.extend(pool.submit(fetch, offset) for offset in islice(offsets, 1))
-        finally:
-            for future in window:
-                future.cancel()
+def _plan(pager: Pager, step: int, total: int | None) -> Iterator[int] | None:
+    """The offsets still to fetch when the total is known (every `step` records), else None (page by page)."""
+    if total is None or step <= 0 or pager.done:
+        return None
+    return iter(range(pager.offset, total, step))
+
+
+def _cancel(window: deque) -> None:
+    """Forget requested pages (those already running finish in the background and are dropped)."""
+    for _, future in window:
+        future.cancel()
+    window.clear()
