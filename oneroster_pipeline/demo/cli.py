@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit-every", type=int, default=0, help="answer every Nth API request with 429")
     p.add_argument("--retry-after", type=int, default=defaults.retry_after, help="Retry-After seconds on 429")
     p.add_argument("--error-5xx-every", type=int, default=0, help="answer every Nth API request with an HTML 503")
+    p.add_argument("--id-namespace", default="", metavar="NAME",
+                   help="serve every sourcedId rewritten under NAME (same people, names and identifiers)")
     p.add_argument("--export-csv", metavar="PATH", help="write the district as a OneRoster CSV zip and exit")
     return p
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = DistrictShape(schools=args.schools, students=args.students, seed=args.seed)
     if args.export_csv:
         version = "1.1" if args.version == "both" else args.version
-        print(f"wrote {export_csv(District(shape), args.export_csv, version)} (OneRoster {version} CSV)")
+        print(f"wrote {export_csv(District(shape, args.id_namespace), args.export_csv, version)} (OneRoster {version} CSV)")
         return 0
     try:
         settings = DemoSettings(
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             bearer_token=args.bearer_token, token_lifetime=args.token_lifetime, page_cap=args.page_cap,
             latency_ms=args.latency_ms, rate_limit_every=args.rate_limit_every, retry_after=args.retry_after,
             error_5xx_every=args.error_5xx_every, versions=_VERSIONS[args.version], persona=args.persona,
-            quirks=frozenset(args.quirk))
+            quirks=frozenset(args.quirk), id_namespace=args.id_namespace)
     except ValueError as err:  # e.g. conflicting quirks, or session_cookie without oauth2
         build_parser().error(str(err))
     with DemoProvider(shape, settings, host=args.host, port=args.port) as provider:

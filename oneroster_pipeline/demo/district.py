@@ -90,8 +90,11 @@ class DistrictShape:
 class District:
     """The deterministic district plus a thread-safe overlay of changes (see module docstring)."""
 
-    def __init__(self, shape: DistrictShape) -> None:
+    def __init__(self, shape: DistrictShape, id_namespace: str = "") -> None:
         self.shape = shape
+        # a non-empty namespace rewrites every sourcedId (orgs, students, teachers) deterministically while names,
+        # identifiers, usernames and emails stay: the same district as another provider would identify it
+        self.id_namespace = id_namespace
         seed = shape.seed
         self._lock = threading.RLock()
         self._hash_prefixes: dict[str, Any] = {}
@@ -126,7 +129,8 @@ class District:
         """uuid5(namespace, f"{seed}:{kind}:{index}"), computed from a cached hash prefix (it is on the hot path)."""
         prefix = self._hash_prefixes.get(kind)
         if prefix is None:
-            prefix = hashlib.sha1(_NAMESPACE.bytes + f"{self.shape.seed}:{kind}:".encode())
+            scope = f"{self.shape.seed}:{self.id_namespace}:" if self.id_namespace else f"{self.shape.seed}:"
+            prefix = hashlib.sha1(_NAMESPACE.bytes + f"{scope}{kind}:".encode())
             self._hash_prefixes[kind] = prefix
         digest = prefix.copy()
         digest.update(str(index).encode())

@@ -65,6 +65,7 @@ class DemoSettings:
     boolean_enabled_user: bool = False  # same as the enabled_user_boolean quirk (kept for existing callers)
     persona: str = "spec"  # spec | infinite_campus | classlink | aeries | edfi (personas.PERSONAS)
     quirks: frozenset[str] = frozenset()  # extra quirks on top of the persona's (personas.QUIRKS)
+    id_namespace: str = ""  # non-empty: every sourcedId differs (another provider's ids for the same district)
 
     def __post_init__(self) -> None:
         unknown = set(self.versions) - set(BASE_PATHS)
@@ -110,7 +111,7 @@ class DemoProvider:
         self.settings = settings or DemoSettings()
         self.quirks = self.settings.active_quirks
         self._wire = Wire.from_quirks(self.quirks)
-        self.district = District(shape or DistrictShape())
+        self.district = District(shape or DistrictShape(), id_namespace=self.settings.id_namespace)
         self.faults = Faults()
         scopes = self.settings.scopes
         if q.CORE_SCOPE_ONLY in self.quirks:
