@@ -26,14 +26,16 @@ try:
 except ImportError:  # judged by the `browser` fixture: fail in CI, skip elsewhere
     expect = sync_playwright = None
 
-ASSETS = ["oneroster_orgs", "buildings", "oneroster_users", "students", "student_buildings", "ignored_students"]
+FULL_SYNC_ASSETS = ["oneroster_orgs", "buildings", "oneroster_users", "students", "student_buildings",
+                    "ignored_students"]
+ASSETS = [*FULL_SYNC_ASSETS, "student_sync_preview"]
 CHECKS = {  # asset -> its checks
-    "oneroster_orgs": ["schools_present_guard"],
+    "oneroster_orgs": ["schools_present_guard", "pull_complete"],
     "buildings": ["building_sis_matches_schools"],
-    "oneroster_users": ["fetched_count_matches_provider_total"],
+    "oneroster_users": ["fetched_count_matches_provider_total", "pull_complete"],
     "students": ["mass_change_guard", "students_ids_unique", "students_buildings_exist"],
 }
-JOBS = ["building_sync", "student_sync", "full_sync"]
+JOBS = ["building_sync", "student_sync", "full_sync", "preview_student_sync"]
 SCHEDULE = "daily_student_sync"
 JOB_URL = f"/locations/{ui.LOCATION}/jobs/full_sync"
 STUDENT_JOB_URL = f"/locations/{ui.LOCATION}/jobs/student_sync"
@@ -172,7 +174,7 @@ def test_full_sync_launched_from_the_ui_succeeds_and_checks_pass(page, dagster_d
         assert {"key": "dagster/from_ui", "value": "true"} in run["tags"]
         page.reload()
         expect(page.get_by_text("Success", exact=True).first).to_be_visible()
-        expect(page.get_by_text(f"{len(ASSETS)} assets", exact=True).first).to_be_visible()
+        expect(page.get_by_text(f"{len(FULL_SYNC_ASSETS)} assets", exact=True).first).to_be_visible()
         expect(page.get_by_text(f"{sum(map(len, CHECKS.values()))} checks", exact=True).first).to_be_visible()
 
     served = {"/".join(n["assetKey"]["path"]): n for n in dagster_dev.repository()["assetNodes"]}
