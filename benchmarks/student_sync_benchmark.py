@@ -41,10 +41,14 @@ def start_demo(students: int, schools: int, latency_ms: int) -> tuple[subprocess
 
 
 def fetch_floor(base_url: str, page_size: int) -> tuple[float, int]:
-    """Plain requests over every /students page, bodies read and discarded."""
+    """Plain requests over every /students page the sync asks for (same query: fields, sort, limit), one at a
+    time on one connection, bodies read and discarded."""
+    from oneroster_pipeline.client.source import SORT_FIELD, USER_FIELDS
+
+    query = {"fields": USER_FIELDS["1.2"], "sort": SORT_FIELD, "limit": page_size}
     session, offset, pages, started = requests.Session(), 0, 0, time.perf_counter()
     while True:
-        response = session.get(f"{base_url}/students", params={"limit": page_size, "offset": offset})
+        response = session.get(f"{base_url}/students", params={**query, "offset": offset})
         response.raise_for_status()
         total = int(response.headers["X-Total-Count"])
         offset += page_size
@@ -58,8 +62,9 @@ def child(base_url: str, page_size: int, concurrency: int | None, workdir: str) 
     from oneroster_pipeline import store
     from oneroster_pipeline.client.settings import ConnectionSettings
     from oneroster_pipeline.client.source import open_source
+    from oneroster_pipeline.holds import HoldPolicy
     from oneroster_pipeline.pipeline import apply_org_pull, apply_student_pull, stage_pull
-    from oneroster_pipeline.sync import MassChangePolicy, sync_buildings
+    from oneroster_pipeline.sync import sync_buildings
 
     env = {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": base_url, "ONEROSTER_AUTH": "none",
            "ONEROSTER_PAGE_SIZE": str(page_size)}
@@ -74,10 +79,18 @@ def child(base_url: str, page_size: int, concurrency: int | None, workdir: str) 
             sync_buildings(con, now)
         started = time.perf_counter()
         pull = stage_pull(source, "students", Path(workdir) / "students")
-        result = apply_student_pull(con, pull, "bench", now, MassChangePolicy())
+        staged, staged_rss = time.perf_counter(), peak_rss_mb()
+        done = apply_student_pull(con, pull, "bench", now, HoldPolicy())
         wall = time.perf_counter() - started
-    print(json.dumps({"wall": wall, "rows": pull.rows, "imported": result.imported,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        report = source.reports["students"]
+    print(json.dumps({"wall": wall, "stage": staged - started, "apply": wall - (staged - started),
+                      "rows": pull.rows, "outcome": done.outcome, "complete": report.complete,
+                      "concurrency": report.concurrency, "pages": report.pages,
+                      "stage_peak_rss_mb": staged_rss, "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure_sync(base_url: str, page_size: int, concurrency: int | None) -> dict:

@@ -80,18 +80,28 @@ def _org_row(o: dict, sourced_id: str) -> tuple:
 
 
 def _user_row(u: dict, sourced_id: str) -> tuple:
-    roles = u.get("roles") if isinstance(u.get("roles"), list) else []
-    role_names = [r.get("role") for r in roles if isinstance(r, dict)] if roles else [u.get("role")]
-    orgs = [r.get("org") for r in roles if isinstance(r, dict)]
-    orgs += u.get("orgs") if isinstance(u.get("orgs"), list) else []
-    return (sourced_id, _status(u.get("status")), _timestamp(u.get("dateLastModified")), _text(u.get("username")),
-            _text(u.get("givenName")), _text(u.get("familyName")), _text(u.get("middleName")),
-            _text(u.get("email")), _text(u.get("identifier")), _enabled(u.get("enabledUser")),
-            _unique(_lower(r) for r in role_names), _unique(_ref(o) for o in orgs), _ref(u.get("primaryOrg")),
-            _grades(u.get("grades")), _legacy(u.get("metadata")))
+    get = u.get
+    roles = get("roles")
+    if roles.__class__ is list and roles:
+        role_names = [r.get("role") for r in roles if isinstance(r, dict)]
+        orgs = [r.get("org") for r in roles if isinstance(r, dict)]
+    else:
+        role_names, orgs = [get("role")], []
+    listed = get("orgs")
+    if listed.__class__ is list:
+        orgs += listed
+    enabled = get("enabledUser")
+    return (sourced_id, _status(get("status")), _timestamp(get("dateLastModified")), _text(get("username")),
+            _text(get("givenName")), _text(get("familyName")), _text(get("middleName")),
+            _text(get("email")), _text(get("identifier")),
+            enabled if enabled is None or enabled is True or enabled is False else _enabled(enabled),
+            _unique(_lower(r) for r in role_names), _unique(_ref(o) for o in orgs), _ref(get("primaryOrg")),
+            _grades(get("grades")), _legacy(get("metadata")))
 
 
 def _text(value: object) -> str | None:
+    if value.__class__ is str:
+        return value.strip() or None
     if value is None:
         return None
     value = str(value).strip()
@@ -104,6 +114,8 @@ def _lower(value: object) -> str | None:
 
 
 def _status(value: object) -> str | None:
+    if value == "active":
+        return value
     status = _lower(value)
     return "tobedeleted" if status == "inactive" else status
 
@@ -115,7 +127,9 @@ def _timestamp(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise _Reject("dateLastModified", "not an ISO 8601 date-time") from None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo is timezone.utc else parsed.astimezone(timezone.utc)
 
 
 def _enabled(value: object) -> bool | None:
@@ -139,6 +153,9 @@ def _unique(values: Iterable[str | None]) -> list[str]:
 
 
 def _grades(value: object) -> list[str]:
+    if value.__class__ is list and len(value) == 1 and value[0].__class__ is str:
+        grade = value[0].strip()
+        return [grade] if grade else []
     if isinstance(value, str):
         value = value.split(",")
     return _unique(_text(g) for g in value) if isinstance(value, list) else []
