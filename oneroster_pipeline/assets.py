@@ -24,6 +24,7 @@ from .pipeline import (
     last_org_pull_complete,
     stage_pull,
 )
+from .partitions import guard_connection
 from .resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
 from .sync import seed_buildings_from_csv, sync_buildings
 
@@ -116,6 +117,7 @@ def _held(check_asset: str, check_name: str, held: SyncHeld):
     pool="duckdb", name="oneroster_orgs",
 )
 def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource):
+    guard_connection(context, oneroster, duckdb)  # refuses a connection that is not the active one (provider_switch)
     started = time.monotonic()
     with staged(context, oneroster, duckdb, "orgs") as pull, duckdb.connect() as con:
         try:
@@ -243,6 +245,7 @@ def student_sync_assets(
     sync_policy: SyncPolicyResource, alerts: AlertsResource,
 ):
     """Student sync: fetch students (delta or full), diff, apply what the hold policy lets through, one transaction."""
+    guard_connection(context, oneroster, duckdb)  # refuses a connection that is not the active one (provider_switch)
     started = time.monotonic()
     pulling, estimate = _pull_students(context, oneroster, duckdb, sync_policy)
     approved_hash = context.run.tags.get(APPROVE_HELD_DIFF_TAG)

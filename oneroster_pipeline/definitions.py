@@ -12,7 +12,9 @@ from .checks import (
     students_ids_unique,
     students_pull_complete,
 )
-from .jobs import SYNC_JOBS
+from .jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS
+from .partitions import student_tables_by_connection
+from .provider_switch_assets import SwitchPolicyResource, id_crosswalk, provider_connections
 from .resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
 from .schedules import daily_student_sync_schedule
 from .sensors import failed_check_alert, sync_failure_alert
@@ -30,15 +32,17 @@ def default_resources() -> dict:
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[oneroster_orgs, buildings, student_sync_assets, student_sync_preview],
+        assets=[oneroster_orgs, buildings, student_sync_assets, student_sync_preview,
+                id_crosswalk, provider_connections, student_tables_by_connection],
         asset_checks=[
             building_sis_matches_schools, students_ids_unique, students_buildings_exist,
             fetched_count_matches_provider_total, orgs_pull_complete, students_pull_complete,
         ],
-        jobs=SYNC_JOBS,
+        jobs=SYNC_JOBS + PROVIDER_SWITCH_JOBS,
         schedules=[daily_student_sync_schedule()],
         sensors=[sync_failure_alert, failed_check_alert],
-        resources=resources if resources is not None else default_resources(),
+        resources={"switch_policy": SwitchPolicyResource.from_environment(),
+                   **(resources if resources is not None else default_resources())},
     )
 
 

@@ -30,3 +30,9 @@ preview_student_sync = dg.define_asset_job(
 )
 
 SYNC_JOBS = [building_sync, student_sync, full_sync, preview_student_sync]
+
+# provider change (provider_switch_assets.py) and the per-connection backfill (partitions.py)
+from .partitions import rebuild_student_tables_job  # noqa: E402
+from .provider_switch_assets import provider_switch_job, provider_switch_preview_job  # noqa: E402
+
+PROVIDER_SWITCH_JOBS = [provider_switch_job, provider_switch_preview_job, rebuild_student_tables_job]

@@ -88,6 +88,44 @@ TABLES_DDL = {
             students_updated BIGINT, students_deactivated BIGINT, students_reactivated BIGINT,
             students_newly_ignored BIGINT, held_changes BIGINT, diff_hash VARCHAR, outcome VARCHAR,
             message VARCHAR)""",
+    # provider change (provider_switch.py): connections, the crosswalk, the staged new pull and the id history
+    "provider_connections": """
+        CREATE TABLE IF NOT EXISTS provider_connections (
+            connection_id VARCHAR PRIMARY KEY, label VARCHAR NOT NULL, provider VARCHAR NOT NULL, base_url VARCHAR,
+            version VARCHAR, status VARCHAR NOT NULL, first_seen_at TIMESTAMPTZ NOT NULL,
+            activated_at TIMESTAMPTZ, retired_at TIMESTAMPTZ)""",
+    "provider_switches": """
+        CREATE TABLE IF NOT EXISTS provider_switches (
+            switch_id VARCHAR PRIMARY KEY, built_at TIMESTAMPTZ NOT NULL, old_connection_id VARCHAR NOT NULL,
+            new_connection_id VARCHAR NOT NULL, new_label VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            reasons VARCHAR, orgs_pulled BIGINT, students_pulled BIGINT, pulled_at TIMESTAMPTZ,
+            pull_complete BOOLEAN, buildings_matched BIGINT, buildings_ambiguous BIGINT,
+            buildings_unmatched BIGINT, schools_unmatched BIGINT, students_matched BIGINT,
+            students_ambiguous BIGINT, students_unmatched_old BIGINT, students_unmatched_new BIGINT,
+            applied_at TIMESTAMPTZ, applied_run_id VARCHAR)""",
+    "id_crosswalk": """
+        CREATE TABLE IF NOT EXISTS id_crosswalk (
+            switch_id VARCHAR NOT NULL, entity VARCHAR NOT NULL, old_connection_id VARCHAR NOT NULL,
+            new_connection_id VARCHAR NOT NULL, old_id VARCHAR, new_id VARCHAR, internal_id BIGINT,
+            rule VARCHAR, status VARCHAR NOT NULL, detail VARCHAR, built_at TIMESTAMPTZ NOT NULL)""",
+    "id_history": """
+        CREATE TABLE IF NOT EXISTS id_history (
+            switch_id VARCHAR NOT NULL, entity VARCHAR NOT NULL, internal_id BIGINT, old_id VARCHAR NOT NULL,
+            new_id VARCHAR NOT NULL, rule VARCHAR, old_connection_id VARCHAR NOT NULL,
+            new_connection_id VARCHAR NOT NULL, changed_at TIMESTAMPTZ NOT NULL)""",
+    "switch_orgs": """
+        CREATE TABLE IF NOT EXISTS switch_orgs (
+            switch_id VARCHAR NOT NULL, sourced_id VARCHAR NOT NULL, status VARCHAR,
+            date_last_modified TIMESTAMPTZ, name VARCHAR, type VARCHAR, identifier VARCHAR,
+            parent_sourced_id VARCHAR, legacy_sourced_id VARCHAR, provider VARCHAR NOT NULL,
+            fetched_at TIMESTAMPTZ NOT NULL)""",
+    "switch_users": """
+        CREATE TABLE IF NOT EXISTS switch_users (
+            switch_id VARCHAR NOT NULL, sourced_id VARCHAR NOT NULL, status VARCHAR,
+            date_last_modified TIMESTAMPTZ, username VARCHAR, given_name VARCHAR, family_name VARCHAR,
+            middle_name VARCHAR, email VARCHAR, identifier VARCHAR, enabled_user BOOLEAN, roles VARCHAR[],
+            org_sourced_ids VARCHAR[], primary_org_sourced_id VARCHAR, grades VARCHAR[], legacy_sourced_id VARCHAR,
+            provider VARCHAR NOT NULL, fetched_at TIMESTAMPTZ NOT NULL)""",
 }
 
 

@@ -1,0 +1,225 @@
+"""Provider change without losing identity (issue 6), run through Dagster against two demo providers over HTTP.
+
+The district moves from a OneRoster 1.1 OAuth2 "Infinite Campus" connection (role-prefixed student ids) to a 1.2
+OAuth1 "ClassLink" connection whose sourcedIds are all different (`DemoSettings(id_namespace=...)`): schools
+match by `identifier`, students by `identifier`, `username` or `email`, and what cannot be matched is reported.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from oneroster_pipeline.definitions import build_definitions
+from oneroster_pipeline.demo.district import DistrictShape
+from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
+from oneroster_pipeline.partitions import PROVIDER_CONNECTIONS
+from oneroster_pipeline.provider_switch_assets import APPROVE_SWITCH_TAG, SwitchPolicyResource
+from oneroster_pipeline.resources import OneRosterResource
+
+from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, check_evaluation, oneroster_for
+
+SHAPE = DistrictShape(schools=4, students=300, seed=23)
+CONTENT = "sourced_id, building_sis, given_name, family_name, username, email, identifier, grade, enabled_user, status"
+
+
+def _serve(**settings) -> DemoProvider:
+    return DemoProvider(SHAPE, DemoSettings(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, **settings))
+
+
+@pytest.fixture
+def infinite_campus():
+    with _serve(persona="infinite_campus", auth="oauth2") as provider:
+        yield provider
+
+
+@pytest.fixture
+def classlink():
+    with _serve(persona="classlink", auth="oauth1", id_namespace="classlink-district") as provider:
+        yield provider
+
+
+def _connection(demo: DemoProvider, version: str, provider: str, **overrides) -> OneRosterResource:
+    fields = oneroster_for(demo, version, **overrides).model_dump()
+    return OneRosterResource(**{**fields, "provider": provider})
+
+
+def ic_connection(demo: DemoProvider, version: str = "1.1") -> OneRosterResource:
+    return _connection(demo, version, "infinite_campus", token_url=demo.token_url + "?appName=demo")
+
+
+def classlink_connection(demo: DemoProvider) -> OneRosterResource:
+    return _connection(demo, "1.2", "classlink", auth="oauth1", token_url=None)
+
+
+def reconnect(harness: SyncHarness, oneroster, **switch_policy) -> None:
+    """The data engineer changes the ONEROSTER_* variables (same DuckDB file, same Dagster instance)."""
+    harness.resources["oneroster"] = oneroster
+    if switch_policy:
+        harness.resources["switch_policy"] = SwitchPolicyResource(**switch_policy)
+    harness.defs = build_definitions(harness.resources)
+
+
+def failure_message(result) -> str:
+    return " ".join(str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure)
+
+
+def snapshot(harness: SyncHarness) -> tuple:
+    return (harness.rows("SELECT * FROM buildings ORDER BY building_id"),
+            harness.rows("SELECT * FROM students ORDER BY student_id"),
+            harness.rows("SELECT * FROM student_buildings ORDER BY ALL"),
+            harness.rows("SELECT * FROM ignored_students ORDER BY ALL"))
+
+
+def test_daily_sync_refuses_a_connection_that_was_not_switched(infinite_campus, classlink, tmp_path):
+    harness = SyncHarness(tmp_path, ic_connection(infinite_campus))
+    assert harness.run("full_sync").success
+    old_id, status = harness.rows("SELECT connection_id, status FROM provider_connections")[0]
+    assert status == "active" and old_id.startswith("infinite_campus-v1p1-")
+    assert old_id in harness.instance.get_dynamic_partitions(PROVIDER_CONNECTIONS.name)
+    before = snapshot(harness)
+
+    reconnect(harness, classlink_connection(classlink))
+    for job in ("student_sync", "building_sync"):
+        result = harness.run(job, raise_on_error=False)
+        assert not result.success
+        message = failure_message(result)
+        assert old_id in message and "classlink-v1p2-" in message and "provider_switch" in message, message
+        assert "Changing provider" in message
+    assert snapshot(harness) == before
+    assert harness.rows("SELECT connection_id, status FROM provider_connections") == [(old_id, "active")]
+    assert not classlink.request_log  # refused before any request to the new provider
+
+    reconnect(harness, ic_connection(infinite_campus))  # going back to the configured connection works again
+    assert harness.run("student_sync").success
+
+
+def test_switch_infinite_campus_1_1_to_classlink_1_2_keeps_every_internal_id(infinite_campus, classlink, tmp_path):
+    harness = SyncHarness(tmp_path, ic_connection(infinite_campus))
+    assert harness.run("full_sync").success
+    buildings_before = dict(harness.rows("SELECT building_id, name FROM buildings"))
+    ids_before = dict(harness.rows("SELECT identifier, student_id FROM students"))
+    ids_of = dict(harness.rows("SELECT sourced_id, student_id FROM students"))
+    assert all(s.startswith("s") for (s,) in harness.rows("SELECT sourced_id FROM students"))  # IC 1.1 ids
+
+    # the new provider knows some students differently: by username only, by email only, or not at all
+    regular = classlink.district.students_in_category("regular", limit=4)
+    by_username, by_email, unknown, gone = regular
+    classlink.district.update_student(by_username, identifier="CL-1")
+    classlink.district.update_student(by_email, identifier="CL-2", username="renamed.2")
+    classlink.district.update_student(unknown, identifier="CL-3", username="renamed.3", email="new3@example.org")
+    classlink.district.remove_student(gone)
+    # person i of the district: "s" + its IC 1.2 id in IC 1.1, a different id at ClassLink
+    same_person = {"s" + infinite_campus.district.guid("student", i): classlink.district.guid("student", i)
+                   for i in range(SHAPE.students)}
+    old_of = {new: old for old, new in same_person.items()}
+
+    reconnect(harness, classlink_connection(classlink))
+    result = harness.run("provider_switch")
+    assert result.success
+    for check in ("crosswalk_ambiguous", "crosswalk_unmatched"):
+        assert check_evaluation(result, check).passed, check
+    switch_id = result.run_id
+    new_id = harness.scalar("SELECT connection_id FROM provider_connections WHERE status = 'active'")
+    assert new_id.startswith("classlink-v1p2-")
+    assert harness.rows("SELECT status FROM provider_connections ORDER BY first_seen_at") == [("retired",), ("active",)]
+
+    # every building keeps its id and name, and now carries the ClassLink school id; the rule is named
+    assert dict(harness.rows("SELECT building_id, name FROM buildings")) == buildings_before
+    active_schools = {o["sourcedId"] for o in classlink.district.orgs() if o["type"] == "school" and o["status"] == "active"}
+    assert {b for (b,) in harness.rows("SELECT building_sis FROM buildings")} == active_schools
+    assert harness.rows("SELECT rule, status, count(*) FROM id_crosswalk WHERE entity = 'building' AND old_id "
+                        "IS NOT NULL GROUP BY ALL") == [("identifier", "matched", len(buildings_before))]
+
+    # every student keeps its id; the crosswalk names the rule of each
+    rules = dict(harness.rows("""SELECT old_id, coalesce(rule, status) FROM id_crosswalk
+                                 WHERE switch_id = ? AND entity = 'student' AND old_id IS NOT NULL""", [switch_id]))
+    expected_rule = {old: {by_username: "username", by_email: "email", unknown: "unmatched",
+                           gone: "unmatched"}.get(new, "identifier") for old, new in same_person.items()}
+    assert rules == expected_rule
+    assert dict(harness.rows("SELECT identifier, student_id FROM students WHERE identifier NOT LIKE 'CL-%'")) == \
+        ids_before  # student fields are not rewritten by the switch: identifiers are still the old ones
+    students = harness.rows("SELECT student_id, sourced_id FROM students")
+    assert len(students) == len(ids_before) and len({s for _, s in students}) == len(students)
+    moved = dict(harness.rows("SELECT old_id, new_id FROM id_history WHERE entity = 'student'"))
+    assert moved == {old: new for old, new in same_person.items() if new not in (unknown, gone)}
+    registered = dict(harness.rows("SELECT sourced_id, student_id FROM students"))
+    assert {moved.get(old, old) for old in ids_of} == set(registered)
+    assert all(registered[moved.get(old, old)] == student_id for old, student_id in ids_of.items())
+    unmatched_new = harness.rows("SELECT new_id FROM id_crosswalk WHERE switch_id = ? AND entity = 'student' AND "
+                                 "status = 'unmatched' AND old_id IS NULL", [switch_id])
+    assert unmatched_new == [(unknown,)]  # reported, not merged onto anyone
+    assert harness.scalar("SELECT count(*) FROM students WHERE sourced_id = ?", [unknown]) == 0
+
+    # the backfill over the new connection's partition rebuilds the derived tables from the stored raw pull
+    assert new_id in harness.instance.get_dynamic_partitions(PROVIDER_CONNECTIONS.name)
+    rebuild = harness.defs.resolve_job_def("rebuild_student_tables").execute_in_process(
+        instance=harness.instance, partition_key=new_id)
+    assert rebuild.success
+    rows = dict(harness.rows("SELECT sourced_id, student_id FROM students"))
+    assert rows[unknown] > max(ids_before.values())  # arrives as a new student: a new id, nobody duplicated
+    assert len(rows) == len(ids_before) + 1
+    inactive = {s for (s,) in harness.rows("SELECT sourced_id FROM students WHERE status = 'inactive'")}
+    assert inactive == {old_of[unknown], old_of[gone]}  # kept, inactive; nothing deleted
+    assert set(rows.values()) >= set(ids_before.values())
+
+    # the rebuilt tables equal what a fresh sync against the new connection gives, for the new connection's records
+    fresh = SyncHarness(tmp_path / "fresh", classlink_connection(classlink))
+    assert fresh.run("full_sync").success
+    where = "WHERE sourced_id IN (SELECT sourced_id FROM oneroster_users)"
+    assert harness.rows(f"SELECT {CONTENT} FROM students {where} ORDER BY sourced_id") == \
+        fresh.rows(f"SELECT {CONTENT} FROM students {where} ORDER BY sourced_id")
+    assert harness.rows("SELECT sourced_id, reason FROM ignored_students ORDER BY ALL") == \
+        fresh.rows("SELECT sourced_id, reason FROM ignored_students ORDER BY ALL")
+    assert harness.rows("SELECT sourced_id, building_sis, is_primary FROM student_buildings "
+                        f"{where} ORDER BY ALL") == \
+        fresh.rows(f"SELECT sourced_id, building_sis, is_primary FROM student_buildings {where} ORDER BY ALL")
+
+    # the daily sync then runs clean against the new connection
+    after_rebuild = harness.rows(f"SELECT student_id, {CONTENT} FROM students ORDER BY student_id")
+    daily = harness.run("student_sync")
+    assert daily.success
+    for check in ("mass_change_guard", "building_sis_matches_schools", "students_ids_unique"):
+        assert check_evaluation(daily, check).passed, check
+    assert harness.rows(f"SELECT student_id, {CONTENT} FROM students ORDER BY student_id") == after_rebuild
+    outcome = harness.rows("SELECT outcome, students_created, students_updated, students_deactivated FROM sync_runs "
+                           "WHERE run_id = ?", [daily.run_id])
+    assert outcome == [("applied", 0, 0, 0)]
+    assert harness.run("building_sync").success
+    assert dict(harness.rows("SELECT building_id, name FROM buildings")) == buildings_before
+
+
+def test_blocked_switch_waits_for_approval_infinite_campus_1_1_to_1_2(infinite_campus, tmp_path):
+    """The IC upgrade: students match by metadata.ic.legacysourceId, schools keep their sourcedId."""
+    harness = SyncHarness(tmp_path, ic_connection(infinite_campus, "1.1"))
+    assert harness.run("full_sync").success
+    gone = infinite_campus.district.students_in_category("regular", limit=1)[0]
+    infinite_campus.district.remove_student(gone)
+    before = snapshot(harness)
+
+    reconnect(harness, ic_connection(infinite_campus, "1.2"), max_unmatched_pct=0.0)
+    held = harness.run("provider_switch", raise_on_error=False)
+    assert not held.success
+    evaluation = check_evaluation(held, "crosswalk_unmatched")
+    assert not evaluation.passed and evaluation.metadata["old_ids"].value == ["s" + gone]
+    assert check_evaluation(held, "crosswalk_ambiguous").passed
+    assert snapshot(harness) == before  # nothing applied
+    assert harness.scalar("SELECT status FROM provider_switches") == "blocked"
+    assert not harness.run("student_sync", raise_on_error=False).success  # still refused: not switched
+
+    approved = harness.run("provider_switch", tags={APPROVE_SWITCH_TAG: "true"})
+    assert approved.success
+    rules = dict(harness.rows("""SELECT entity || ':' || coalesce(rule, status), count(*) FROM id_crosswalk
+                                 WHERE switch_id = ? AND old_id IS NOT NULL GROUP BY 1""", [approved.run_id]))
+    assert rules == {"building:sourced_id": 4, "student:legacy_sourced_id": rules["student:legacy_sourced_id"],
+                     "student:unmatched": 1}
+    assert harness.rows("SELECT sourced_id FROM students WHERE sourced_id LIKE 's%'") == [("s" + gone,)]
+    assert harness.scalar("SELECT count(*) FROM students") == len(before[1])
+    assert [r[0] for r in harness.rows("SELECT student_id FROM students ORDER BY 1")] == [r[0] for r in before[1]]
+    assert harness.run("student_sync").success
+    assert harness.scalar("SELECT status FROM students WHERE sourced_id = ?", ["s" + gone]) == "inactive"
+
+    # a retired connection's partition cannot be rebuilt (its raw snapshot is gone) and says which one can
+    old_id = harness.scalar("SELECT connection_id FROM provider_connections WHERE status = 'retired'")
+    retired = harness.defs.resolve_job_def("rebuild_student_tables").execute_in_process(
+        instance=harness.instance, partition_key=old_id, raise_on_error=False)
+    assert not retired.success and "backfill that partition instead" in failure_message(retired)
