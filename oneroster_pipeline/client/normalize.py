@@ -82,21 +82,27 @@ def _org_row(o: dict, sourced_id: str) -> tuple:
 def _user_row(u: dict, sourced_id: str) -> tuple:
     get = u.get
     roles = get("roles")
-    if roles.__class__ is list and roles:
-        role_names = [r.get("role") for r in roles if isinstance(r, dict)]
-        orgs = [r.get("org") for r in roles if isinstance(r, dict)]
-    else:
-        role_names, orgs = [get("role")], []
     listed = get("orgs")
-    if listed.__class__ is list:
-        orgs += listed
+    if roles.__class__ is list and len(roles) == 1 and roles[0].__class__ is dict and listed is None:
+        only = roles[0]  # the common 1.2 shape: one role in one org
+        role, org = _lower(only.get("role")), _ref(only.get("org"))
+        role_list, org_list = [role] if role else [], [org] if org else []
+    else:
+        if roles.__class__ is list and roles:
+            role_names = [r.get("role") for r in roles if isinstance(r, dict)]
+            orgs = [r.get("org") for r in roles if isinstance(r, dict)]
+        else:
+            role_names, orgs = [get("role")], []
+        if listed.__class__ is list:
+            orgs += listed
+        role_list, org_list = _unique(_lower(r) for r in role_names), _unique(_ref(o) for o in orgs)
     enabled = get("enabledUser")
-    return (sourced_id, _status(get("status")), _timestamp(get("dateLastModified")), _text(get("username")),
-            _text(get("givenName")), _text(get("familyName")), _text(get("middleName")),
-            _text(get("email")), _text(get("identifier")),
+    text = _text
+    return (sourced_id, _status(get("status")), _timestamp(get("dateLastModified")), text(get("username")),
+            text(get("givenName")), text(get("familyName")), text(get("middleName")),
+            text(get("email")), text(get("identifier")),
             enabled if enabled is None or enabled is True or enabled is False else _enabled(enabled),
-            _unique(_lower(r) for r in role_names), _unique(_ref(o) for o in orgs), _ref(get("primaryOrg")),
-            _grades(get("grades")), _legacy(get("metadata")))
+            role_list, org_list, _ref(get("primaryOrg")), _grades(get("grades")), _legacy(get("metadata")))
 
 
 def _text(value: object) -> str | None:
@@ -162,5 +168,7 @@ def _grades(value: object) -> list[str]:
 
 
 def _legacy(metadata: object) -> str | None:
+    if metadata is None:
+        return None
     ic = metadata.get("ic") if isinstance(metadata, dict) else None
     return _text(ic.get("legacysourceId")) if isinstance(ic, dict) else None
