@@ -7,6 +7,13 @@ match by `identifier`, students by `identifier`, `username` or `email`, and what
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
 import pytest
 
 from oneroster_pipeline.definitions import build_definitions
@@ -223,3 +230,69 @@ def test_blocked_switch_waits_for_approval_infinite_campus_1_1_to_1_2(infinite_c
     retired = harness.defs.resolve_job_def("rebuild_student_tables").execute_in_process(
         instance=harness.instance, partition_key=old_id, raise_on_error=False)
     assert not retired.success and "backfill that partition instead" in failure_message(retired)
+
+
+def test_rebuild_is_a_real_backfill_run_by_the_backfill_daemon(infinite_campus, classlink, tmp_path, monkeypatch):
+    """The UI's 'Launch backfill': a PartitionBackfill on the instance, executed by the daemon's backfill loop."""
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_test_daemon_workspace_context
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.utils import make_new_backfill_id
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.backfill import execute_backfill_iteration
+
+    launcher = {"module": "dagster._core.launcher.sync_in_memory_run_launcher", "class": "SyncInMemoryRunLauncher"}
+    coordinator = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}  # launch at once
+    with dg.instance_for_test(overrides={"run_launcher": launcher, "run_coordinator": coordinator}) as instance:
+        harness = SyncHarness(tmp_path, ic_connection(infinite_campus))
+        harness.instance = instance
+        assert harness.run("full_sync").success
+        reconnect(harness, classlink_connection(classlink))
+        assert harness.run("provider_switch").success
+        new_id = harness.scalar("SELECT connection_id FROM provider_connections WHERE status = 'active'")
+        expected = snapshot(harness)[1:]
+        with duckdb.connect(harness.database) as con:  # lose the derived tables' links: the backfill restores them
+            con.execute("DELETE FROM student_buildings; DELETE FROM ignored_students")
+
+        # the code location the daemon loads reads the same variables a deployment sets
+        settings = harness.resources["oneroster"]
+        for variable, value in {
+            "ONEROSTER_PROVIDER": "classlink", "ONEROSTER_BASE_URL": settings.base_url, "ONEROSTER_AUTH": "oauth1",
+            "ONEROSTER_CLIENT_ID": CLIENT_ID, "ONEROSTER_CLIENT_SECRET": CLIENT_SECRET,
+            "ONEROSTER_DUCKDB_PATH": harness.database,
+        }.items():
+            monkeypatch.setenv(variable, value)
+        backfill_id = make_new_backfill_id()
+        instance.add_backfill(PartitionBackfill.from_asset_partitions(
+            backfill_id=backfill_id, asset_graph=harness.defs.resolve_asset_graph(), partition_names=[new_id],
+            asset_selection=[dg.AssetKey("student_tables_by_connection")], backfill_timestamp=time.time(), tags={},
+            dynamic_partitions_store=instance, all_partitions=False, title="rebuild after provider switch",
+            description=None, run_config=None))
+        origin = InProcessCodeLocationOrigin(
+            LoadableTargetOrigin(python_file=str(Path(__file__).with_name("backfill_location.py")), attribute="defs",
+                                 working_directory=str(Path(__file__).parents[1])),
+            location_name="oneroster_pipeline")
+        with create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
+            for _ in range(6):
+                errors = [e for e in execute_backfill_iteration(workspace, _backfill_logger()) if e]
+                assert not errors, errors
+                if instance.get_backfill(backfill_id).status != BulkActionStatus.REQUESTED:
+                    break
+        assert instance.get_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        assert [(r.tags["dagster/partition"], r.status) for r in runs] == [(new_id, dg.DagsterRunStatus.SUCCESS)]
+        students, links, ignored = snapshot(harness)[1:]
+        assert students == expected[0]  # the switch left nothing for the rebuild to change in students
+        assert links == expected[1] and links  # the lost links are back
+        assert [(r[0], r[4]) for r in ignored] == [(r[0], r[4]) for r in expected[2]] and ignored
+        new_orgs = {o["sourcedId"] for o in classlink.district.orgs()}
+        assert all(set(r[3]) <= new_orgs for r in ignored)  # recomputed from the new connection's raw pull
+
+
+def _backfill_logger() -> logging.Logger:
+    logger = logging.getLogger("oneroster_backfill_test")
+    if not logger.handlers:
+        logger.addHandler(logging.StreamHandler(sys.stderr))
+    logger.setLevel(logging.DEBUG)
+    return logger
