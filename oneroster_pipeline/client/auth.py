@@ -64,6 +64,8 @@ class OAuth2ClientCredentials(AuthBase):
         self._refresh_at = 0.0
         self.credential_style = "basic"  # or "form" once Basic was refused and form worked
         self.tokens_fetched = 0
+        self.scope: str | None = None  # the scopes the latest token response granted (when it says)
+        self.lifetime: float | None = None  # seconds, as the latest token response said
 
     def __repr__(self) -> str:
         return f"OAuth2ClientCredentials(client_id={self._client_id!r}, credential_style={self.credential_style!r})"
@@ -118,11 +120,14 @@ class OAuth2ClientCredentials(AuthBase):
         if not isinstance(token, str) or not token:
             raise OneRosterDataError(response.url, "the OAuth2 token response has an empty access_token")
         self.tokens_fetched += 1
+        scope = payload.get("scope")
+        self.scope = scope if isinstance(scope, str) and scope.strip() else None
         try:
             lifetime = float(payload.get("expires_in"))
         except (TypeError, ValueError):
             lifetime = None  # no expiry given: refresh only when the API answers 401
-        return token, lifetime if lifetime and lifetime > 0 else None
+        self.lifetime = lifetime if lifetime and lifetime > 0 else None
+        return token, self.lifetime
 
     def _refresh_on_401(self, response: requests.Response, **kwargs) -> requests.Response:
         """Response hook: on a 401, refresh the token once and resend the request."""

@@ -1,26 +1,46 @@
-"""Connection test: authenticate, fetch one page of schools, probe /students; a report for the CLI and the UI.
+"""Connection test: a diagnostic of one provider connection, as a table for the CLI and the UI.
 
-    python -m oneroster_pipeline.client.connection_test     # uses ONEROSTER_* from the environment
+    python -m oneroster_pipeline.client.connection_test [--building-sis ID ...] [--buildings-csv FILE]
 
-prints the report and exits 0, or prints the error (no secrets) and exits 1. With the demo provider and no base
-URL, it starts the built-in demo district for the test.
+authenticates, then checks, each as one row (check, result, detail): the version path, the auth mode and its
+signature method or granted scopes, the envelope keys, which paging headers the server sends and whether they agree
+(X-Total-Count vs Link vs the records received), whether `sort`, a `dateLastModified` filter and `fields` are
+accepted, the schools visible against the district's known buildings (`building_sis`), and the students shared
+against the schools (ClassLink shares only class-enrolled users unless the district turns on "Unenrolled Users").
+Exits 0 when the connection works (warnings included), else 1 with the error on stderr; never prints a secret or a
+payload. With the demo provider and no base URL, it starts the built-in demo district for the test.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import os
+import re
 import secrets
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from urllib.parse import parse_qs, urlsplit
 
-from .errors import OneRosterError
-from .paging import fetch_page
+from .errors import OneRosterError, OneRosterHTTPError, redact_url
+from .paging import Page, fetch_page
 from .settings import ConnectionSettings, SettingsError
 
 LOW_STUDENTS_PER_SCHOOL = 20  # below this, the provider may share only enrolled users (ClassLink's default)
+PROBE_LIMIT = 5  # records per probe request (paging headers, sort, filter, fields)
+SPEC_BASE_PATHS = {"1.1": "/ims/oneroster/v1p1", "1.2": "/ims/oneroster/rostering/v1p2"}
+SPEC_ENVELOPES = {"/schools": "orgs", "/students": "users"}
+OK, WARNING, FAILED, INFO = "ok", "warning", "failed", "info"
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str  # what was checked, e.g. "paging headers"
+    result: str  # ok | warning | failed | info
+    detail: str  # what was seen, and what to do about a warning (never a secret or a payload value)
 
 
 @dataclass
@@ -36,6 +56,42 @@ class ConnectionReport:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     elapsed_seconds: float = 0.0
+    checks: list[Check] = field(default_factory=list)  # every check in order; rows() is the table
+    envelope_keys: dict[str, str] = field(default_factory=dict)  # endpoint -> the key its list came in
+    paging_headers: dict[str, bool] = field(default_factory=dict)  # "X-Total-Count" / "Link" -> sent on /students
+    paging_agrees: bool | None = None  # the headers and the records received tell the same story
+    sort_supported: bool | None = None
+    date_filter_supported: bool | None = None
+    fields_supported: bool | None = None
+    schools_without_building: list[str] = field(default_factory=list)  # "name (sourcedId)" of active schools
+    buildings_without_school: list[str] = field(default_factory=list)  # building_sis that match no school
+
+    def add(self, check: str, result: str, detail: str) -> None:
+        self.checks.append(Check(check, result, detail))
+        if result == WARNING:
+            self.warnings.append(f"{check}: {detail}")
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(check, result, detail) for each check, then the overall result: a table for the CLI and the UI."""
+        rows = [(c.check, c.result, c.detail) for c in self.checks]
+        rows.append(("result", OK if self.ok else FAILED,
+                     f"connection works ({len(self.warnings)} warnings) in {self.elapsed_seconds:.2f}s" if self.ok
+                     else self.error or "failed"))
+        return rows
+
+    def as_table(self, width: int = 100) -> str:
+        """rows() as a plain-text table (details wrapped to `width` columns)."""
+        import textwrap  # noqa: PLC0415
+
+        rows = self.rows()
+        first, second = max(len("check"), *(len(r[0]) for r in rows)), max(len("result"), *(len(r[1]) for r in rows))
+        room = max(30, width - first - second - 6)
+        lines = [f"{'check':<{first}}  {'result':<{second}}  detail", f"{'-' * first}  {'-' * second}  {'-' * 6}"]
+        for check, result, detail in rows:
+            wrapped = textwrap.wrap(detail, room) or [""]
+            lines.append(f"{check:<{first}}  {result:<{second}}  {wrapped[0]}")
+            lines += [f"{'':<{first}}  {'':<{second}}  {more}" for more in wrapped[1:]]
+        return "\n".join(lines)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -54,66 +110,306 @@ class ConnectionReport:
         return lines
 
 
-def connection_test(source_or_settings) -> ConnectionReport:
-    """Test a connection (an open source, or settings to open one with); never raises for a provider problem."""
+def connection_test(source_or_settings, building_sis: Iterable[str] | None = None) -> ConnectionReport:
+    """Test a connection (an open source, or settings to open one with); never raises for a provider problem.
+    `building_sis`: the district's known buildings, to report schools without a building and vice versa."""
     from .source import RestSource, open_source  # noqa: PLC0415 (source imports this module lazily)
 
     started = time.monotonic()
     settings = getattr(source_or_settings, "settings", source_or_settings)
     report = ConnectionReport(False, settings.connection_label(), settings.version, settings.auth)
+    buildings = None if building_sis is None else {b.strip() for b in building_sis if b and b.strip()}
     try:
         with ExitStack() as stack:
             source = source_or_settings
             if isinstance(source_or_settings, ConnectionSettings):
                 source = stack.enter_context(open_source(source_or_settings))
             if isinstance(source, RestSource):
-                _probe_rest(source, report)
+                _probe_rest(source, report, buildings)
             else:
-                _probe_batches(source, report)
+                _probe_batches(source, report, buildings)
         report.ok = True
     except (OneRosterError, SettingsError, OSError, ValueError) as error:
         report.error = str(error)
+        report.add("stopped", FAILED, str(error))
     report.elapsed_seconds = round(time.monotonic() - started, 3)
     return report
 
 
-def _probe_rest(source, report: ConnectionReport) -> None:
-    base, timeout, limit = source.settings.base_url, source.settings.timeout_seconds, source.settings.page_size
-    schools = fetch_page(source.session, base + "/schools", {}, ("orgs", "schools"), 0, limit, timeout)
+def _probe_rest(source, report: ConnectionReport, buildings: set[str] | None) -> None:
+    settings = source.settings
+    base, timeout, limit = settings.base_url, settings.timeout_seconds, settings.page_size
+    _check_version_path(settings, report)
+    _check_auth_mode(source, report)
+
+    def get(path: str, params: dict, page_limit: int, offset: int = 0) -> tuple[Page, str]:
+        envelopes = ("orgs", "schools") if path == "/schools" else ("users", "students")
+        page = fetch_page(source.session, base + path, params, envelopes, offset, page_limit, timeout)
+        return page, _envelope_key(page, envelopes)
+
+    # authenticates (a 401 here ends the test with the provider's message) and counts schools
+    schools, key = get("/schools", {}, limit)
+    _check_auth_result(source, report)
+    report.envelope_keys["/schools"] = key
     report.school_count = schools.total if schools.total is not None else len(schools.records)
     report.school_count_exact = schools.total is not None or (len(schools.records) < limit and not schools.has_next)
     report.sample_schools = [str(r.get("name")) for r in schools.records[:3] if isinstance(r, dict)]
-    students = fetch_page(source.session, base + "/students", {}, ("users", "students"), 0, 1, timeout)
+
+    students, key = get("/students", {}, PROBE_LIMIT)
+    report.envelope_keys["/students"] = key
     report.student_count = students.total
+    _check_envelopes(report)
+    _check_paging(source, report, students, get)
+    report.sort_supported = _accepted(report, "sort", lambda: get("/students", {"sort": "sourcedId"}, PROBE_LIMIT),
+                                      "sort=sourcedId accepted: pages keep a stable order",
+                                      "refused: the client pages without it; records moving between pages during a "
+                                      "pull show as duplicates or gaps in the completeness verdict")
+    report.date_filter_supported = _accepted(
+        report, "dateLastModified filter",
+        lambda: get("/students", {"filter": "dateLastModified>'2000-01-01T00:00:00Z'"}, PROBE_LIMIT),
+        "accepted: the nightly student sync can be a delta",
+        "refused: every student sync is a full pull (slower; the provider may ask for deltas)")
+    from .source import USER_FIELDS  # noqa: PLC0415
+
+    report.fields_supported = _accepted(
+        report, "fields", lambda: get("/students", {"fields": USER_FIELDS[settings.version or "1.2"]}, PROBE_LIMIT),
+        "fields= accepted: only the fields the sync uses are requested",
+        "refused: whole records are requested and unneeded fields (e.g. password) dropped on arrival", level=INFO)
+    _check_schools(source, report, schools, buildings, get)
+    _check_students(report)
+
+
+def _check_version_path(settings: ConnectionSettings, report: ConnectionReport) -> None:
+    path = urlsplit(settings.base_url).path.rstrip("/")
+    spec = SPEC_BASE_PATHS.get(settings.version or "")
+    if spec and path.endswith(spec):
+        report.add("version path", OK, f"OneRoster {settings.version} at {path}")
+    else:
+        report.add("version path", WARNING, f"OneRoster {settings.version or '?'} at {path}: the standard path ends "
+                   f"{spec or ' /v1p1 or /v1p2'}; check ONEROSTER_BASE_URL if requests fail with 404")
+
+
+def _check_auth_mode(source, report: ConnectionReport) -> None:
+    settings = source.settings
+    detail = {"oauth2": f"OAuth 2.0 client credentials, token URL {redact_url(settings.token_url or '')}",
+              "oauth1": f"OAuth 1.0a request signing, {settings.oauth1_signature_method}",
+              "bearer": "static bearer token (ONEROSTER_ACCESS_TOKEN)",
+              "none": "no authentication"}.get(settings.auth, settings.auth or "?")
+    report.add("auth mode", OK, detail)
+
+
+def _check_auth_result(source, report: ConnectionReport) -> None:
+    """After the first API request: the scopes the OAuth 2.0 token granted, when the token response said."""
+    auth = source.session.auth
+    if source.settings.auth != "oauth2":
+        return
+    scope = getattr(auth, "scope", None)
+    style = getattr(auth, "credential_style", "basic")
+    names = [s.rsplit("/", 1)[-1] for s in (scope or "").split()]
+    detail = f"token granted ({'HTTP Basic' if style == 'basic' else 'form'} credentials)"
+    if scope is None:
+        report.add("auth scopes", INFO, detail + "; the token response names no scope")
+    elif source.settings.version == "1.2" and not any(n.startswith("roster") for n in names):
+        report.add("auth scopes", WARNING, detail + f", scopes {', '.join(names)}: no roster-core.readonly, "
+                   "which /students and /schools need")
+    else:
+        report.add("auth scopes", OK, detail + f", scopes {', '.join(names)}")
+
+
+def _envelope_key(page: Page, envelopes: tuple[str, ...]) -> str:
+    return getattr(page, "envelope", None) or envelopes[0]
+
+
+def _check_envelopes(report: ConnectionReport) -> None:
+    odd = {path: key for path, key in report.envelope_keys.items() if key != SPEC_ENVELOPES[path]}
+    found = ", ".join(f"{path} -> {key}" for path, key in report.envelope_keys.items())
+    if odd:
+        report.add("envelope keys", INFO, f"{found} (not the spec's {', '.join(SPEC_ENVELOPES[p] for p in odd)}; "
+                   "accepted)")
+    else:
+        report.add("envelope keys", OK, found)
+
+
+def _link_offsets(page: Page, links: dict) -> dict[str, int]:
+    offsets = {}
+    for rel, link in links.items():
+        values = parse_qs(urlsplit(link.get("url", "")).query).get("offset")
+        if values and values[0].isdigit():
+            offsets[rel] = int(values[0])
+    return offsets
+
+
+def _check_paging(source, report: ConnectionReport, first: Page, get) -> None:
+    total, n = first.total, len(first.records)
+    links = getattr(first, "links", None)
+    report.paging_headers = {"X-Total-Count": total is not None, "Link": first.has_next is not None}
+    sent = [name for name, present in report.paging_headers.items() if present]
+    problems = []
+    if total is not None and total > 0 and n == 0:
+        problems.append(f"X-Total-Count says {total} but the first page is empty")
+    if total is not None and n > min(total, PROBE_LIMIT):
+        problems.append(f"{n} records for limit={PROBE_LIMIT} (X-Total-Count {total})")
+    if first.has_next is not None:
+        offsets = _link_offsets(first, links or {})
+        more = total > n if total is not None else None
+        if more is not None and first.has_next != more:
+            problems.append(f"Link {'has' if first.has_next else 'has no'} rel=next while X-Total-Count {total} "
+                            f"and {n} records received")
+        if "next" in offsets and offsets["next"] != n:
+            problems.append(f"Link rel=next points at offset {offsets['next']} after {n} records (the client follows "
+                            "the count received, not the link)")
+    if not sent:
+        detail = ("neither X-Total-Count nor Link: the end of a pull is a page shorter than the limit; "
+                  "completeness cannot be checked against a total")
+        report.add("paging headers", WARNING, detail)
+    elif total is None:
+        report.add("paging headers", WARNING, "no X-Total-Count (Link only): pages are fetched one at a time and "
+                   "completeness cannot be checked against a total")
+    if problems:
+        report.paging_agrees = False
+        report.add("paging agreement", WARNING, "; ".join(problems))
+    elif sent:
+        report.paging_agrees = True
+        detail = f"{' and '.join(sent)} sent" + (f"; they agree with the {n} records received" if sent else "")
+        if total is not None:
+            report.add("paging headers", OK, detail)
+        else:
+            report.add("paging agreement", OK, detail)
+
+
+def _accepted(report: ConnectionReport, check: str, probe, ok_detail: str, refused_detail: str,
+              level: str = WARNING) -> bool | None:
+    try:
+        probe()
+    except OneRosterHTTPError as error:
+        if error.status not in (400, 422):
+            raise
+        minor = f" ({error.code_minor})" if error.code_minor else ""
+        report.add(check, level, f"HTTP {error.status}{minor}: {refused_detail}")
+        return False
+    report.add(check, OK, ok_detail)
+    return True
+
+
+def _check_schools(source, report: ConnectionReport, first: Page, buildings: set[str] | None, get) -> None:
+    count = f"{report.school_count}" if report.school_count_exact else f"at least {report.school_count}"
+    sample = f" (e.g. {', '.join(report.sample_schools)})" if report.sample_schools else ""
     if report.school_count == 0:
-        report.warnings.append("the provider shares no school: check the district's sharing settings")
-    elif students.total is not None and students.total < LOW_STUDENTS_PER_SCHOOL * report.school_count:
-        report.warnings.append(
-            f"only {students.total} students for {report.school_count} schools: the provider may share only "
-            "students enrolled in a class (ClassLink: ask the district to share unenrolled users)")
+        report.add("schools", WARNING, "the provider shares no school: check the district's sharing settings")
+        return
+    report.add("schools", OK, f"{count} visible{sample}")
+    if buildings is None:
+        return
+    schools = _all_active_schools(source, first, get)
+    known = set(schools)
+    report.schools_without_building = sorted(f"{name} ({sid})" for sid, name in schools.items() if sid not in buildings)
+    report.buildings_without_school = sorted(buildings - known)
+    if not report.schools_without_building and not report.buildings_without_school:
+        report.add("schools vs buildings", OK, f"each of the {len(known)} active schools is one of the "
+                   f"{len(buildings)} buildings")
+        return
+    parts = []
+    if report.schools_without_building:
+        parts.append(f"{len(report.schools_without_building)} schools with no building: "
+                     f"{_sample(report.schools_without_building)} (building sync creates them)")
+    if report.buildings_without_school:
+        parts.append(f"{len(report.buildings_without_school)} buildings with no school: "
+                     f"{_sample(report.buildings_without_school)} (their students would be ignored; check the "
+                     "building SIS ids and the district's sharing)")
+    report.add("schools vs buildings", WARNING, "; ".join(parts))
 
 
-def _probe_batches(source, report: ConnectionReport) -> None:
+def _sample(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _all_active_schools(source, first: Page, get) -> dict[str, str]:
+    """sourcedId -> name of every active school (pages through /schools)."""
+    schools: dict[str, str] = {}
+    page, limit = first, source.settings.page_size
+    for _ in range(10_000):
+        for record in page.records:
+            if isinstance(record, dict) and isinstance(record.get("sourcedId"), str):
+                status = str(record.get("status") or "active").lower()
+                if status == "active":
+                    schools[record["sourcedId"]] = str(record.get("name") or "")
+        offset = page.offset + len(page.records)
+        if not page.records or (page.total is not None and offset >= page.total) or page.has_next is False or \
+                (page.total is None and page.has_next is None and len(page.records) < limit):
+            break
+        page, _ = get("/schools", {}, limit, offset)
+    return schools
+
+
+def _check_students(report: ConnectionReport) -> None:
+    total, schools = report.student_count, report.school_count
+    if total is None:
+        report.add("students", INFO, "the count is unknown without X-Total-Count (a full pull counts them)")
+    elif schools and total < LOW_STUDENTS_PER_SCHOOL * schools:
+        report.add("students", WARNING,
+                   f"only {total} students for {schools} schools: the provider may share only students enrolled in "
+                   "a class (ClassLink: ask the district to share unenrolled users)")
+    else:
+        report.add("students", OK, f"{total} shared" + (f" (~{total // schools} per school)" if schools else ""))
+
+
+def _probe_batches(source, report: ConnectionReport, buildings: set[str] | None = None) -> None:
     """A source without HTTP (a CSV export): count its schools by reading its orgs."""
+    schools: dict[str, str] = {}  # active ones, for the building comparison
     names = []
     for batch in source.org_batches():
-        names += [n for n, t in zip(batch.column("name").to_pylist(), batch.column("type").to_pylist())
-                  if t == "school"]
+        for sid, name, kind, status in zip(*(batch.column(c).to_pylist()
+                                             for c in ("sourced_id", "name", "type", "status"))):
+            if kind == "school":
+                names.append(name)
+                if status in (None, "active"):
+                    schools[sid] = name
     report.school_count, report.school_count_exact, report.sample_schools = len(names), True, names[:3]
+    report.add("source", OK, report.connection)
+
+    class _Page:  # the first page of schools, for the shared building comparison
+        records = [{"sourcedId": sid, "name": name, "status": "active"} for sid, name in schools.items()]
+        offset, total, has_next = 0, len(schools), False
+
+    _check_schools(source, report, _Page(), buildings, None)
+
+
+def known_buildings(path: str) -> list[str]:
+    """The building_sis column of a buildings CSV (`name,building_sis`, as ONEROSTER_BUILDINGS_CSV)."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = csv.DictReader(handle)
+        if "building_sis" not in (rows.fieldnames or []):
+            raise SettingsError("ONEROSTER_BUILDINGS_CSV", f"{path} has no building_sis column")
+        return [row["building_sis"] for row in rows if row.get("building_sis")]
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
+    parser = argparse.ArgumentParser(prog="python -m oneroster_pipeline.client.connection_test",
+                                     description="Check a OneRoster connection (settings from ONEROSTER_* variables).")
+    parser.add_argument("--building-sis", nargs="+", default=None, metavar="ID",
+                        help="known building SIS ids (also comma separated) to compare with the schools visible")
+    parser.add_argument("--buildings-csv", default=None, metavar="FILE",
+                        help="a buildings CSV (name,building_sis); default ONEROSTER_BUILDINGS_CSV when set")
+    args = parser.parse_args(argv or [])
     try:
         settings = ConnectionSettings.from_env(env)
-    except SettingsError as error:
+        buildings = None
+        csv_path = args.buildings_csv or (env.get("ONEROSTER_BUILDINGS_CSV") or "").strip() or None
+        if csv_path:
+            buildings = known_buildings(csv_path)
+        if args.building_sis:
+            buildings = (buildings or []) + [b for arg in args.building_sis for b in re.split(r"[,\s]+", arg) if b]
+    except (SettingsError, OSError) as error:
         print(f"connection test failed: {error}", file=sys.stderr)
         return 1
     with ExitStack() as stack:
         if settings.needs_demo_provider:
             settings = stack.enter_context(_demo(settings))
-        report = connection_test(settings)
-    print("\n".join(report.as_lines()))
+        report = connection_test(settings, buildings)
+    print(f"connection: {report.connection}")
+    print(report.as_table())
+    print("\n".join(report.as_lines()[1:]))
     if not report.ok:
         print(f"connection test failed: {report.error}", file=sys.stderr)
     return 0 if report.ok else 1

@@ -63,20 +63,24 @@ class Page:
     total: int | None  # X-Total-Count, if sent and numeric
     has_next: bool | None  # Link rel="next" present (None: no Link header)
     url: str
+    envelope: str | None = None  # the key the records came in (e.g. "users", or "students" from some servers)
+    links: dict | None = None  # the parsed Link header (rel -> {"url": ...}), None when not sent
 
 
 def fetch_page(session: requests.Session, url: str, params: dict, envelopes: tuple[str, ...], offset: int,
                limit: int, timeout: float) -> Page:
     """GET one page; a 200 without one of the `envelopes` keys holding a list is an error, never an empty page."""
     payload, response = get_json(session, url, {**params, "limit": limit, "offset": offset}, timeout, offset)
-    records = next((payload[k] for k in envelopes if isinstance(payload, dict) and k in payload), None)
+    key = next((k for k in envelopes if isinstance(payload, dict) and k in payload), None)
+    records = payload[key] if key is not None else None
     if not isinstance(records, list):
         found = ", ".join(sorted(payload)[:10]) if isinstance(payload, dict) else type(payload).__name__
         raise OneRosterDataError(response.url, f"HTTP {response.status_code} answer has no {' or '.join(envelopes)} "
                                  f"list (found: {found or 'an empty object'}); refusing to treat it as empty", offset)
     total = response.headers.get("X-Total-Count", "").strip()
-    has_next = "next" in response.links if "Link" in response.headers else None
-    return Page(offset, records, int(total) if total.isdigit() else None, has_next, response.url)
+    links = response.links if "Link" in response.headers else None
+    has_next = "next" in links if links is not None else None
+    return Page(offset, records, int(total) if total.isdigit() else None, has_next, response.url, key, links)
 
 
 class Throttle:
