@@ -387,6 +387,10 @@ def apply_switch(con: duckdb.DuckDBPyConnection, switch_id: str, run_id: str | N
         active = active_connection(con)
         if active is None or active["connection_id"] != switch["old_connection_id"]:
             raise SwitchError("the active connection changed since the crosswalk was built: build it again")
+        synced = con.execute("SELECT max(fetched_at) FROM pull_reports").fetchall()[0][0]
+        if synced is not None and synced > switch["built_at"]:
+            raise SwitchError(f"a sync ran at {synced} after the crosswalk was built ({switch['built_at']}): its "
+                              "records are not in the crosswalk; build it again (run provider_switch)")
         staged = con.execute("SELECT count(*) FROM switch_users WHERE switch_id = ?", [switch_id]).fetchall()[0][0]
         if staged != switch["students_pulled"]:
             raise SwitchError("the staged pull of the new connection was replaced: build the crosswalk again")

@@ -126,6 +126,15 @@ TABLES_DDL = {
             middle_name VARCHAR, email VARCHAR, identifier VARCHAR, enabled_user BOOLEAN, roles VARCHAR[],
             org_sourced_ids VARCHAR[], primary_org_sourced_id VARCHAR, grades VARCHAR[], legacy_sourced_id VARCHAR,
             provider VARCHAR NOT NULL, fetched_at TIMESTAMPTZ NOT NULL)""",
+    # a view: every sourcedId a student has had (the current one, and those a provider switch replaced)
+    "student_sourced_ids": """
+        CREATE VIEW IF NOT EXISTS student_sourced_ids AS
+        SELECT student_id, sourced_id, true AS is_current, NULL::VARCHAR AS replaced_by_switch,
+               NULL::TIMESTAMPTZ AS replaced_at
+        FROM students
+        UNION ALL
+        SELECT internal_id, old_id, false, switch_id, changed_at
+        FROM id_history WHERE entity = 'student' AND internal_id IS NOT NULL""",
 }
 
 

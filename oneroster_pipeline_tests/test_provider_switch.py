@@ -152,6 +152,8 @@ def test_switch_infinite_campus_1_1_to_classlink_1_2_keeps_every_internal_id(inf
     registered = dict(harness.rows("SELECT sourced_id, student_id FROM students"))
     assert {moved.get(old, old) for old in ids_of} == set(registered)
     assert all(registered[moved.get(old, old)] == student_id for old, student_id in ids_of.items())
+    old_ids = dict(harness.rows("SELECT sourced_id, student_id FROM student_sourced_ids WHERE NOT is_current"))
+    assert old_ids == {old: ids_of[old] for old in moved if old in ids_of}  # old ids still resolve to the student
     unmatched_new = harness.rows("SELECT new_id FROM id_crosswalk WHERE switch_id = ? AND entity = 'student' AND "
                                  "status = 'unmatched' AND old_id IS NULL", [switch_id])
     assert unmatched_new == [(unknown,)]  # reported, not merged onto anyone
@@ -296,3 +298,53 @@ def _backfill_logger() -> logging.Logger:
         logger.addHandler(logging.StreamHandler(sys.stderr))
     logger.setLevel(logging.DEBUG)
     return logger
+
+
+def test_connection_identity_is_stable_and_never_holds_a_credential(tmp_path):
+    from oneroster_pipeline.client.settings import ConnectionSettings
+    from oneroster_pipeline.provider_switch import connection_of
+
+    demo = connection_of(ConnectionSettings.from_env({}))
+    assert demo == connection_of(ConnectionSettings.from_env({})) and demo.label == "demo (built-in demo district)"
+    rest = connection_of(ConnectionSettings.from_env({
+        "ONEROSTER_PROVIDER": "classlink", "ONEROSTER_BASE_URL": "https://cl.example/ims/oneroster/v1p1",
+        "ONEROSTER_CLIENT_ID": "key", "ONEROSTER_CLIENT_SECRET": "top-secret"}))
+    assert rest.connection_id.startswith("classlink-v1p1-") and rest.version == "1.1"
+    assert "top-secret" not in repr(rest) and "key" not in rest.label and "cl.example" in rest.label
+    (tmp_path / "2026-11-28").mkdir()
+    (tmp_path / "2026-11-29").mkdir()
+    dated = [connection_of(ConnectionSettings.from_env({"ONEROSTER_PROVIDER": "csv",
+                                                        "ONEROSTER_CSV_PATH": str(tmp_path / day)}))
+             for day in ("2026-11-28", "2026-11-29")]
+    assert dated[0] == dated[1]  # dated exports dropped into one folder are one connection
+
+
+def test_switch_policy_settings_fail_at_load_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("ONEROSTER_SWITCH_STUDENT_MATCH", "identifier,ssn")
+    with pytest.raises(ValueError, match="ONEROSTER_SWITCH_STUDENT_MATCH"):
+        SwitchPolicyResource.from_environment()
+    monkeypatch.setenv("ONEROSTER_SWITCH_STUDENT_MATCH", "email, identifier")
+    monkeypatch.setenv("ONEROSTER_SWITCH_MAX_UNMATCHED_PCT", "lots")
+    with pytest.raises(ValueError, match="ONEROSTER_SWITCH_MAX_UNMATCHED_PCT"):
+        SwitchPolicyResource.from_environment()
+    monkeypatch.setenv("ONEROSTER_SWITCH_MAX_UNMATCHED_PCT", "2.5")
+    policy = SwitchPolicyResource.from_environment().policy()
+    assert policy.student_rules == ("email", "identifier") and policy.max_unmatched_pct == 2.5
+
+
+def test_a_crosswalk_older_than_the_last_sync_is_not_applied(infinite_campus, classlink, tmp_path):
+    harness = SyncHarness(tmp_path, ic_connection(infinite_campus))
+    assert harness.run("full_sync").success
+    reconnect(harness, classlink_connection(classlink))
+    assert harness.run("provider_switch_preview").success  # review only: nothing applied
+    assert harness.scalar("SELECT status FROM provider_connections WHERE connection_id LIKE 'classlink%'") == \
+        "candidate"
+    reconnect(harness, ic_connection(infinite_campus))
+    assert harness.run("student_sync").success  # the old connection still syncs; the crosswalk is now stale
+    before = snapshot(harness)
+    reconnect(harness, classlink_connection(classlink))
+    stale = harness.defs.resolve_job_def("__ASSET_JOB").get_subset(
+        asset_selection={dg.AssetKey("provider_connections")}).execute_in_process(
+        instance=harness.instance, raise_on_error=False)
+    assert not stale.success and "build it again" in failure_message(stale)
+    assert snapshot(harness) == before
