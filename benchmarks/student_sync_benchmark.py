@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/student_sync_benchmark.py --students 1000000 [--latency-ms 100] [--page-size 1000]
 
 For each district size it starts the demo provider in its own process (auth none), then prints side by side:
-- the fetch floor: the same /students pages fetched with plain `requests` and thrown away (one connection);
-- the sync at concurrency 1 and at the provider profile's default concurrency, each in a fresh process running
-  the very path the Dagster assets run (pipeline.stage_pull -> apply_org_pull -> buildings -> apply_student_pull):
-  wall time, rows/s, and the peak RSS of that process.
+- the fetch floor: the same /students pages (same query: limit, fields, sort) fetched with plain `requests`, one
+  at a time on one connection, and thrown away;
+- the sync at concurrency 1 and at the provider profile's default concurrency (generic OneRoster: 8), each in a
+  fresh process running the very path the Dagster assets run (pipeline.stage_pull -> apply_org_pull -> buildings ->
+  apply_student_pull): wall time of the student pull + apply, rows/s, peak RSS of that process, and the split:
+  fetch+stage (client -> Parquet) and apply (DuckDB), with the peak RSS reached before the apply started.
 Not a test: numbers depend on the machine; the closing notes of the performance issue quote runs of it.
 """
 
@@ -57,7 +59,7 @@ def fetch_floor(base_url: str, page_size: int) -> tuple[float, int]:
             return time.perf_counter() - started, pages
 
 
-def child(base_url: str, page_size: int, concurrency: int | None, workdir: str) -> None:
+def child(base_url: str, page_size: int, concurrency: int | None, workdir: str, memory_limit: str | None) -> None:
     """The measured process: the real sync path, then its own wall time and peak RSS as JSON."""
     from oneroster_pipeline import store
     from oneroster_pipeline.client.settings import ConnectionSettings
@@ -73,6 +75,8 @@ def child(base_url: str, page_size: int, concurrency: int | None, workdir: str) 
     settings = ConnectionSettings.from_env(env)
     database = Path(workdir) / "bench.duckdb"
     with open_source(settings) as source, store.connect(database) as con:
+        if memory_limit:  # an experiment, not the shipped path: store.connect sets no DuckDB memory limit
+            con.execute(f"SET memory_limit = '{memory_limit}'")
         now = datetime.now(timezone.utc)
         apply_org_pull(con, stage_pull(source, "orgs", Path(workdir) / "orgs"), "bench", now)
         with store.transaction(con):
@@ -93,12 +97,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_sync(base_url: str, page_size: int, concurrency: int | None) -> dict:
+def measure_sync(base_url: str, page_size: int, concurrency: int | None, memory_limit: str | None) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         command = [sys.executable, __file__, "--child", base_url, "--page-size", str(page_size),
-                   "--workdir", workdir] + (["--concurrency", str(concurrency)] if concurrency else [])
+                   "--workdir", workdir] + (["--concurrency", str(concurrency)] if concurrency else []) + \
+                  (["--duckdb-memory-limit", memory_limit] if memory_limit else [])
         output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
         return json.loads(output.strip().splitlines()[-1])
+
+
+def _ram_gb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 
 
 def main() -> int:
@@ -106,26 +115,35 @@ def main() -> int:
     parser.add_argument("--students", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--schools", type=int, default=40)
     parser.add_argument("--page-size", type=int, default=1000)
-    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--latency-ms", type=int, default=0, help="added by the demo provider to every request")
+    parser.add_argument("--duckdb-memory-limit", default=None, metavar="SIZE",
+                        help="experiment: SET memory_limit on the sync's DuckDB connection (e.g. 200MB); default: "
+                             "as shipped (DuckDB's default, 80%% of RAM)")
     parser.add_argument("--child", metavar="BASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.page_size, args.concurrency, args.workdir)
+        child(args.child, args.page_size, args.concurrency, args.workdir, args.duckdb_memory_limit)
         return 0
 
-    print(f"{'students':>9} {'run':<24} {'wall s':>8} {'rows/s':>9} {'x floor':>8} {'peak RSS MB':>12}")
+    print(f"machine: {os.cpu_count()} CPUs, {_ram_gb():.0f} GB RAM, load average {os.getloadavg()[0]:.2f}; "
+          f"page size {args.page_size}, latency {args.latency_ms} ms/page"
+          + (f", DuckDB memory_limit {args.duckdb_memory_limit}" if args.duckdb_memory_limit else ""))
+    print(f"{'students':>9} {'run':<27} {'wall s':>7} {'rows/s':>8} {'x floor':>8} {'peak RSS MB':>12} "
+          f"{'fetch+stage s':>14} {'apply s':>8} {'RSS after stage':>16}")
     for students in args.students:
         server, base_url = start_demo(students, args.schools, args.latency_ms)
         try:
             floor, pages = fetch_floor(base_url, args.page_size)
-            print(f"{students:>9} {'fetch floor (' + str(pages) + ' pages)':<24} {floor:>8.1f} "
-                  f"{students / floor:>9.0f} {1.0:>8.2f} {'-':>12}")
+            print(f"{students:>9} {'fetch floor (' + str(pages) + ' pages)':<27} {floor:>7.1f} "
+                  f"{students / floor:>8.0f} {1.0:>8.2f} {'-':>12}", flush=True)
             for label, concurrency in (("sync, concurrency 1", 1), ("sync, default concurrency", None)):
-                run = measure_sync(base_url, args.page_size, concurrency)
-                print(f"{students:>9} {label:<24} {run['wall']:>8.1f} {run['rows'] / run['wall']:>9.0f} "
-                      f"{run['wall'] / floor:>8.2f} {run['peak_rss_mb']:>12.0f}", flush=True)
+                run = measure_sync(base_url, args.page_size, concurrency, args.duckdb_memory_limit)
+                label = label if concurrency else f"sync, default concurrency {run['concurrency']}"
+                print(f"{students:>9} {label:<27} {run['wall']:>7.1f} {run['rows'] / run['wall']:>8.0f} "
+                      f"{run['wall'] / floor:>8.2f} {run['peak_rss_mb']:>12.0f} {run['stage']:>14.1f} "
+                      f"{run['apply']:>8.1f} {run['stage_peak_rss_mb']:>16.0f}", flush=True)
         finally:
             server.terminate()
             server.wait()
