@@ -3,7 +3,13 @@
 
 import dagster as dg
 
-from .assets import buildings, oneroster_orgs, student_sync_assets, student_sync_preview
+from .assets import (
+    buildings,
+    oneroster_orgs,
+    provider_connection_test,
+    student_sync_assets,
+    student_sync_preview,
+)
 from .checks import (
     building_sis_matches_schools,
     fetched_count_matches_provider_total,
@@ -12,7 +18,7 @@ from .checks import (
     students_ids_unique,
     students_pull_complete,
 )
-from .jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS
+from .jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS, test_connection
 from .partitions import student_tables_by_connection
 from .provider_switch_assets import SwitchPolicyResource, id_crosswalk, provider_connections
 from .resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
@@ -32,13 +38,13 @@ def default_resources() -> dict:
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[oneroster_orgs, buildings, student_sync_assets, student_sync_preview,
+        assets=[oneroster_orgs, buildings, student_sync_assets, student_sync_preview, provider_connection_test,
                 id_crosswalk, provider_connections, student_tables_by_connection],
         asset_checks=[
             building_sis_matches_schools, students_ids_unique, students_buildings_exist,
             fetched_count_matches_provider_total, orgs_pull_complete, students_pull_complete,
         ],
-        jobs=SYNC_JOBS + PROVIDER_SWITCH_JOBS,
+        jobs=[*SYNC_JOBS, *PROVIDER_SWITCH_JOBS, test_connection],
         schedules=[daily_student_sync_schedule()],
         sensors=[sync_failure_alert, failed_check_alert],
         resources={"switch_policy": SwitchPolicyResource.from_environment(),

@@ -31,6 +31,11 @@ preview_student_sync = dg.define_asset_job(
 
 SYNC_JOBS = [building_sync, student_sync, full_sync, preview_student_sync]
 
+test_connection = dg.define_asset_job(
+    "test_connection", selection=dg.AssetSelection.assets("provider_connection_test"),
+    description="Diagnose the configured OneRoster connection (a table in the run's metadata); syncs nothing.",
+)
+
 # provider change (provider_switch_assets.py) and the per-connection backfill (partitions.py)
 from .partitions import rebuild_student_tables_job  # noqa: E402
 from .provider_switch_assets import provider_switch_job, provider_switch_preview_job  # noqa: E402

@@ -144,3 +144,19 @@ def test_jobs_select_the_right_assets():
     assert keys("student_sync") == {
         "oneroster_orgs", "oneroster_users", "students", "student_buildings", "ignored_students"}
     assert keys("full_sync") == keys("building_sync") | keys("student_sync")
+
+
+def test_connection_test_job_reports_a_table_in_the_ui(tmp_path):
+    settings = DemoSettings(auth="oauth2", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                            quirks={"no_total_count", "reject_sort"})
+    with DemoProvider(DistrictShape(schools=3, students=90, seed=2), settings) as provider:
+        harness = SyncHarness(tmp_path, oneroster_for(provider))
+        assert harness.run("full_sync").success
+        result = harness.run("test_connection")
+        broken = SyncHarness(tmp_path / "broken", oneroster_for(provider, client_secret="wrong-secret-123"))
+        failed = broken.run("test_connection", raise_on_error=False)
+    metadata = result.asset_materializations_for_node("provider_connection_test")[0].metadata
+    table = metadata["report"].value
+    assert metadata["ok"].value is True and table.startswith("| check | result | detail |")
+    assert "X-Total-Count" in table and "sort" in table and "| result | ok |" in table
+    assert not failed.success

@@ -28,14 +28,14 @@ except ImportError:  # judged by the `browser` fixture: fail in CI, skip elsewhe
 
 FULL_SYNC_ASSETS = ["oneroster_orgs", "buildings", "oneroster_users", "students", "student_buildings",
                     "ignored_students"]
-ASSETS = [*FULL_SYNC_ASSETS, "student_sync_preview"]
+ASSETS = [*FULL_SYNC_ASSETS, "student_sync_preview", "provider_connection_test"]
 CHECKS = {  # asset -> its checks
     "oneroster_orgs": ["schools_present_guard", "pull_complete"],
     "buildings": ["building_sis_matches_schools"],
     "oneroster_users": ["fetched_count_matches_provider_total", "pull_complete"],
     "students": ["mass_change_guard", "students_ids_unique", "students_buildings_exist"],
 }
-JOBS = ["building_sync", "student_sync", "full_sync", "preview_student_sync"]
+JOBS = ["building_sync", "student_sync", "full_sync", "preview_student_sync", "test_connection"]
 SCHEDULE = "daily_student_sync"
 JOB_URL = f"/locations/{ui.LOCATION}/jobs/full_sync"
 STUDENT_JOB_URL = f"/locations/{ui.LOCATION}/jobs/student_sync"
