@@ -114,11 +114,22 @@ def get_json(session: requests.Session, url: str, params: dict, timeout: float,
              offset: int | None = None) -> tuple[object, requests.Response]:
     """GET `url` and return (parsed JSON, response); a non-2xx answer raises `OneRosterHTTPError`, a 2xx that is
     not JSON raises `OneRosterDataError` naming the URL and offset."""
+    response = get_ok(session, url, params, timeout)
+    return parse_json(response, offset), response
+
+
+def get_ok(session: requests.Session, url: str, params: dict, timeout: float) -> requests.Response:
+    """GET `url`, body read; a non-2xx answer (after the retries) raises `OneRosterHTTPError`."""
     response = send(session, "GET", url, timeout, params=params)
     if not response.ok:
         raise http_error(response)
+    return response
+
+
+def parse_json(response: requests.Response, offset: int | None = None) -> object:
+    """The JSON body of a 2xx answer; `OneRosterDataError` (URL, offset, what came instead) when it is not JSON."""
     try:
-        return json.loads(response.content), response
+        return json.loads(response.content)
     except ValueError as error:
         kind = response.headers.get("Content-Type") or "no Content-Type"
         reason = "an empty body" if not response.content else f"{kind}, {type(error).__name__} at char " \

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import requests
 
 from .errors import OneRosterDataError
-from .http import get_json
+from .http import get_ok, parse_json
 
 MAX_PAGES = 100_000
 DUPLICATE_SAMPLE = 10
@@ -70,7 +70,18 @@ class Page:
 def fetch_page(session: requests.Session, url: str, params: dict, envelopes: tuple[str, ...], offset: int,
                limit: int, timeout: float) -> Page:
     """GET one page; a 200 without one of the `envelopes` keys holding a list is an error, never an empty page."""
-    payload, response = get_json(session, url, {**params, "limit": limit, "offset": offset}, timeout, offset)
+    return page_from_response(request_page(session, url, params, offset, limit, timeout), envelopes, offset)
+
+
+def request_page(session: requests.Session, url: str, params: dict, offset: int, limit: int,
+                 timeout: float) -> requests.Response:
+    """The HTTP half of `fetch_page`: the 2xx response of one page, body read but not parsed."""
+    return get_ok(session, url, {**params, "limit": limit, "offset": offset}, timeout)
+
+
+def page_from_response(response: requests.Response, envelopes: tuple[str, ...], offset: int) -> Page:
+    """The parsing half of `fetch_page` (JSON, envelope, paging headers)."""
+    payload = parse_json(response, offset)
     key = next((k for k in envelopes if isinstance(payload, dict) and k in payload), None)
     records = payload[key] if key is not None else None
     if not isinstance(records, list):

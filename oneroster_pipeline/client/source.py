@@ -8,6 +8,7 @@ arrived, and `rejections` lists the records of the latest pull that could not be
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +21,7 @@ from .auth import build_auth
 from .errors import OneRosterHTTPError, OneRosterReadTimeout
 from .http import build_session, surface_read_timeouts
 from .normalize import Rejection, orgs_table, users_table
-from .paging import Page, Pager, PullReport, Throttle, fetch_page
+from .paging import Page, Pager, PullReport, Throttle, fetch_page, page_from_response, request_page
 from .settings import ConnectionSettings, SettingsError
 
 __all__ = ["RestSource", "PullReport", "Rejection", "open_source"]
@@ -147,9 +148,11 @@ class RestSource:
         pager = Pager(self._page_size, report)
         throttle = self._throttle = Throttle(settings.concurrency_at(), report)
 
-        def fetch(offset: int, limit: int) -> Page:
+        def fetch(offset: int, limit: int, started: threading.Event):
+            """In a worker thread: HTTP only; the caller parses the JSON after the next request has left."""
+            started.set()
             with surface_read_timeouts():
-                return fetch_page(self.session, url, params, envelopes, offset, limit, settings.timeout_seconds)
+                return request_page(self.session, url, params, offset, limit, settings.timeout_seconds)
 
         while True:
             try:
@@ -161,7 +164,7 @@ class RestSource:
         throttle.answered()
         step, total = len(first.records), first.total
         plan = _plan(pager, step, total)
-        window: deque[tuple[int, Future]] = deque()
+        window: deque[tuple[int, Future, threading.Event]] = deque()
 
         def fill() -> None:
             """Submit the next requests: the planned offsets up to the in-flight limit, else the pager's next."""
@@ -174,7 +177,8 @@ class RestSource:
                     if offset is None:
                         return
                 throttle.wait()
-                window.append((offset, pool.submit(fetch, offset, pager.limit)))
+                started = threading.Event()
+                window.append((offset, pool.submit(fetch, offset, pager.limit, started), started))
 
         with ThreadPoolExecutor(max(settings.max_concurrency, 1), thread_name_prefix="oneroster-page") as pool:
             try:
@@ -186,22 +190,27 @@ class RestSource:
                         if not window:  # the plan ran out before the pager was done: go on page by page
                             plan = None
                             fill()
-                    offset, future = window.popleft()
+                    offset, future, _ = window.popleft()
                     try:
-                        page = future.result()
+                        response = future.result()
                     except OneRosterReadTimeout as error:
                         _cancel(window)
                         self._smaller_pages(error, pager, offset)
                         step = min(step, pager.limit)
                         plan = _plan(pager, step, total)
                         continue
-                    if page.offset != pager.offset:  # records moved, or a shorter page: page by page from here
+                    if offset != pager.offset:  # records moved, or a shorter page: page by page from here
                         _cancel(window)
                         plan = None
                         continue
+                    if plan is not None:
+                        fill()  # the next planned requests leave before this page is parsed and normalised;
+                        for *_, started in window:  # parsing holds the GIL: let the workers send them first
+                            started.wait(0.05)
+                    page = page_from_response(response, envelopes, offset)
                     records = pager.accept(page)
                     throttle.answered()
-                    fill()  # the next requests go out before this page is normalised
+                    fill()  # page by page: the next offset is known only now
                     yield page, records
             finally:
                 _cancel(window)
@@ -261,6 +270,6 @@ def _plan(pager: Pager, step: int, total: int | None) -> Iterator[int] | None:
 
 def _cancel(window: deque) -> None:
     """Forget requested pages (those already running finish in the background and are dropped)."""
-    for _, future in window:
+    for _, future, _ in window:
         future.cancel()
     window.clear()
