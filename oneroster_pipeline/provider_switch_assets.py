@@ -136,8 +136,8 @@ def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource
             asset_key="id_crosswalk", check_name=check, passed=not reasons, severity=severity,
             description=description, metadata={
                 "switch_id": report.switch_id, "count": len(rows),
-                "old_ids": [r["old_id"] for r in rows if r["old_id"]],
-                "new_ids": [r["new_id"] for r in rows if r["new_id"] and not r["old_id"]],
+                "old_ids": list(dict.fromkeys(r["old_id"] for r in rows if r["old_id"])),
+                "new_ids": list(dict.fromkeys(r["new_id"] for r in rows if r["new_id"] and not r["old_id"])),
                 "records": _rows_md(rows),
             })
 

@@ -348,3 +348,25 @@ def test_a_crosswalk_older_than_the_last_sync_is_not_applied(infinite_campus, cl
         instance=harness.instance, raise_on_error=False)
     assert not stale.success and "build it again" in failure_message(stale)
     assert snapshot(harness) == before
+
+
+def test_ambiguous_matches_block_the_switch_and_are_listed(infinite_campus, classlink, tmp_path):
+    harness = SyncHarness(tmp_path, ic_connection(infinite_campus, "1.2"))
+    assert harness.run("full_sync").success
+    first, second = classlink.district.students_in_category("regular", limit=2)
+    shared = classlink.district.find_user(first)["identifier"]
+    classlink.district.update_student(second, identifier=shared)  # two new records claim one SIS id
+    before = snapshot(harness)
+
+    reconnect(harness, classlink_connection(classlink), max_unmatched_pct=50.0)
+    result = harness.run("provider_switch", raise_on_error=False)
+    assert not result.success and snapshot(harness) == before
+    evaluation = check_evaluation(result, "crosswalk_ambiguous")
+    old_first = infinite_campus.district.guid("student", classlink.district.student_index(first))
+    assert not evaluation.passed and evaluation.metadata["old_ids"].value == [old_first]
+    rows = harness.rows("SELECT new_id, rule, detail FROM id_crosswalk WHERE status = 'ambiguous' ORDER BY new_id")
+    assert sorted(r[0] for r in rows) == sorted([first, second])
+    assert all(r[1] == "identifier" and r[2] == "2 new records share this identifier" for r in rows)
+    # the second person's own record was claimed ambiguously, so no weaker rule (username) pairs it
+    old_second = infinite_campus.district.guid("student", classlink.district.student_index(second))
+    assert harness.rows("SELECT status FROM id_crosswalk WHERE old_id = ?", [old_second]) == [("unmatched",)]
