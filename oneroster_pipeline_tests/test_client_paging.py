@@ -163,3 +163,27 @@ def test_read_timeouts_are_retried_then_reported():
         assert provider.base_url("1.2") + "/orgs" in str(info.value)
         time.sleep(0.5)  # let the server finish answering the abandoned requests
         assert len(api_requests(provider)) == 2  # the first try and one retry
+
+
+def test_seen_ids_table_matches_a_set_through_growth_and_repeats_within_a_page():
+    import random
+
+    from oneroster_pipeline.client.paging import SeenIds
+
+    rng, seen, reference = random.Random(5), SeenIds(capacity=8), set()
+    for _ in range(200):
+        ids = [f"id-{rng.randrange(5000)}" for _ in range(rng.randrange(0, 120))]
+        expected = []
+        for sourced_id in ids:
+            expected.append(sourced_id not in reference)
+            reference.add(sourced_id)
+        assert list(seen.add(ids)) == expected
+    assert len(seen) == len(reference)
+
+
+def test_duplicates_within_one_page_are_counted_once_each():
+    report = PullReport("students", "/students", 5)
+    pager = Pager(5, report)
+    kept = pager.accept(_page(0, ["a", "b", "a", "c", "b"], total=5))
+    assert [r["sourcedId"] for r in kept] == ["a", "b", "c"]
+    assert report.duplicates == 2 and report.duplicate_sample == ["a", "b"]
