@@ -102,8 +102,11 @@ def measure_sync(base_url: str, page_size: int, concurrency: int | None, memory_
         command = [sys.executable, __file__, "--child", base_url, "--page-size", str(page_size),
                    "--workdir", workdir] + (["--concurrency", str(concurrency)] if concurrency else []) + \
                   (["--duckdb-memory-limit", memory_limit] if memory_limit else [])
-        output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        return json.loads(output.strip().splitlines()[-1])
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"error": last[:300]}
+        return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _ram_gb() -> float:
@@ -140,6 +143,9 @@ def main() -> int:
                   f"{students / floor:>8.0f} {1.0:>8.2f} {'-':>12}", flush=True)
             for label, concurrency in (("sync, concurrency 1", 1), ("sync, default concurrency", None)):
                 run = measure_sync(base_url, args.page_size, concurrency, args.duckdb_memory_limit)
+                if "error" in run:
+                    print(f"{students:>9} {label:<27} failed: {run['error']}", flush=True)
+                    continue
                 label = label if concurrency else f"sync, default concurrency {run['concurrency']}"
                 print(f"{students:>9} {label:<27} {run['wall']:>7.1f} {run['rows'] / run['wall']:>8.0f} "
                       f"{run['wall'] / floor:>8.2f} {run['peak_rss_mb']:>12.0f} {run['stage']:>14.1f} "
