@@ -245,3 +245,29 @@ def test_classlink_persona_refusing_sort_and_fields_still_pulls_everything():
         ids, report = student_pull(settings_for(provider, page_size=40))
         assert ids == expected_student_ids(provider) and report.complete
         assert report.fields is None and report.sorted_by is None
+
+
+def test_throttle_halves_once_per_episode_waits_and_grows_back():
+    from oneroster_pipeline.client.paging import PullReport, Throttle
+
+    report = PullReport("students", "/students", 10)
+    throttle = Throttle(8, report)
+    throttle.rate_limited(0.3)
+    throttle.rate_limited(0.3)  # the same episode (requests already in flight): no second halving
+    assert throttle.limit == 4 and report.rate_limited == 2 and report.lowest_concurrency == 4
+    started = time.monotonic()
+    throttle.wait()
+    assert time.monotonic() - started >= 0.25  # Retry-After honoured before the next request
+    for _ in range(Throttle.GROW_AFTER_PAGES * 4):
+        throttle.answered()
+    assert throttle.limit == 5  # one more after a calm run, never above the start
+    for _ in range(1000):
+        throttle.answered()
+    assert throttle.limit == 8
+
+
+def test_school_count_sends_one_request_when_the_total_is_known():
+    with serve(auth="none") as provider, open_source(settings_for(provider, page_size=1)) as source:
+        assert source.fetch_school_count() == len(provider.district.school_ids())
+        time.sleep(0.1)
+        assert len(api_requests(provider)) == 1  # no page was requested ahead for nothing
