@@ -11,8 +11,10 @@ import dagster as dg
 from . import store
 from .alerts import Alert, redact, send_alert
 from .assets import run_trigger
-from .jobs import SYNC_JOBS
+from .jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS
 from .resources import AlertsResource, WarehouseResource
+
+MONITORED_JOBS = [*SYNC_JOBS, *PROVIDER_SWITCH_JOBS]
 
 
 def root_cause(error) -> str:
@@ -37,8 +39,8 @@ def failed_error_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 
 @dg.run_failure_sensor(
-    name="sync_failure_alert", monitored_jobs=SYNC_JOBS, default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts when a building, student or full sync run fails.",
+    name="sync_failure_alert", monitored_jobs=MONITORED_JOBS, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts when a sync, preview, provider switch or rebuild run fails.",
 )
 def sync_failure_alert(
     context: dg.RunFailureSensorContext, duckdb: WarehouseResource, alerts: AlertsResource
@@ -69,7 +71,8 @@ def sync_failure_alert(
 
 
 @dg.run_status_sensor(
-    name="failed_check_alert", run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=SYNC_JOBS,
+    name="failed_check_alert", run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=MONITORED_JOBS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts when a sync run succeeded but an ERROR-severity asset check failed in it.",
 )

@@ -28,14 +28,20 @@ except ImportError:  # judged by the `browser` fixture: fail in CI, skip elsewhe
 
 FULL_SYNC_ASSETS = ["oneroster_orgs", "buildings", "oneroster_users", "students", "student_buildings",
                     "ignored_students"]
-ASSETS = [*FULL_SYNC_ASSETS, "student_sync_preview", "provider_connection_test"]
+GROUPS = {  # asset group -> its assets: with several groups the global lineage shows each group collapsed
+    "oneroster": [*FULL_SYNC_ASSETS, "student_sync_preview"],
+    "oneroster_setup": ["provider_connection_test"],
+    "provider_switch": ["id_crosswalk", "provider_connections", "student_tables_by_connection"],
+}
+ASSETS = [asset for assets in GROUPS.values() for asset in assets]
 CHECKS = {  # asset -> its checks
     "oneroster_orgs": ["schools_present_guard", "pull_complete"],
     "buildings": ["building_sis_matches_schools"],
     "oneroster_users": ["fetched_count_matches_provider_total", "pull_complete"],
     "students": ["mass_change_guard", "students_ids_unique", "students_buildings_exist"],
 }
-JOBS = ["building_sync", "student_sync", "full_sync", "preview_student_sync", "test_connection"]
+JOBS = ["building_sync", "student_sync", "full_sync", "preview_student_sync", "test_connection",
+        "provider_switch", "provider_switch_preview", "rebuild_student_tables"]
 SCHEDULE = "daily_student_sync"
 JOB_URL = f"/locations/{ui.LOCATION}/jobs/full_sync"
 STUDENT_JOB_URL = f"/locations/{ui.LOCATION}/jobs/student_sync"
@@ -133,10 +139,19 @@ def test_asset_graph_jobs_and_checks_are_listed(page):
     with ui.step(page, "01-asset-graph"):
         open_nav(page, "Lineage")
         expect(page.get_by_text("Global asset lineage").first).to_be_visible()
-        for asset in ASSETS:
-            expect(page.get_by_text(asset, exact=True).first, f"asset {asset} not in the asset graph").to_be_visible()
-        expect(page.get_by_text("Loading...")).to_have_count(0)  # every node has its status
-        expect(page.get_by_role("button", name="Materialize all")).to_be_visible()
+        for group in GROUPS:
+            expect(page.get_by_role("button", name=f"asset_group {group} {group}"),
+                   f"asset group {group} not in the global lineage").to_be_visible()
+
+    for group, assets in GROUPS.items():
+        with ui.step(page, f"01-asset-group-{group}"):
+            page.goto(f"/locations/{ui.LOCATION}/asset-groups/{group}/lineage")
+            for asset in assets:
+                expect(page.get_by_text(asset, exact=True).first,
+                       f"asset {asset} not in the lineage of group {group}").to_be_visible()
+            expect(page.get_by_text("Loading...")).to_have_count(0)  # every node has its status
+            # "Materialize" for a one-asset group, "Materialize all" otherwise
+            expect(page.get_by_role("button", name="Materialize").first).to_be_visible()
 
     with ui.step(page, "02-jobs"):
         open_nav(page, "Jobs")
