@@ -17,27 +17,13 @@ from dagster_duckdb import DuckDBResource
 
 from . import store
 from .blackouts import parse_blackout_dates
-from .client.settings import ConnectionSettings
+from .client.settings import ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings
 from .client.source import open_source
 
 DEFAULT_DUCKDB_PATH = "data/oneroster.duckdb"
 
-# resource field -> environment variable (the same names a newcomer reads in README)
-CONNECTION_ENV_VARS = {
-    "provider": "ONEROSTER_PROVIDER",
-    "base_url": "ONEROSTER_BASE_URL",
-    "version": "ONEROSTER_VERSION",
-    "auth": "ONEROSTER_AUTH",
-    "token_url": "ONEROSTER_TOKEN_URL",
-    "client_id": "ONEROSTER_CLIENT_ID",
-    "client_secret": "ONEROSTER_CLIENT_SECRET",
-    "access_token": "ONEROSTER_ACCESS_TOKEN",
-    "page_size": "ONEROSTER_PAGE_SIZE",
-    "csv_path": "ONEROSTER_CSV_PATH",
-    "oauth1_signature_method": "ONEROSTER_OAUTH1_SIGNATURE_METHOD",
-    "max_retries": "ONEROSTER_MAX_RETRIES",
-    "timeout_seconds": "ONEROSTER_TIMEOUT_SECONDS",
-}
+# resource field -> environment variable: the client's own table, so a new setting cannot be forgotten here
+CONNECTION_ENV_VARS = dict(ENV_VARS)
 DEMO_ENV_VARS = {
     "demo_schools": "ONEROSTER_DEMO_SCHOOLS",
     "demo_students": "ONEROSTER_DEMO_STUDENTS",
@@ -61,6 +47,11 @@ class OneRosterResource(dg.ConfigurableResource):
     oauth1_signature_method: Optional[str] = None
     max_retries: Optional[str] = None
     timeout_seconds: Optional[str] = None
+    max_concurrency: Optional[str] = None
+    backoff_seconds: Optional[str] = None
+    peak_concurrency: Optional[str] = None
+    peak_hours: Optional[str] = None
+    district_timezone: Optional[str] = None
     demo_schools: int = 8
     demo_students: int = 2000
     demo_seed: int = 42
@@ -97,18 +88,18 @@ class OneRosterResource(dg.ConfigurableResource):
                 f"built-in demo district ({self.demo_schools} schools, {self.demo_students} students, "
                 f"seed {self.demo_seed}) at {provider.base_url('1.2')}"
             )
-            yield ConnectionSettings.from_env({
-                "ONEROSTER_PROVIDER": "demo", "ONEROSTER_BASE_URL": provider.base_url("1.2"),
-                "ONEROSTER_AUTH": "oauth2", "ONEROSTER_TOKEN_URL": provider.token_url,
-                "ONEROSTER_CLIENT_ID": "demo-client", "ONEROSTER_CLIENT_SECRET": secret,
-                **({"ONEROSTER_PAGE_SIZE": str(settings.page_size)} if settings.page_size else {}),
-            })
+            # page size, concurrency, retries, peak hours... as configured; the connection is the demo's
+            yield settings.with_overrides(
+                base_url=provider.base_url("1.2"), auth="oauth2", token_url=provider.token_url,
+                client_id="demo-client", client_secret=secret,
+            )
 
     @classmethod
     def from_environment(cls) -> "OneRosterResource":
         """Bind every set variable; secrets as EnvVar so their values never show in the UI or run config."""
         kwargs: dict = {}
         for name, var in CONNECTION_ENV_VARS.items():
+            var = var if os.environ.get(var) else FALLBACK_ENV_VARS.get(name, var)
             if os.environ.get(var):
                 kwargs[name] = dg.EnvVar(var)
         for name, var in DEMO_ENV_VARS.items():

@@ -1,0 +1,56 @@
+"""The Dagster OneRoster resource passes every client setting through from the environment."""
+
+import math
+
+import pytest
+
+from oneroster_pipeline.client.settings import ENV_VARS
+from oneroster_pipeline.resources import OneRosterResource
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, message):
+        self.lines.append(message)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    import os
+    for var in [v for v in os.environ if v.startswith("ONEROSTER_")]:
+        monkeypatch.delenv(var)
+    return monkeypatch
+
+
+def test_every_client_setting_has_a_resource_field():
+    fields = set(OneRosterResource.model_fields)
+    missing = [var for name, var in ENV_VARS.items() if name not in fields]
+    assert not missing, f"set in the environment but never reaching the client: {missing}"
+
+
+def test_politeness_settings_reach_the_demo_connection(clean_env):
+    clean_env.setenv("ONEROSTER_DEMO_STUDENTS", "230")
+    clean_env.setenv("ONEROSTER_PAGE_SIZE", "50")
+    clean_env.setenv("ONEROSTER_MAX_CONCURRENCY", "3")
+    clean_env.setenv("ONEROSTER_BACKOFF_SECONDS", "0.2")
+    clean_env.setenv("ONEROSTER_PEAK_HOURS", "none")
+    clean_env.setenv("ONEROSTER_TIMEZONE", "America/Chicago")  # the fallback for ONEROSTER_DISTRICT_TIMEZONE
+    resource = OneRosterResource.from_environment().process_config_and_initialize()
+    log = Log()
+    with resource.open(log) as source:
+        rows = sum(batch.num_rows for batch in source.student_batches())
+        settings, report = source.settings, source.reports["students"]
+    assert any("built-in demo district" in line for line in log.lines)
+    assert (settings.max_concurrency, settings.backoff_seconds) == (3, 0.2)
+    assert settings.district_timezone == "America/Chicago"
+    assert settings.page_size == 50
+    assert report.pages == math.ceil(report.received / 50) and rows > 0
+
+
+def test_district_timezone_wins_over_the_fallback(clean_env):
+    clean_env.setenv("ONEROSTER_TIMEZONE", "America/Chicago")
+    clean_env.setenv("ONEROSTER_DISTRICT_TIMEZONE", "America/Denver")
+    resource = OneRosterResource.from_environment().process_config_and_initialize()
+    assert resource.settings().district_timezone == "America/Denver"
