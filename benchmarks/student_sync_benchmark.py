@@ -75,8 +75,8 @@ def child(base_url: str, page_size: int, concurrency: int | None, workdir: str, 
     settings = ConnectionSettings.from_env(env)
     database = Path(workdir) / "bench.duckdb"
     with open_source(settings) as source, store.connect(database) as con:
-        if memory_limit:  # an experiment, not the shipped path: store.connect sets no DuckDB memory limit
-            con.execute(f"SET memory_limit = '{memory_limit}'")
+        if memory_limit:  # an experiment: store.connect set ONEROSTER_DUCKDB_MEMORY_LIMIT (default 256MB)
+            store.limit_memory(con, memory_limit)
         now = datetime.now(timezone.utc)
         apply_org_pull(con, stage_pull(source, "orgs", Path(workdir) / "orgs"), "bench", now)
         with store.transaction(con):
@@ -120,8 +120,8 @@ def main() -> int:
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--latency-ms", type=int, default=0, help="added by the demo provider to every request")
     parser.add_argument("--duckdb-memory-limit", default=None, metavar="SIZE",
-                        help="experiment: SET memory_limit on the sync's DuckDB connection (e.g. 200MB); default: "
-                             "as shipped (DuckDB's default, 80%% of RAM)")
+                        help="experiment: another DuckDB memory_limit for the sync (e.g. 128MB); default: as "
+                             "shipped (ONEROSTER_DUCKDB_MEMORY_LIMIT, else 256MB)")
     parser.add_argument("--child", metavar="BASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)

@@ -117,6 +117,7 @@ class WarehouseResource(DuckDBResource):
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         with self.get_connection() as con:
             try:
+                store.limit_memory(con)
                 store.ensure_schema(con)
                 yield con
             finally:  # DuckDBResource closes only on success; a failed step must not keep the file open

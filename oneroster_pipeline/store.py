@@ -7,6 +7,7 @@ a run that fails at any point leaves every table as it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -16,6 +17,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+MEMORY_LIMIT_VAR = "ONEROSTER_DUCKDB_MEMORY_LIMIT"
+# DuckDB's own default is 80% of RAM; a sync spills its joins to `<database>.tmp` beyond this instead
+DEFAULT_MEMORY_LIMIT = "256MB"
 
 TABLES_DDL = {
     "oneroster_orgs": """
@@ -138,6 +143,16 @@ TABLES_DDL = {
 }
 
 
+def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None = None) -> None:
+    """Cap DuckDB's buffer memory (ONEROSTER_DUCKDB_MEMORY_LIMIT, e.g. `512MB`, `2GB`; default 256MB)."""
+    limit = limit or os.environ.get(MEMORY_LIMIT_VAR, "").strip() or DEFAULT_MEMORY_LIMIT
+    try:
+        con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+    except duckdb.Error as error:
+        raise ValueError(f"{MEMORY_LIMIT_VAR}={limit!r} is not a memory size DuckDB accepts "
+                         f"(e.g. 256MB, 2GB): {str(error).splitlines()[0]}") from None
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table that does not exist yet (idempotent)."""
     for ddl in TABLES_DDL.values():
@@ -169,6 +184,7 @@ def connect(path: str | Path, attempts: int = 30, wait_seconds: float = 1.0) -> 
                 raise
             time.sleep(wait_seconds)
     try:
+        limit_memory(con)
         ensure_schema(con)
         yield con
     finally:

@@ -331,24 +331,27 @@ def _plan_ignored(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _next_ignored AS
-        WITH school_orgs AS (
-            SELECT m.sourced_id,
-                   string_agg(m.org || ' (' || o.name || ', ' || o.status || ')', '; ' ORDER BY m.pos) AS schools
-            FROM _memberships m JOIN oneroster_orgs o ON o.sourced_id = m.org AND o.type = 'school'
-            GROUP BY m.sourced_id
+        WITH school_names AS (  -- one small map, sourcedId -> "id (name, status)"; no per-student aggregate
+            SELECT map(list(sourced_id), list(sourced_id || ' (' || name || ', ' || status || ')')) AS names
+            FROM oneroster_orgs WHERE type = 'school'
+        ), unmatched AS (
+            SELECT u.sourced_id, u.given_name, u.family_name, u.org_sourced_ids,
+                   nullif(array_to_string(list_filter(
+                       list_transform(u.org_sourced_ids, lambda org: map_extract_value(n.names, org)),
+                       lambda school: school IS NOT NULL), '; '), '') AS schools
+            FROM oneroster_users u ANTI JOIN _building_links l ON l.sourced_id = u.sourced_id
+            CROSS JOIN school_names n
         )
         SELECT u.sourced_id, u.given_name, u.family_name, u.org_sourced_ids,
-               CASE WHEN s.sourced_id IS NOT NULL THEN 'school_not_a_building' ELSE 'no_school_org' END AS reason,
-               CASE WHEN s.sourced_id IS NOT NULL
-                    THEN 'school org(s) with no building: ' || s.schools
+               CASE WHEN u.schools IS NOT NULL THEN 'school_not_a_building' ELSE 'no_school_org' END AS reason,
+               CASE WHEN u.schools IS NOT NULL
+                    THEN 'school org(s) with no building: ' || u.schools
                          || ' - run building sync to create buildings for active schools'
                     ELSE 'orgs are not schools (district, department or unknown): '
                          || coalesce(array_to_string(u.org_sourced_ids, ', '), '(none)')
                END AS detail,
                $now AS recorded_at
-        FROM oneroster_users u
-        LEFT JOIN school_orgs s ON s.sourced_id = u.sourced_id
-        WHERE u.sourced_id NOT IN (SELECT sourced_id FROM _building_links)
+        FROM unmatched u
         """,
         {"now": now},
     )

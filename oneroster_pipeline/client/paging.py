@@ -95,6 +95,9 @@ def page_from_response(response: requests.Response, envelopes: tuple[str, ...], 
     return Page(offset, records, int(total) if total.isdigit() else None, has_next, response.url, key, links)
 
 
+_REINSERT_CHUNK = 1 << 15
+
+
 class SeenIds:
     """The sourcedIds seen in one pull, as 64-bit hashes in a numpy open-addressing table (8 bytes a slot, at most
     half full: 16-32 MB for a 1M-record pull, against ~100 MB for a Python set of the strings).
@@ -144,7 +147,8 @@ class SeenIds:
         old = self._table[self._table != 0]
         self._table = np.zeros(len(self._table) * 2, dtype=np.uint64)
         self._count = 0
-        self._insert(old)
+        for start in range(0, len(old), _REINSERT_CHUNK):  # in chunks: _insert's temporaries stay small
+            self._insert(old[start:start + _REINSERT_CHUNK])
 
 
 class Throttle:

@@ -1,0 +1,53 @@
+"""DuckDB runs under a memory cap (ONEROSTER_DUCKDB_MEMORY_LIMIT) and the sync stays correct beneath it."""
+
+import duckdb
+import pytest
+
+from oneroster_pipeline import store
+from oneroster_pipeline.demo.district import DistrictShape
+from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
+
+from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
+
+
+def memory_limit_of(path) -> str:
+    with store.connect(path) as con:
+        return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+
+def test_memory_limit_defaults_to_256mb_and_follows_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(store.MEMORY_LIMIT_VAR, raising=False)
+    default = memory_limit_of(tmp_path / "a.duckdb")
+    monkeypatch.setenv(store.MEMORY_LIMIT_VAR, "1GB")
+    raised = memory_limit_of(tmp_path / "a.duckdb")
+    assert (default, raised) == ("244.1 MiB", "953.6 MiB")  # DuckDB shows 256MB and 1GB in MiB
+
+
+def test_a_bad_memory_limit_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.MEMORY_LIMIT_VAR, "lots")
+    with pytest.raises(ValueError, match="ONEROSTER_DUCKDB_MEMORY_LIMIT='lots'"):
+        memory_limit_of(tmp_path / "b.duckdb")
+
+
+def test_student_sync_before_building_sync_ignores_everyone_with_their_schools_in_order(tmp_path, monkeypatch):
+    """No building yet: every student is ignored, the detail names each school org in the provider's order."""
+    monkeypatch.setenv(store.MEMORY_LIMIT_VAR, "48MB")
+    settings = DemoSettings(auth="oauth2", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with DemoProvider(DistrictShape(schools=3, students=400, seed=5), settings) as provider:
+        harness = SyncHarness(tmp_path, oneroster_for(provider))
+        harness.run("student_sync", raise_on_error=False)
+    ignored = harness.rows("SELECT sourced_id, reason, detail FROM ignored_students")
+    users = {sid: orgs for sid, orgs in harness.rows("SELECT sourced_id, org_sourced_ids FROM oneroster_users")}
+    schools = dict(harness.rows("SELECT sourced_id, name FROM oneroster_orgs WHERE type = 'school'"))
+    assert harness.scalar("SELECT count(*) FROM students") == 0
+    assert {sid for sid, _, _ in ignored} == set(users)
+    for sid, reason, detail in ignored:
+        in_order = [org for org in users[sid] if org in schools]
+        if in_order:
+            assert reason == "school_not_a_building"
+            listed = detail.removeprefix("school org(s) with no building: ").split(" - run building sync")[0]
+            assert [part.split(" (")[0] for part in listed.split("; ")] == in_order, detail
+            assert f"{in_order[0]} ({schools[in_order[0]]}, " in detail
+        else:
+            assert reason == "no_school_org" and "orgs are not schools" in detail
+    assert any(len([o for o in users[sid] if o in schools]) > 1 for sid, _, _ in ignored), "no two-school student"
