@@ -115,13 +115,9 @@ class WarehouseResource(DuckDBResource):
     def connect(self) -> Iterator:
         """A short write connection with every table created; waits while another process holds the lock."""
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        with self.get_connection() as con:
-            try:
-                store.limit_memory(con)
-                store.ensure_schema(con)
-                yield con
-            finally:  # DuckDBResource closes only on success; a failed step must not keep the file open
-                con.close()
+        # store.prepared closes it even on failure (DuckDBResource closes only on success)
+        with self.get_connection() as con, store.prepared(con):
+            yield con
 
     def staging_dir(self, run_id: str, step: str) -> Path:
         return Path(self.database).parent / "staging" / f"{run_id}-{step}"

@@ -19,8 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 MEMORY_LIMIT_VAR = "ONEROSTER_DUCKDB_MEMORY_LIMIT"
-# DuckDB's own default is 80% of RAM; a sync spills its joins to `<database>.tmp` beyond this instead
-DEFAULT_MEMORY_LIMIT = "256MB"
+# DuckDB's own default is 80% of RAM; a sync spills its joins to `<database>.tmp` beyond this instead.
+# 128MB applies a 1M-student sync (64MB does not): see README, Benchmark
+DEFAULT_MEMORY_LIMIT = "128MB"
+
+
+class MemoryLimitError(RuntimeError):
+    """DuckDB needed more than ONEROSTER_DUCKDB_MEMORY_LIMIT; nothing was committed by the failed statement."""
 
 TABLES_DDL = {
     "oneroster_orgs": """
@@ -144,13 +149,30 @@ TABLES_DDL = {
 
 
 def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None = None) -> None:
-    """Cap DuckDB's buffer memory (ONEROSTER_DUCKDB_MEMORY_LIMIT, e.g. `512MB`, `2GB`; default 256MB)."""
+    """Cap DuckDB's buffer memory (ONEROSTER_DUCKDB_MEMORY_LIMIT, e.g. `512MB`, `2GB`; default 128MB)."""
     limit = limit or os.environ.get(MEMORY_LIMIT_VAR, "").strip() or DEFAULT_MEMORY_LIMIT
     try:
         con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
     except duckdb.Error as error:
         raise ValueError(f"{MEMORY_LIMIT_VAR}={limit!r} is not a memory size DuckDB accepts "
                          f"(e.g. 256MB, 2GB): {str(error).splitlines()[0]}") from None
+
+
+@contextmanager
+def prepared(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Use a fresh connection: memory capped, every table created; closed at the end, whatever happens. Running
+    out of the memory cap becomes a MemoryLimitError that says which variable to raise."""
+    try:
+        limit_memory(con)
+        ensure_schema(con)
+        yield con
+    except duckdb.OutOfMemoryException as error:
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        raise MemoryLimitError(
+            f"DuckDB ran out of its memory limit ({limit}): raise {MEMORY_LIMIT_VAR} (e.g. 512MB); the tables are "
+            f"as the previous run left them. {str(error).splitlines()[0]}") from error
+    finally:
+        con.close()
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -183,12 +205,8 @@ def connect(path: str | Path, attempts: int = 30, wait_seconds: float = 1.0) -> 
             if "lock" not in str(error).lower() or attempt == attempts - 1:
                 raise
             time.sleep(wait_seconds)
-    try:
-        limit_memory(con)
-        ensure_schema(con)
+    with prepared(con):
         yield con
-    finally:
-        con.close()
 
 
 def stage_batches(batches: Iterable[pa.Table], path: Path, schema: pa.Schema) -> int:

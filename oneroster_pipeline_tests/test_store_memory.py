@@ -15,18 +15,32 @@ def memory_limit_of(path) -> str:
         return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
 
 
-def test_memory_limit_defaults_to_256mb_and_follows_the_variable(tmp_path, monkeypatch):
+def test_memory_limit_defaults_to_128mb_and_follows_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv(store.MEMORY_LIMIT_VAR, raising=False)
     default = memory_limit_of(tmp_path / "a.duckdb")
     monkeypatch.setenv(store.MEMORY_LIMIT_VAR, "1GB")
     raised = memory_limit_of(tmp_path / "a.duckdb")
-    assert (default, raised) == ("244.1 MiB", "953.6 MiB")  # DuckDB shows 256MB and 1GB in MiB
+    assert (default, raised) == ("122.0 MiB", "953.6 MiB")  # DuckDB shows 128MB and 1GB in MiB
 
 
 def test_a_bad_memory_limit_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv(store.MEMORY_LIMIT_VAR, "lots")
     with pytest.raises(ValueError, match="ONEROSTER_DUCKDB_MEMORY_LIMIT='lots'"):
         memory_limit_of(tmp_path / "b.duckdb")
+
+
+def test_running_out_of_the_limit_names_the_variable_and_keeps_the_tables(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.MEMORY_LIMIT_VAR, "16MB")
+    path = tmp_path / "c.duckdb"
+    with store.connect(path) as con:
+        con.execute("CREATE TABLE kept AS SELECT 1 AS x")
+    with pytest.raises(store.MemoryLimitError, match="raise ONEROSTER_DUCKDB_MEMORY_LIMIT") as raised:
+        with store.connect(path) as con, store.transaction(con):
+            con.execute("DELETE FROM kept")
+            con.execute("SELECT string_agg(i::VARCHAR, ',' ORDER BY i DESC) FROM range(20000000) t(i)")
+    assert "15.2 MiB" in str(raised.value)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT x FROM kept").fetchall() == [(1,)]
 
 
 def test_student_sync_before_building_sync_ignores_everyone_with_their_schools_in_order(tmp_path, monkeypatch):
