@@ -75,7 +75,7 @@ def child(base_url: str, page_size: int, concurrency: int | None, workdir: str, 
     settings = ConnectionSettings.from_env(env)
     database = Path(workdir) / "bench.duckdb"
     with open_source(settings) as source, store.connect(database) as con:
-        if memory_limit:  # an experiment: store.connect set ONEROSTER_DUCKDB_MEMORY_LIMIT (default 256MB)
+        if memory_limit:  # an experiment: replaces what store.connect set (store.DEFAULT_MEMORY_LIMIT or the variable)
             store.limit_memory(con, memory_limit)
         now = datetime.now(timezone.utc)
         apply_org_pull(con, stage_pull(source, "orgs", Path(workdir) / "orgs"), "bench", now)
@@ -120,8 +120,8 @@ def main() -> int:
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--latency-ms", type=int, default=0, help="added by the demo provider to every request")
     parser.add_argument("--duckdb-memory-limit", default=None, metavar="SIZE",
-                        help="experiment: another DuckDB memory_limit for the sync (e.g. 128MB); default: as "
-                             "shipped (ONEROSTER_DUCKDB_MEMORY_LIMIT, else 256MB)")
+                        help="experiment: another DuckDB memory_limit for the sync (e.g. 256MB); default: as "
+                             "shipped (ONEROSTER_DUCKDB_MEMORY_LIMIT, else 128MB)")
     parser.add_argument("--child", metavar="BASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)

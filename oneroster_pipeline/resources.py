@@ -22,8 +22,6 @@ from .client.source import open_source
 
 DEFAULT_DUCKDB_PATH = "data/oneroster.duckdb"
 
-# resource field -> environment variable: the client's own table, so a new setting cannot be forgotten here
-CONNECTION_ENV_VARS = dict(ENV_VARS)
 DEMO_ENV_VARS = {
     "demo_schools": "ONEROSTER_DEMO_SCHOOLS",
     "demo_students": "ONEROSTER_DEMO_STUDENTS",
@@ -58,7 +56,7 @@ class OneRosterResource(dg.ConfigurableResource):
 
     def settings(self) -> ConnectionSettings:
         """Validated connection settings (raises SettingsError naming the variable, before any request)."""
-        env = {var: str(getattr(self, name)) for name, var in CONNECTION_ENV_VARS.items()
+        env = {var: str(getattr(self, name)) for name, var in ENV_VARS.items()
                if getattr(self, name) not in (None, "")}
         return ConnectionSettings.from_env(env)
 
@@ -98,7 +96,7 @@ class OneRosterResource(dg.ConfigurableResource):
     def from_environment(cls) -> "OneRosterResource":
         """Bind every set variable; secrets as EnvVar so their values never show in the UI or run config."""
         kwargs: dict = {}
-        for name, var in CONNECTION_ENV_VARS.items():
+        for name, var in ENV_VARS.items():  # the client's own table: a new setting cannot be forgotten here
             var = var if os.environ.get(var) else FALLBACK_ENV_VARS.get(name, var)
             if os.environ.get(var):
                 kwargs[name] = dg.EnvVar(var)

@@ -1,6 +1,7 @@
 """The Dagster OneRoster resource passes every client setting through from the environment."""
 
 import math
+import os
 
 import pytest
 
@@ -18,7 +19,6 @@ class Log:
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    import os
     for var in [v for v in os.environ if v.startswith("ONEROSTER_")]:
         monkeypatch.delenv(var)
     return monkeypatch
