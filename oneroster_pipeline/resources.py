@@ -111,11 +111,22 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def connect(self) -> Iterator:
-        """A short write connection with every table created; waits while another process holds the lock."""
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        # store.prepared closes it even on failure (DuckDBResource closes only on success)
-        with self.get_connection() as con, store.prepared(con):
+        """A short write connection with every table created. Opened like `store.connect` (not DuckDBResource's
+        get_connection, which retries every IO error for minutes): waits store.LOCK_WAIT_SECONDS for another
+        process's lock, and any path problem fails at once with a `store.DuckDBPathError` naming
+        ONEROSTER_DUCKDB_PATH. store.prepared closes it even on failure."""
+        con = store.open_duckdb(self.database, config=self.connection_config)
+        with store.prepared(con):
             yield con
+
+    @contextmanager
+    def get_connection(self) -> Iterator:
+        """DuckDBResource's plain connection, opened the same way as `connect` (no schema, no memory cap)."""
+        con = store.open_duckdb(self.database, config=self.connection_config)
+        try:
+            yield con
+        finally:
+            con.close()
 
     def staging_dir(self, run_id: str, step: str) -> Path:
         return Path(self.database).parent / "staging" / f"{run_id}-{step}"

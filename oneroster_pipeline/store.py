@@ -8,6 +8,7 @@ a run that fails at any point leaves every table as it was.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,21 @@ DEFAULT_MEMORY_LIMIT = "128MB"
 
 class MemoryLimitError(RuntimeError):
     """DuckDB needed more than ONEROSTER_DUCKDB_MEMORY_LIMIT; nothing was committed by the failed statement."""
+
+
+PATH_VAR = "ONEROSTER_DUCKDB_PATH"
+# how long a write connection waits for another process's lock on the DuckDB file before failing (runs are
+# queued by dagster.yaml's pool, so a lock held longer is another program: a notebook, the DuckDB CLI)
+LOCK_WAIT_SECONDS = 5.0
+LOCK_RETRY_SECONDS = 0.25
+
+
+class DuckDBPathError(RuntimeError):
+    """The DuckDB file cannot be opened for writing (ONEROSTER_DUCKDB_PATH): unwritable, not a file, or locked."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(f"{PATH_VAR}={path}: {problem}")
 
 TABLES_DDL = {
     "oneroster_orgs": """
@@ -194,19 +210,63 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 
 @contextmanager
-def connect(path: str | Path, attempts: int = 30, wait_seconds: float = 1.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived write connection, waiting while another process holds DuckDB's single-writer lock."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(attempts):
-        try:
-            con = duckdb.connect(str(path))
-            break
-        except duckdb.IOException as error:
-            if "lock" not in str(error).lower() or attempt == attempts - 1:
-                raise
-            time.sleep(wait_seconds)
+def connect(path: str | Path, lock_wait_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived write connection (memory capped, every table created), waiting at most `lock_wait_seconds`
+    (default LOCK_WAIT_SECONDS) while another process holds DuckDB's single-writer lock; any other problem with
+    the path fails at once as a `DuckDBPathError` naming ONEROSTER_DUCKDB_PATH."""
+    con = open_duckdb(path, lock_wait_seconds)
     with prepared(con):
         yield con
+
+
+def open_duckdb(path: str | Path, lock_wait_seconds: float | None = None,
+                config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file for writing, creating its folder. A file locked by another process is retried for
+    `lock_wait_seconds` (default LOCK_WAIT_SECONDS) then fails; a path that cannot be written (permission denied,
+    a directory, a parent that is a file, not a DuckDB file) fails at once. Both as `DuckDBPathError`, whose
+    message starts `ONEROSTER_DUCKDB_PATH=<path>:`. The one way every part of the pipeline opens the file."""
+    wait = LOCK_WAIT_SECONDS if lock_wait_seconds is None else lock_wait_seconds
+    shown = str(path)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DuckDBPathError(shown, f"cannot create the folder {Path(path).parent}: "
+                                     f"{_os_reason(error)}") from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return duckdb.connect(shown, config=config or {})
+        except duckdb.IOException as error:
+            text = str(error)
+            if "could not set lock" not in text.lower():
+                raise DuckDBPathError(shown, f"cannot open the DuckDB file for writing: {_duckdb_reason(text)}") \
+                    from None
+            if time.monotonic() >= deadline:
+                pid = re.search(r"\(PID (\d+)\)", text)
+                holder = f" (pid {pid.group(1)})" if pid else ""
+                raise DuckDBPathError(shown, f"the DuckDB file is locked by another process{holder}, still after "
+                                             f"{wait:g}s: another run, a notebook or the DuckDB CLI has it open for "
+                                             "writing; close it or wait for it to finish, then run again") from None
+            time.sleep(min(LOCK_RETRY_SECONDS, max(deadline - time.monotonic(), 0.01)))
+
+
+def _duckdb_reason(text: str) -> str:
+    """What DuckDB's IO error says went wrong, without its prefix and the path it quotes."""
+    text = text.splitlines()[0].removeprefix("IO Error: ").strip()
+    if "not a valid DuckDB database file" in text:
+        return "the file exists but is not a DuckDB database file"
+    reason = text.rsplit('": ', 1)[-1].strip() if '": ' in text else text
+    hints = {"is a directory": "the path is a directory; name a file in it, e.g. <folder>/oneroster.duckdb",
+             "not a directory": "a parent of the path is a file, not a folder",
+             "permission denied": "permission denied (check the owner and mode of the file and its folder)",
+             "read-only file system": "read-only file system"}
+    return hints.get(reason.lower(), reason[:1].lower() + reason[1:])
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        return "a parent of the path is a file, not a folder"
+    return (error.strerror or str(error)).lower()
 
 
 def stage_batches(batches: Iterable[pa.Table], path: Path, schema: pa.Schema) -> int:
