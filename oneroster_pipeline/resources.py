@@ -6,7 +6,6 @@ value). With no provider configured, the built-in demo district is started in-pr
 
 
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,16 +16,15 @@ from dagster_duckdb import DuckDBResource
 
 from . import store
 from .blackouts import parse_blackout_dates
+from .client.builtin_demo import DEMO_ENV_VARS as DEMO_SHAPE_VARS
+from .client.builtin_demo import DemoShape, start_demo_district
 from .client.settings import ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings
 from .client.source import open_source
 
 DEFAULT_DUCKDB_PATH = "data/oneroster.duckdb"
 
-DEMO_ENV_VARS = {
-    "demo_schools": "ONEROSTER_DEMO_SCHOOLS",
-    "demo_students": "ONEROSTER_DEMO_STUDENTS",
-    "demo_seed": "ONEROSTER_DEMO_SEED",
-}
+# the built-in demo district's shape: one definition (client/builtin_demo.py) for the sync and the connection test
+DEMO_ENV_VARS = {f"demo_{name}": var for name, var in DEMO_SHAPE_VARS.items()}
 
 
 class OneRosterResource(dg.ConfigurableResource):
@@ -50,9 +48,9 @@ class OneRosterResource(dg.ConfigurableResource):
     peak_concurrency: Optional[str] = None
     peak_hours: Optional[str] = None
     district_timezone: Optional[str] = None
-    demo_schools: int = 8
-    demo_students: int = 2000
-    demo_seed: int = 42
+    demo_schools: int = DemoShape.schools
+    demo_students: int = DemoShape.students
+    demo_seed: int = DemoShape.seed
 
     def settings(self) -> ConnectionSettings:
         """Validated connection settings (raises SettingsError naming the variable, before any request)."""
@@ -72,25 +70,15 @@ class OneRosterResource(dg.ConfigurableResource):
         with open_source(settings) as source:
             yield source
 
+    def demo_shape(self) -> DemoShape:
+        """The built-in demo district's shape (ONEROSTER_DEMO_SCHOOLS/STUDENTS/SEED): the connection test's too."""
+        return DemoShape.from_env({var: str(getattr(self, f"demo_{name}")) for name, var in DEMO_SHAPE_VARS.items()})
+
     @contextmanager
     def _demo_settings(self, settings: ConnectionSettings, log) -> Iterator[ConnectionSettings]:
-        from .demo.district import DistrictShape
-        from .demo.server import DemoProvider, DemoSettings
-
-        secret = secrets.token_urlsafe(16)
-        shape = DistrictShape(schools=self.demo_schools, students=self.demo_students, seed=self.demo_seed)
-        demo = DemoSettings(auth="oauth2", client_id="demo-client", client_secret=secret)
-        with DemoProvider(shape, demo) as provider:
-            log.info(
-                "No OneRoster provider configured (ONEROSTER_PROVIDER/ONEROSTER_BASE_URL unset): started the "
-                f"built-in demo district ({self.demo_schools} schools, {self.demo_students} students, "
-                f"seed {self.demo_seed}) at {provider.base_url('1.2')}"
-            )
-            # page size, concurrency, retries, peak hours... as configured; the connection is the demo's
-            yield settings.with_overrides(
-                base_url=provider.base_url("1.2"), auth="oauth2", token_url=provider.token_url,
-                client_id="demo-client", client_secret=secret,
-            )
+        with start_demo_district(settings, self.demo_shape()) as (demo_settings, message):
+            log.info(message)
+            yield demo_settings
 
     @classmethod
     def from_environment(cls) -> "OneRosterResource":

@@ -7,8 +7,12 @@ signature method or granted scopes, the envelope keys, which paging headers the 
 (X-Total-Count vs Link vs the records received), whether `sort`, a `dateLastModified` filter and `fields` are
 accepted, the schools visible against the district's known buildings (`building_sis`), and the students shared
 against the schools (ClassLink shares only class-enrolled users unless the district turns on "Unenrolled Users").
-Exits 0 when the connection works (warnings included), else 1 with the error on stderr; never prints a secret or a
-payload. With the demo provider and no base URL, it starts the built-in demo district for the test.
+A CSV export (ONEROSTER_PROVIDER=csv) is read as the sync reads it: the manifest (its OneRoster version and file
+modes), every org, and the student pull (users.csv, and roles.csv for 1.2); a file that cannot be read fails the
+test, rows the sync would reject are a warning with their count per file.
+Exits 0 when the connection works (warnings included), else 1 with the error on stderr, printed once; never prints
+a secret or a payload. With the demo provider and no base URL, it starts the same built-in demo district as the
+sync (ONEROSTER_DEMO_SCHOOLS / ONEROSTER_DEMO_STUDENTS / ONEROSTER_DEMO_SEED, default 8 / 2000 / 42).
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ import argparse
 import csv
 import os
 import re
-import secrets
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
+from .builtin_demo import DemoShape, start_demo_district
 from .errors import OneRosterError, OneRosterHTTPError, redact_url
 from .paging import Page, fetch_page
 from .settings import ConnectionSettings, SettingsError
@@ -71,19 +75,21 @@ class ConnectionReport:
         if result == WARNING:
             self.warnings.append(f"{check}: {detail}")
 
-    def rows(self) -> list[tuple[str, str, str]]:
-        """(check, result, detail) for each check, then the overall result: a table for the CLI and the UI."""
+    def rows(self, failure_detail: str | None = None) -> list[tuple[str, str, str]]:
+        """(check, result, detail) for each check, then the overall result, whose detail is the error of a failed
+        test (said once; `failure_detail` replaces it where the error is shown elsewhere): a table for the CLI and
+        the UI."""
         rows = [(c.check, c.result, c.detail) for c in self.checks]
         rows.append(("result", OK if self.ok else FAILED,
                      f"connection works ({len(self.warnings)} warnings) in {self.elapsed_seconds:.2f}s" if self.ok
-                     else self.error or "failed"))
+                     else failure_detail or self.error or "failed"))
         return rows
 
-    def as_table(self, width: int = 100) -> str:
+    def as_table(self, width: int = 100, failure_detail: str | None = None) -> str:
         """rows() as a plain-text table (details wrapped to `width` columns)."""
         import textwrap  # noqa: PLC0415
 
-        rows = self.rows()
+        rows = self.rows(failure_detail)
         first, second = max(len("check"), *(len(r[0]) for r in rows)), max(len("result"), *(len(r[1]) for r in rows))
         room = max(30, width - first - second - 6)
         lines = [f"{'check':<{first}}  {'result':<{second}}  detail", f"{'-' * first}  {'-' * second}  {'-' * 6}"]
@@ -124,14 +130,15 @@ def connection_test(source_or_settings, building_sis: Iterable[str] | None = Non
             source = source_or_settings
             if isinstance(source_or_settings, ConnectionSettings):
                 source = stack.enter_context(open_source(source_or_settings))
+            # what the source found out (a CSV export's version is its manifest's)
+            report.version = getattr(source, "settings", settings).version or report.version
             if isinstance(source, RestSource):
                 _probe_rest(source, report, buildings)
             else:
                 _probe_batches(source, report, buildings)
         report.ok = True
     except (OneRosterError, SettingsError, OSError, ValueError) as error:
-        report.error = str(error)
-        report.add("stopped", FAILED, str(error))
+        report.error = str(error)  # the final `result` row says it (once)
     report.elapsed_seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -354,7 +361,13 @@ def _check_students(report: ConnectionReport) -> None:
 
 
 def _probe_batches(source, report: ConnectionReport, buildings: set[str] | None = None) -> None:
-    """A source without HTTP (a CSV export): count its schools by reading its orgs."""
+    """A source without HTTP (a CSV export): its manifest, then a full read of its orgs (schools counted) and of its
+    student pull (users.csv, and roles.csv for 1.2) through the sync's own reader. A file that cannot be read fails
+    the test; rows the sync would reject are a warning with their counts."""
+    if getattr(source, "manifest_modes", None) is not None:
+        _check_manifest(source, report)
+    else:
+        report.add("source", OK, report.connection)
     schools: dict[str, str] = {}  # active ones, for the building comparison
     names = []
     for batch in source.org_batches():
@@ -364,14 +377,55 @@ def _probe_batches(source, report: ConnectionReport, buildings: set[str] | None 
                 names.append(name)
                 if status in (None, "active"):
                     schools[sid] = name
+    _check_read(report, "orgs", source.reports.get("orgs"), list(source.rejections), "orgs")
     report.school_count, report.school_count_exact, report.sample_schools = len(names), True, names[:3]
-    report.add("source", OK, report.connection)
 
     class _Page:  # the first page of schools, for the shared building comparison
         records = [{"sourcedId": sid, "name": name, "status": "active"} for sid, name in schools.items()]
         offset, total, has_next = 0, len(schools), False
 
     _check_schools(source, report, _Page(), buildings, None)
+    students = sum(batch.num_rows for batch in source.student_batches())
+    report.student_count = students
+    _check_read(report, "students", source.reports.get("students"), list(source.rejections), "students")
+    if students == 0 and report.school_count:
+        report.add("students", WARNING, f"no student in the export for {report.school_count} schools: check that "
+                   "the export includes the students (users.csv role / roles.csv)")
+
+
+def _check_manifest(source, report: ConnectionReport) -> None:
+    """The manifest's OneRoster version and file modes; a delta export is a warning (it deactivates nothing)."""
+    modes = source.manifest_modes
+    files = ", ".join(f"{name}.csv {mode}" for name, mode in modes.items())
+    detail = f"OneRoster {source.version} CSV export (manifest.csv: oneroster.version {source.version}; {files})"
+    deltas = [f"{name}.csv" for name, mode in modes.items() if mode == "delta"]
+    if deltas:
+        report.add("manifest", WARNING, f"{detail}: {', '.join(deltas)} only changed records (delta), so a sync "
+                   "from it is not a full pull and deactivates nothing by absence")
+    else:
+        report.add("manifest", OK, detail)
+
+
+def _check_read(report: ConnectionReport, check: str, pull, rejections: list, what: str) -> None:
+    """How a CSV pull went: rows read and kept, and the rejected rows counted per file with a few examples
+    (location, field, reason: never a value)."""
+    if pull is None:
+        return
+    counts = f"{pull.endpoint}: {pull.received} rows read, {pull.rows} {what} kept"
+    extra = [f"{pull.duplicates} duplicates" if pull.duplicates else "",
+             f"{pull.skipped} not students" if what == "students" and pull.skipped else ""]
+    counts += "".join(f", {e}" for e in extra if e)
+    if not rejections:
+        report.add(check, OK, counts + ", none rejected")
+        return
+    per_file: dict[str, int] = {}
+    for rejection in rejections:
+        name = rejection.location.split(" line ", 1)[0]
+        per_file[name] = per_file.get(name, 0) + 1
+    by_file = ", ".join(f"{n} in {name}" for name, n in per_file.items())
+    examples = "; ".join(f"{r.location}: {r.field} {r.reason}" for r in rejections[:3])
+    report.add(check, WARNING, f"{counts}, {len(rejections)} rejected ({by_file}), e.g. {examples}. The sync "
+               "leaves them out and lists them in rejected_records: fix them in the export")
 
 
 def known_buildings(path: str) -> list[str]:
@@ -394,6 +448,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     args = parser.parse_args(argv or [])
     try:
         settings = ConnectionSettings.from_env(env)
+        shape = DemoShape.from_env(env) if settings.needs_demo_provider else None
         buildings = None
         csv_path = args.buildings_csv or (env.get("ONEROSTER_BUILDINGS_CSV") or "").strip() or None
         if csv_path:
@@ -404,27 +459,19 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         print(f"connection test failed: {error}", file=sys.stderr)
         return 1
     with ExitStack() as stack:
-        if settings.needs_demo_provider:
-            settings = stack.enter_context(_demo(settings))
+        if settings.needs_demo_provider:  # the same district the sync starts (ONEROSTER_DEMO_* shape)
+            settings, message = stack.enter_context(start_demo_district(settings, shape))
+            print(f"({message})")
         report = connection_test(settings, buildings)
     print(f"connection: {report.connection}")
-    print(report.as_table())
-    print("\n".join(report.as_lines()[1:]))
+    # a failure's error is printed once: on stderr, at the end
+    print(report.as_table(failure_detail="failed: the error is below"))
+    # the summary below the table, without what the table already said (warnings, a failure)
+    print("\n".join(line for line in report.as_lines()[1:]
+                    if not line.startswith("warning: ") and (report.ok or not line.startswith("result:"))))
     if not report.ok:
         print(f"connection test failed: {report.error}", file=sys.stderr)
     return 0 if report.ok else 1
-
-
-@contextmanager
-def _demo(settings: ConnectionSettings) -> Iterator[ConnectionSettings]:
-    """Start the built-in demo district and point the settings at it (OAuth2 with a throwaway secret)."""
-    from ..demo.server import DemoProvider, DemoSettings  # noqa: PLC0415 (only the demo needs it)
-
-    secret = secrets.token_urlsafe(16)
-    with DemoProvider(settings=DemoSettings(client_secret=secret)) as provider:
-        print(f"(started the built-in demo provider at {provider.url})")
-        yield settings.with_overrides(base_url=provider.base_url("1.2"), version=None, auth="oauth2",
-                                      token_url=provider.token_url, client_id="demo-client", client_secret=secret)
 
 
 if __name__ == "__main__":

@@ -55,12 +55,94 @@ class OneRosterDataError(OneRosterError):
 
 
 class OneRosterConnectionError(OneRosterError):
-    """The provider could not be reached (DNS, refused, reset, timeout) after the retries."""
+    """The provider could not be reached after the retries. `kind` says what happened: `dns` (the host name does
+    not resolve), `refused` (nothing listens on the port), `tls` (handshake or certificate failure),
+    `connect_timeout`, `read_timeout`, `reset` (closed before an answer), `unreachable` (another socket error) or
+    `other`; `host` is `host:port` of the URL."""
+
+    def __init__(self, message: str, kind: str = "other", host: str | None = None) -> None:
+        self.kind, self.host = kind, host
+        super().__init__(message)
 
 
 class OneRosterReadTimeout(OneRosterConnectionError):
     """A page request the server did not answer within ONEROSTER_TIMEOUT_SECONDS (the pager retries it with a
     smaller page before giving up)."""
+
+    def __init__(self, message: str, kind: str = "read_timeout", host: str | None = None) -> None:
+        super().__init__(message, kind, host)
+
+
+def connection_error(error: BaseException, url: str, timeout: float, method: str = "GET",
+                     cls: type[OneRosterConnectionError] = OneRosterConnectionError) -> OneRosterConnectionError:
+    """A `OneRosterConnectionError` saying what happened, from a requests/urllib3 exception chain: DNS failure,
+    refused, TLS/certificate failure, connect or read timeout, reset. Names the redacted URL and its host."""
+    import socket  # noqa: PLC0415
+    import ssl  # noqa: PLC0415
+
+    import urllib3.exceptions as u3  # noqa: PLC0415
+
+    chain = list(_exception_chain(error))
+    shown = redact_url(url)
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        port = None
+    host = f"{parts.hostname or '?'}" + (f":{port}" if port else "")
+
+    def find(*types):
+        return next((e for e in chain if isinstance(e, types)), None)
+
+    budget = "gave up after the retries of ONEROSTER_MAX_RETRIES"
+    if (dns := find(u3.NameResolutionError, socket.gaierror)) is not None:
+        said = getattr(find(socket.gaierror), "strerror", None) or type(dns).__name__
+        kind, text = "dns", (f"DNS lookup failed: the host name {parts.hostname!r} could not be resolved ({said}); "
+                             "check the host in the URL (ONEROSTER_BASE_URL / ONEROSTER_TOKEN_URL) and the machine's "
+                             "DNS")
+    elif find(ConnectionRefusedError) is not None:
+        kind, text = "refused", (f"connection refused by {host}: nothing is listening on that port; check the host "
+                                 "and port in the URL, and that the provider's server is up")
+    elif (cert := find(ssl.SSLCertVerificationError)) is not None:
+        said = getattr(cert, "verify_message", None) or getattr(cert, "reason", None) or "verification failed"
+        kind, text = "tls", (f"TLS certificate verification failed for {host} ({said}); the server's certificate "
+                             "is not trusted by this machine (expired, self-signed, another host's name, or a proxy "
+                             "intercepting TLS)")
+    elif (tls := find(ssl.SSLError, u3.SSLError)) is not None:
+        ssl_error = find(ssl.SSLError)
+        said = (getattr(ssl_error, "reason", None) or str(ssl_error or tls))[:120]
+        kind, text = "tls", (f"TLS handshake with {host} failed ({said}); is it an https:// URL for a server that "
+                             "speaks plain HTTP on that port, or a proxy in between?")
+    elif find(u3.ReadTimeoutError, requests.exceptions.ReadTimeout) is not None:
+        kind, text = "read_timeout", (f"read timed out: {host} accepted the connection but sent no answer within "
+                                      f"{timeout:g}s (ONEROSTER_TIMEOUT_SECONDS)")
+    elif find(TimeoutError) is not None or any(isinstance(e, u3.ConnectTimeoutError) and
+                                               not isinstance(e, u3.NewConnectionError) for e in chain):
+        kind, text = "connect_timeout", (f"connect timed out: no connection to {host} within {timeout:g}s "
+                                         "(ONEROSTER_TIMEOUT_SECONDS); a wrong host, a firewall dropping the "
+                                         "connection, or the server is overloaded")
+    elif find(ConnectionResetError, ConnectionAbortedError, BrokenPipeError, u3.ProtocolError) is not None:
+        kind, text = "reset", f"the connection to {host} was closed before an answer (reset by the server or network)"
+    elif (os_error := find(OSError)) is not None and getattr(os_error, "strerror", None):
+        kind, text = "unreachable", f"could not connect to {host}: {os_error.strerror}"
+    else:
+        kind, text = "other", f"could not connect to {host} ({type(chain[-1]).__name__})"
+    return cls(f"{text}. {method} {shown} ({budget})", kind, host)
+
+
+def _exception_chain(error: BaseException):
+    """The error and every exception it wraps (urllib3 `reason`, exception args, __cause__, __context__)."""
+    seen, queue = set(), [error]
+    while queue:
+        current = queue.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        queue += [getattr(current, "reason", None) if isinstance(getattr(current, "reason", None), BaseException)
+                  else None]
+        queue += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        queue += [current.__cause__, current.__context__]
 
 
 def redact_url(url: str) -> str:

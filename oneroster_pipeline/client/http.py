@@ -18,7 +18,8 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .errors import OneRosterConnectionError, OneRosterDataError, OneRosterReadTimeout, http_error, redact_url
+from .errors import (OneRosterConnectionError, OneRosterDataError, OneRosterReadTimeout, connection_error,
+                     http_error, redact_url)
 from .settings import ConnectionSettings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -94,14 +95,9 @@ def send(session: requests.Session, method: str, url: str, timeout: float, **kwa
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
         if getattr(_local, "surface", False) and (isinstance(error, requests.exceptions.ReadTimeout) or
                                                   isinstance(_cause(error), urllib3.exceptions.ReadTimeoutError)):
-            raise OneRosterReadTimeout(f"timed out: {redact_url(url)} (no answer within {timeout:g}s, "
-                                       "ONEROSTER_TIMEOUT_SECONDS)") from None
-        cause = _cause(error)
-        kind = "timed out" if isinstance(error, requests.exceptions.Timeout) or isinstance(cause, (TimeoutError, urllib3.exceptions.TimeoutError)) \
-            else "could not connect"
-        raise OneRosterConnectionError(
-            f"{kind}: {redact_url(url)} ({type(cause).__name__}, after the retries of ONEROSTER_MAX_RETRIES; check "
-            "ONEROSTER_BASE_URL, the network and ONEROSTER_TIMEOUT_SECONDS)") from None
+            raise connection_error(error, url, timeout, method, OneRosterReadTimeout) from None
+        # what happened (DNS, refused, TLS, connect / read timeout, reset), naming the host and the redacted URL
+        raise connection_error(error, url, timeout, method) from None
 
 
 def _cause(error: Exception) -> Exception:
