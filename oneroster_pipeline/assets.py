@@ -368,7 +368,8 @@ def provider_connection_test(
     with oneroster.open(context.log) as source:
         report = connection_test(source, building_sis=known or None)
     table = markdown_table([{"check": c, "result": r, "detail": d} for c, r, d in report.rows()], 100)
-    context.log.info("connection test:\n" + report.as_table())
+    # a failure's error is said once in the log: by the Failure below
+    context.log.info("connection test:\n" + report.as_table(failure_detail="failed: see the step failure"))
     metadata = {"connection": report.connection, "ok": report.ok, "warnings": len(report.warnings),
                 "report": dg.MetadataValue.md(table)}
     if not report.ok:

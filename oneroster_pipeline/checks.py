@@ -81,7 +81,8 @@ def students_buildings_exist(duckdb: WarehouseResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset="oneroster_users",
-    description="The number of students fetched equals the total the provider reported (X-Total-Count).",
+    description=("REST: the number of students received equals the total the provider reported (X-Total-Count). "
+                 "CSV export: every row of users.csv was read (rows read, rejected) from a full (bulk) export."),
 )
 def fetched_count_matches_provider_total(duckdb: WarehouseResource) -> dg.AssetCheckResult:
     with duckdb.connect() as con:
@@ -96,14 +97,16 @@ def fetched_count_matches_provider_total(duckdb: WarehouseResource) -> dg.AssetC
     # `received` counts every record the provider sent (duplicates, rejected and skipped ones included), which is
     # what X-Total-Count counts; a provider that sends no total is judged by the pager's completeness verdict alone
     passed = bool(pull["complete"]) and (total is None or pull["received"] == total)
+    kept = (f"kept {pull['kept']} ({pull['duplicates']} duplicates, {pull['rejected']} rejected, "
+            f"{pull['skipped']} not students)")
+    if (pull["endpoint"] or "").endswith(".csv"):  # a CSV export ("users.csv", "users.csv + roles.csv"): no total
+        counted = f"CSV export ({pull['endpoint']}): {pull['received']} rows read, {pull['rejected']} rejected; {kept}"
+    else:
+        counted = (f"received {pull['received']} of a reported total of "
+                   f"{total if total is not None else 'unknown (no X-Total-Count)'}; {kept}")
     return dg.AssetCheckResult(
         passed=passed, severity=ERROR,
-        description=(
-            f"received {pull['received']} of a reported total of "
-            f"{total if total is not None else 'unknown (no X-Total-Count)'}; kept {pull['kept']} "
-            f"({pull['duplicates']} duplicates, {pull['rejected']} rejected, {pull['skipped']} not students)"
-            + (f"; incomplete: {pull['incomplete_reason']}" if not pull["complete"] else "")
-        ),
+        description=counted + (f"; incomplete: {pull['incomplete_reason']}" if not pull["complete"] else ""),
         metadata={k: v for k, v in pull.items() if v is not None},
     )
 

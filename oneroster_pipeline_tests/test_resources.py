@@ -54,3 +54,33 @@ def test_district_timezone_wins_over_the_fallback(clean_env):
     clean_env.setenv("ONEROSTER_DISTRICT_TIMEZONE", "America/Denver")
     resource = OneRosterResource.from_environment().process_config_and_initialize()
     assert resource.settings().district_timezone == "America/Denver"
+
+
+def test_the_sync_and_the_connection_test_start_the_same_demo_district(clean_env, capsys):
+    from oneroster_pipeline.client import connection_test as cli
+
+    env = {"ONEROSTER_DEMO_SCHOOLS": "3", "ONEROSTER_DEMO_STUDENTS": "120", "ONEROSTER_DEMO_SEED": "9"}
+    for var, value in env.items():
+        clean_env.setenv(var, value)
+    resource = OneRosterResource.from_environment().process_config_and_initialize()
+    log = Log()
+    with resource.open(log) as source:
+        schools = [name for batch in source.org_batches() for name, kind in
+                   zip(batch.column("name").to_pylist(), batch.column("type").to_pylist()) if kind == "school"]
+        students = sum(batch.num_rows for batch in source.student_batches())
+    assert cli.main([], env) == 0
+    out = capsys.readouterr().out
+    started = "built-in demo district (3 schools, 120 students, seed 9)"
+    assert any(started in line for line in log.lines) and started in out
+    assert students == 120 and f"students: {students}" in out.splitlines()
+    line = next(line for line in out.splitlines() if line.startswith("schools: "))
+    assert line.startswith(f"schools: {len(schools)} (e.g. ")
+    assert set(line.split("(e.g. ", 1)[1].rstrip(")").split(", ")) <= set(schools)
+
+
+def test_a_bad_demo_shape_names_its_variable(clean_env):
+    clean_env.setenv("ONEROSTER_DEMO_SCHOOLS", "0")
+    resource = OneRosterResource.from_environment().process_config_and_initialize()
+    with pytest.raises(ValueError, match="ONEROSTER_DEMO_SCHOOLS: must be at least 1"):
+        with resource.open(Log()):
+            pass
