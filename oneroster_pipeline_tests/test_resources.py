@@ -70,7 +70,7 @@ def test_the_sync_and_the_connection_test_start_the_same_demo_district(clean_env
         students = sum(batch.num_rows for batch in source.student_batches())
     assert cli.main([], env) == 0
     out = capsys.readouterr().out
-    started = "built-in demo district (3 schools, 120 students, seed 9)"
+    started = "demo district (3 schools, 120 students, seed 9)"
     assert any(started in line for line in log.lines) and started in out
     assert students == 120 and f"students: {students}" in out.splitlines()
     line = next(line for line in out.splitlines() if line.startswith("schools: "))

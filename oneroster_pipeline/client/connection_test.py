@@ -460,8 +460,9 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         return 1
     with ExitStack() as stack:
         if settings.needs_demo_provider:  # the same district the sync starts (ONEROSTER_DEMO_* shape)
-            settings, message = stack.enter_context(start_demo_district(settings, shape))
-            print(f"({message})")
+            settings, _ = stack.enter_context(start_demo_district(settings, shape))
+            print(f"(no provider configured: started the built-in demo provider with the sync's demo district "
+                  f"({shape.describe()}) at {settings.base_url})")
         report = connection_test(settings, buildings)
     print(f"connection: {report.connection}")
     # a failure's error is printed once: on stderr, at the end
