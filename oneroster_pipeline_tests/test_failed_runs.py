@@ -177,3 +177,15 @@ def test_a_failed_error_check_in_a_successful_run_alerts_in_run_once(provider, w
     _evaluate(harness, "failed_check_alert", result, failure=False)
     assert harness.rows("SELECT count(*) FROM sync_alerts") == [(1,)]
     assert len(received) == 1
+
+
+def test_a_settings_error_is_recorded_by_the_run(tmp_path):
+    """A settings error fails the first step before any request: the run still records itself."""
+    harness = SyncHarness(tmp_path, OneRosterResource(provider="oneroster", auth="oauth2"))  # no base URL
+    failed = harness.run("building_sync", raise_on_error=False)
+    assert not failed.success
+    [(outcome, message)] = harness.rows("SELECT outcome, message FROM sync_runs WHERE run_id = ?", [failed.run_id])
+    assert outcome == "failed" and "ONEROSTER_BASE_URL" in message
+    [(kind, alert)] = harness.rows("SELECT kind, message FROM sync_alerts WHERE run_id = ?", [failed.run_id])
+    assert kind == "run_failure" and "ONEROSTER_BASE_URL" in alert
+    assert harness.rows("SELECT count(*) FROM provider_connections") == [(0,)]
