@@ -24,7 +24,7 @@ from .pipeline import (
     last_org_pull_complete,
     stage_pull,
 )
-from .partitions import guard_connection
+from .partitions import activate_after_sync, guard_connection
 from .resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
 from .sync import seed_buildings_from_csv, sync_buildings
 
@@ -117,7 +117,7 @@ def _held(check_asset: str, check_name: str, held: SyncHeld):
     pool="duckdb", name="oneroster_orgs",
 )
 def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource):
-    guard_connection(context, oneroster, duckdb)  # refuses a connection that is not the active one (provider_switch)
+    connection = guard_connection(context, oneroster, duckdb)  # refuses a connection that is not the active one
     started = time.monotonic()
     with staged(context, oneroster, duckdb, "orgs") as pull, duckdb.connect() as con:
         try:
@@ -125,6 +125,7 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
                                      approved_mass_change(context))
         except SyncHeld as held:
             yield from _held("oneroster_orgs", "schools_present_guard", held)
+        activate_after_sync(context, con, connection)  # applied: a candidate connection becomes the active one
         by_type = store.query_dicts(
             con, "SELECT type, status, count(*) AS orgs FROM oneroster_orgs GROUP BY ALL ORDER BY ALL")
         record_run(context, con, connection=pull.label, orgs_fetched=pull.rows,
@@ -245,7 +246,7 @@ def student_sync_assets(
     sync_policy: SyncPolicyResource, alerts: AlertsResource,
 ):
     """Student sync: fetch students (delta or full), diff, apply what the hold policy lets through, one transaction."""
-    guard_connection(context, oneroster, duckdb)  # refuses a connection that is not the active one (provider_switch)
+    connection = guard_connection(context, oneroster, duckdb)  # refuses a connection that is not the active one
     started = time.monotonic()
     pulling, estimate = _pull_students(context, oneroster, duckdb, sync_policy)
     approved_hash = context.run.tags.get(APPROVE_HELD_DIFF_TAG)
@@ -257,6 +258,7 @@ def student_sync_assets(
             record_run(context, con, **_pull_columns(pull), diff_hash=held.diff_hash,
                        outcome="held", message="; ".join(held.reasons))
             yield from _held("students", "mass_change_guard", held)
+        activate_after_sync(context, con, connection)  # applied: a candidate connection becomes the active one
         record_run(context, con, **_pull_columns(pull), **_outcome_columns(done))
         preview = store.query_dicts(
             con, "SELECT student_id, sourced_id, building_sis, given_name, family_name, grade, status "

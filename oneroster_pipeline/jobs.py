@@ -3,6 +3,8 @@
 
 import dagster as dg
 
+from .run_records import RUN_HOOKS  # every run records its failure and failed checks itself
+
 BUILDING_ASSETS = dg.AssetSelection.assets("oneroster_orgs", "buildings")
 STUDENT_ASSETS = dg.AssetSelection.assets(
     "oneroster_orgs", "oneroster_users", "students", "student_buildings", "ignored_students"
@@ -11,20 +13,21 @@ STUDENT_ASSETS = dg.AssetSelection.assets(
 BUILDING_MATCH_CHECK = dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("buildings"), "building_sis_matches_schools"))
 
 building_sync = dg.define_asset_job(
-    "building_sync", selection=BUILDING_ASSETS,
+    "building_sync", selection=BUILDING_ASSETS, hooks=RUN_HOOKS,
     description="OneRoster orgs -> buildings. Run when a district connects and again when schools change.",
 )
 student_sync = dg.define_asset_job(
-    "student_sync", selection=STUDENT_ASSETS | BUILDING_MATCH_CHECK,
+    "student_sync", selection=STUDENT_ASSETS | BUILDING_MATCH_CHECK, hooks=RUN_HOOKS,
     description="OneRoster students -> students and ignored_students. Runs daily and on demand.",
 )
 full_sync = dg.define_asset_job(
-    "full_sync", selection=BUILDING_ASSETS | STUDENT_ASSETS,
+    "full_sync", selection=BUILDING_ASSETS | STUDENT_ASSETS, hooks=RUN_HOOKS,
     description="Building sync then student sync: the first connection of a district.",
 )
 
 preview_student_sync = dg.define_asset_job(
     "preview_student_sync", selection=dg.AssetSelection.assets("oneroster_orgs", "student_sync_preview"),
+    hooks=RUN_HOOKS,
     description=("Dry run: refreshes the raw orgs, then records the record-level diff the next student sync would "
                  "apply in sync_diffs; buildings and the student tables are not touched."),
 )

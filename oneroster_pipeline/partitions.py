@@ -3,7 +3,7 @@
 Why per connection, not per day: a OneRoster API returns only today's roster, so daily partitions over API pulls
 would stamp today's data with past dates. What changes the derived tables' ids is the connection, so a partition is
 a connection (`provider_connections.connection_id`, e.g. `classlink-v1p2-3fa2b1c0`). A partition is added when a
-connection becomes active (its first sync, or an applied provider switch). Rebuilding a partition recomputes
+connection becomes active (its first applied sync, or an applied provider switch). Rebuilding a partition recomputes
 `students`, `student_buildings` and `ignored_students` from the stored raw `oneroster_users` / `oneroster_orgs`,
 which always hold the active connection's snapshot: only the active connection's partition can be rebuilt, and a
 retired one fails saying which partition to pick.
@@ -19,10 +19,12 @@ from .provider_switch import (
     ConnectionChanged,
     SwitchBlocked,
     SwitchError,
+    activate_connection,
     rebuild_student_tables,
     require_active_connection,
 )
 from .resources import SyncPolicyResource, WarehouseResource
+from .run_records import RUN_HOOKS
 
 PROVIDER_CONNECTIONS = dg.DynamicPartitionsDefinition(name="provider_connection")
 APPROVE_REBUILD_TAG = "oneroster/approve_mass_change"  # "true": apply a rebuild that deactivates above thresholds
@@ -34,13 +36,29 @@ def add_connection_partition(instance: dg.DagsterInstance, connection_id: str) -
 
 
 def guard_connection(context, oneroster, duckdb) -> Connection:
-    """The sync guard for Dagster assets: refuse a connection that is not the active one (see provider_switch)."""
+    """The sync guard for Dagster assets: refuse a connection that is not the active one (see provider_switch).
+
+    With no active connection yet the configured one is a `candidate`: call `activate_after_sync` once the sync
+    applied, so a failed first sync never pins its connection.
+    """
     try:
-        connection, _ = require_active_connection(duckdb.connect, oneroster.settings())
+        connection, active = require_active_connection(duckdb.connect, oneroster.settings())
     except ConnectionChanged as changed:
         raise dg.Failure(description=str(changed)) from None
-    add_connection_partition(context.instance, connection.connection_id)
+    if active:
+        add_connection_partition(context.instance, connection.connection_id)
     return connection
+
+
+def activate_after_sync(context, con, connection: Connection) -> None:
+    """The sync against `connection` applied: it becomes the active connection (and gets its partition)."""
+    try:
+        activated = activate_connection(con, connection)
+    except ConnectionChanged as changed:
+        raise dg.Failure(description=str(changed)) from None
+    if activated:
+        context.log.info(f"{connection.label} [{connection.connection_id}] is now the active connection")
+    add_connection_partition(context.instance, connection.connection_id)
 
 
 @dg.asset(
@@ -77,7 +95,7 @@ def student_tables_by_connection(
 
 
 rebuild_student_tables_job = dg.define_asset_job(
-    "rebuild_student_tables", selection=dg.AssetSelection.assets("student_tables_by_connection"),
+    "rebuild_student_tables", selection=dg.AssetSelection.assets("student_tables_by_connection"), hooks=RUN_HOOKS,
     description=("Backfill: rebuild students, student_buildings and ignored_students from the stored raw tables "
                  "for a provider connection (pick the active connection's partition)."),
 )

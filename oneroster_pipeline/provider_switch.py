@@ -3,9 +3,11 @@
 Framework-free (no dagster import); `provider_switch_assets.py` and `partitions.py` are the Dagster layer.
 
 - **Connections.** Every sync names the configured connection (`connection_of(settings)`: provider, base URL
-  without credentials, OneRoster version). The first sync makes it `active` in `provider_connections`;
-  `require_active_connection` refuses any sync whose configured connection is not the active one
-  (`ConnectionChanged`), so a changed environment never half-switches a district.
+  without credentials, OneRoster version). While no connection is active, `require_active_connection` registers
+  the configured one as a `candidate` and lets the sync run; `activate_connection` makes it `active` once its
+  org pull or student sync applied (a failed first sync pins nothing, and a candidate never blocks another
+  connection). Once a connection is active, `require_active_connection` refuses any sync whose configured
+  connection is not that one (`ConnectionChanged`), so a changed environment never half-switches a district.
 - **Crosswalk.** `build_crosswalk` stages the new connection's orgs and students (`switch_orgs`, `switch_users`),
   matches schools to buildings and students to students rule by rule (configurable order), and writes every
   record with the rule that matched it, or `ambiguous` / `unmatched`, to `id_crosswalk`. A rule matches only
@@ -104,24 +106,47 @@ def _register(con: duckdb.DuckDBPyConnection, connection: Connection, status: st
 
 
 def require_active_connection(connect, settings, now: datetime | None = None) -> tuple[Connection, bool]:
-    """The sync guard: returns (the configured connection, whether this call made it active).
+    """The sync guard: returns (the configured connection, whether it is the active one already).
 
-    `connect` opens the warehouse (a context manager yielding a DuckDB connection). The first sync of a district
-    makes its connection active; afterwards a sync whose configured connection is not the active one raises
-    ConnectionChanged naming both connections and the procedure.
+    `connect` opens the warehouse (a context manager yielding a DuckDB connection). While no connection is active
+    (a district's first sync, or first syncs that all failed), the configured connection is registered as a
+    `candidate` and the sync may run: `activate_connection` makes it active once the sync applied. When a
+    connection is active, a sync whose configured connection is another one raises ConnectionChanged naming both
+    connections and the procedure; a candidate left by a failed sync never blocks a different connection.
     """
     connection = connection_of(settings)
     now = now or datetime.now().astimezone()
     with connect() as con, store.transaction(con):
         active = active_connection(con)
         if active is None:
-            _register(con, connection, "active", now)
-            con.execute("UPDATE provider_connections SET status = 'active', activated_at = ?, retired_at = NULL "
-                        "WHERE connection_id = ?", [now, connection.connection_id])
-            return connection, True
-        if active["connection_id"] == connection.connection_id:
+            _register(con, connection, "candidate", now)
             return connection, False
-    raise ConnectionChanged(
+        if active["connection_id"] == connection.connection_id:
+            return connection, True
+    raise _changed(connection, active)
+
+
+def activate_connection(con: duckdb.DuckDBPyConnection, connection: Connection,
+                        now: datetime | None = None) -> bool:
+    """After a sync against `connection` applied: make it active when none is; True when this call activated it.
+
+    Raises ConnectionChanged when another connection became active meanwhile (a concurrent first sync).
+    """
+    now = now or datetime.now().astimezone()
+    with store.transaction(con):
+        active = active_connection(con)
+        if active is not None:
+            if active["connection_id"] != connection.connection_id:
+                raise _changed(connection, active)
+            return False
+        _register(con, connection, "active", now)
+        con.execute("UPDATE provider_connections SET status = 'active', activated_at = ?, retired_at = NULL "
+                    "WHERE connection_id = ?", [now, connection.connection_id])
+    return True
+
+
+def _changed(connection: Connection, active: dict) -> ConnectionChanged:
+    return ConnectionChanged(
         f"The configured OneRoster connection changed: configured {connection.label} "
         f"[{connection.connection_id}], active {active['label']} [{active['connection_id']}] since "
         f"{active['activated_at']:%Y-%m-%d %H:%M %Z}. Building and student syncs refuse to run against a new "

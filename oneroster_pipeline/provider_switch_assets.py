@@ -14,6 +14,7 @@ import dagster as dg
 
 from . import store
 from .partitions import add_connection_partition
+from .run_records import RUN_HOOKS
 from .pipeline import stage_pull
 from .provider_switch import (
     DEFAULT_SCHOOL_RULES,
@@ -182,11 +183,11 @@ def provider_connections(context: dg.AssetExecutionContext, duckdb: WarehouseRes
 
 
 provider_switch_job = dg.define_asset_job(
-    "provider_switch", selection=dg.AssetSelection.assets("id_crosswalk", "provider_connections"),
+    "provider_switch", selection=dg.AssetSelection.assets("id_crosswalk", "provider_connections"), hooks=RUN_HOOKS,
     description=("Provider change: builds id_crosswalk from the configured (new) connection and applies it unless "
                  f"its checks block it ({APPROVE_SWITCH_TAG}=true applies a blocked crosswalk)."),
 )
 provider_switch_preview_job = dg.define_asset_job(
-    "provider_switch_preview", selection=dg.AssetSelection.assets("id_crosswalk"),
+    "provider_switch_preview", selection=dg.AssetSelection.assets("id_crosswalk"), hooks=RUN_HOOKS,
     description="Provider change, review only: builds id_crosswalk from the configured connection, applies nothing.",
 )
