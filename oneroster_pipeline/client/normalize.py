@@ -176,9 +176,10 @@ def _enum_text(value: object, field: str) -> str | None:
     return str(value).strip().lower() or None
 
 
-def _unknown(field: str, kind: str, value: object) -> _Reject:
-    shown = (value if isinstance(value, str) else str(value)).strip()
-    shown = shown if len(shown) <= _SHOWN else shown[:_SHOWN] + "..."
+def _unknown(field: str, kind: str, value: str) -> _Reject:
+    """The rejection of a value outside the vocabulary, naming it as matched (trimmed, lower-cased: so the REST and
+    CSV sources word it alike), cut to 40 characters."""
+    shown = value if len(value) <= _SHOWN else value[:_SHOWN] + "..."
     return _Reject(field, f"unknown value {shown!r} (not a OneRoster {kind})")
 
 
@@ -192,7 +193,7 @@ def _status(value: object) -> str:
         return "active"
     known = STATUSES.get(status)
     if known is None:
-        raise _unknown("status", "status: active or tobedeleted", value)
+        raise _unknown("status", "status: active or tobedeleted", status)
     return known
 
 
@@ -205,7 +206,7 @@ def _role(value: object) -> str:
         raise _Reject("role", MISSING)
     if role in ROLES or _EXT.fullmatch(role):
         return role
-    raise _unknown("role", "1.1/1.2 role", value)
+    raise _unknown("role", "1.1/1.2 role", role)
 
 
 def _org_type(value: object) -> str:
@@ -217,7 +218,7 @@ def _org_type(value: object) -> str:
         raise _Reject("type", MISSING)
     if kind in ORG_TYPES or _EXT.fullmatch(kind):
         return kind
-    raise _unknown("type", "org type", value)
+    raise _unknown("type", "org type", kind)
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -241,7 +242,7 @@ def _enabled(value: object) -> bool | None:
         return None
     known = ENABLED.get(text)
     if known is None:
-        raise _unknown("enabledUser", "enabledUser: true or false", value)
+        raise _unknown("enabledUser", "enabledUser: true or false", text)
     return known
 
 
