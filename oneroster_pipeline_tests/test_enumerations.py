@@ -18,7 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import pyarrow as pa
 import pytest
 
 from oneroster_pipeline import pipeline, store, sync
@@ -149,7 +148,7 @@ def source_of(kind: str, tmp_path: Path, orgs: list, users: list):
 def pull(kind: str, tmp_path: Path, orgs: list, users: list):
     """(org rows, student rows, org rejections, student rejections, student PullReport) by sourcedId."""
     with source_of(kind, tmp_path, orgs, users) as source:
-        org_rows = pa.concat_tables(list(source.org_batches()) or [pa.table({})]).to_pylist() if orgs else []
+        org_rows = [r for b in source.org_batches() for r in b.to_pylist()]
         org_rejections = list(source.rejections)
         student_rows = [r for b in source.student_batches() for r in b.to_pylist()]
         return ({r["sourced_id"]: r for r in org_rows}, {r["sourced_id"]: r for r in student_rows},
