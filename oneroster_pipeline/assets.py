@@ -194,7 +194,8 @@ STUDENT_SPECS = [
     dg.AssetSpec(
         "ignored_students", group_name=GROUP, owners=OWNERS, kinds={"duckdb"},
         deps=["oneroster_users", "buildings", "oneroster_orgs"],
-        description="Every fetched student not imported, with reason school_not_a_building or no_school_org.",
+        description=("Every fetched student not imported, with reason school_not_a_building, school_tobedeleted "
+                     "or no_school_org."),
     ),
 ]
 

@@ -14,7 +14,10 @@ import duckdb
 
 from .store import query_dicts
 
-IGNORED_REASONS = ("school_not_a_building", "no_school_org")
+# why a fetched student has no building (README, `ignored_students`): an active school org of theirs has no building
+# yet (run building sync); their only school org(s) are tobedeleted (building sync creates no building for them);
+# none of their orgs is a school
+IGNORED_REASONS = ("school_not_a_building", "school_tobedeleted", "no_school_org")
 
 
 class BuildingsCsvError(ValueError):
@@ -327,31 +330,56 @@ def _plan_diff(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _plan_ignored(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
-    """`_next_ignored`: every fetched student with no building, with the reason a person can act on."""
+    """`_next_ignored`: every fetched student with no building, with the reason a person can act on.
+
+    school_not_a_building: an org of the student is a school that is not tobedeleted (so building sync would create
+    its building); school_tobedeleted: the student's school org(s) are all tobedeleted (building sync creates no
+    building for them: the provider is removing them); no_school_org: no org of the student is a school (each
+    named with its type, or as missing from the org pull). A missing name or status never changes the reason.
+    """
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _next_ignored AS
-        WITH school_names AS (  -- one small map, sourcedId -> "id (name, status)"; no per-student aggregate
-            SELECT map(list(sourced_id), list(sourced_id || ' (' || name || ', ' || status || ')')) AS names
-            FROM oneroster_orgs WHERE type = 'school'
+        WITH org_labels AS (  -- one small map, sourcedId -> (kind, "id (name, status)" | "id (type)")
+            SELECT map(list(sourced_id), list({
+                       'kind': CASE WHEN type <> 'school' OR type IS NULL THEN 'other'
+                                    WHEN status = 'tobedeleted' THEN 'tobedeleted' ELSE 'school' END,
+                       'label': CASE WHEN type = 'school'
+                                     THEN sourced_id || ' (' || coalesce(name, 'no name') || ', '
+                                          || coalesce(status, 'no status') || ')'
+                                     ELSE sourced_id || ' (' || coalesce(type, 'no type') || ')' END})) AS labels
+            FROM oneroster_orgs
         ), unmatched AS (
             SELECT u.sourced_id, u.given_name, u.family_name, u.org_sourced_ids,
-                   nullif(array_to_string(list_filter(
-                       list_transform(u.org_sourced_ids, lambda org: map_extract_value(n.names, org)),
-                       lambda school: school IS NOT NULL), '; '), '') AS schools
+                   list_transform(coalesce(u.org_sourced_ids, []), lambda org: coalesce(
+                       map_extract_value(n.labels, org), {'kind': 'other', 'label': org || ' (not in the org pull)'}))
+                       AS orgs
             FROM oneroster_users u ANTI JOIN _building_links l ON l.sourced_id = u.sourced_id
-            CROSS JOIN school_names n
+            CROSS JOIN org_labels n
+        ), classified AS (
+            SELECT *, list_filter(orgs, lambda o: o.kind <> 'other') AS schools,
+                   CASE WHEN list_bool_or(list_transform(orgs, lambda o: o.kind = 'school')) THEN 'school_not_a_building'
+                        WHEN list_bool_or(list_transform(orgs, lambda o: o.kind = 'tobedeleted'))
+                            THEN 'school_tobedeleted'
+                        ELSE 'no_school_org' END AS reason
+            FROM unmatched
         )
-        SELECT u.sourced_id, u.given_name, u.family_name, u.org_sourced_ids,
-               CASE WHEN u.schools IS NOT NULL THEN 'school_not_a_building' ELSE 'no_school_org' END AS reason,
-               CASE WHEN u.schools IS NOT NULL
-                    THEN 'school org(s) with no building: ' || u.schools
+        SELECT sourced_id, given_name, family_name, org_sourced_ids, reason,
+               CASE reason
+                    WHEN 'school_not_a_building'
+                    THEN 'school org(s) with no building: '
+                         || array_to_string(list_transform(schools, lambda o: o.label), '; ')
                          || ' - run building sync to create buildings for active schools'
-                    ELSE 'orgs are not schools (district, department or unknown): '
-                         || coalesce(array_to_string(u.org_sourced_ids, ', '), '(none)')
+                    WHEN 'school_tobedeleted'
+                    THEN 'school org(s) marked tobedeleted by the provider, so building sync creates no building: '
+                         || array_to_string(list_transform(schools, lambda o: o.label), '; ')
+                         || ' - if the school is still open, ask the provider to set its status to active'
+                    ELSE 'orgs are not schools: '
+                         || coalesce(nullif(array_to_string(list_transform(orgs, lambda o: o.label), ', '), ''),
+                                     '(none)')
                END AS detail,
                $now AS recorded_at
-        FROM unmatched u
+        FROM classified
         """,
         {"now": now},
     )

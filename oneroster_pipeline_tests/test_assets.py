@@ -38,7 +38,8 @@ def test_full_sync_builds_buildings_students_and_ignored(provider, tmp_path):
     assert fetched == counts["students"]
     assert imported + sum(ignored.values()) == fetched  # every student is imported or ignored with a reason
     assert ignored["no_school_org"] == counts["district_only_students"]
-    assert ignored["school_not_a_building"] == counts["closed_school_students"]
+    assert ignored["school_tobedeleted"] == counts["closed_school_students"]  # their only school is tobedeleted
+    assert "school_not_a_building" not in ignored
 
     # students in two schools: one students row, two student_buildings rows, one of them primary
     two = harness.rows("""

@@ -68,8 +68,8 @@ def test_value_spellings_are_normalised():
         {"sourcedId": "u2", "status": "active", "enabledUser": True, "primaryOrg": {"sourcedId": "o2"},
          "roles": [{"role": "student", "org": {"sourcedId": "o2"}}, {"role": "Student", "org": {"sourcedId": "o1"}}],
          "dateLastModified": "2024-05-01T10:00:00.123Z", "metadata": {"ic": {"legacysourceId": "s77"}}},
-        {"sourcedId": "u3", "enabledUser": "1", "role": "teacher", "dateLastModified": None, "grades": None},
-        {"sourcedId": "u4", "enabledUser": "0", "role": "student", "password": "hunter2"},
+        {"sourcedId": "u3", "enabledUser": " True ", "role": " TEACHER", "status": " ", "dateLastModified": None, "grades": None},
+        {"sourcedId": "u4", "enabledUser": "false", "role": "student", "password": "hunter2"},
     ]
     rejections = []
     table, skipped = users_table(users, "test", rejections, role="student")

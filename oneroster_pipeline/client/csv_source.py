@@ -94,6 +94,14 @@ _SQL_SETUP = (
     # a comma separated cell -> its trimmed, non-empty, distinct items in order
     "CREATE OR REPLACE MACRO csv_list(s) AS "
     "uniq(list_filter(list_transform(string_split(coalesce(s, ''), ','), lambda v: txt(v)), lambda v: v IS NOT NULL))",
+    # normalize's role rule, to tell in SQL the users that are not students (skipped) from those the student pull
+    # must see: a student, or a user with no role or a role outside the vocabulary (rejected by normalize._role)
+    "CREATE OR REPLACE MACRO role_norm(r) AS lower(trim(r, '"
+    + "".join(chr(c) for c in range(0x110000) if chr(c).isspace()) + "'))",
+    "CREATE OR REPLACE MACRO role_known(r) AS list_contains(['" + "', '".join(sorted(normalize.ROLES)) + "'], "
+    f"role_norm(r)) OR regexp_full_match(role_norm(r), '{normalize.EXT_PATTERN}')",
+    "CREATE OR REPLACE MACRO pulled_as_student(roles) AS len(roles) = 0 OR "
+    "list_bool_or(list_transform(roles, lambda r: role_norm(r) = 'student' OR NOT role_known(r)))",
 )
 
 
@@ -446,7 +454,7 @@ class CsvSource:
                          {primary} AS primary_org_sourced_id, csv_list(u.grades) AS grades,
                          txt(u.legacy) AS legacy_sourced_id
                   FROM {users} u {join})
-            WHERE (list_contains(roles, 'student') OR {unknown_role}){since}
+            WHERE (pulled_as_student(roles) OR {unknown_role}){since}
             ORDER BY rec""", params
 
     def _roles_by_user(self) -> str:
@@ -518,16 +526,39 @@ class CsvSource:
 
     def _finish(self, batch: pa.RecordBatch, schema: pa.Schema, entity: str, file: _CsvFile, lines: _LineIndex,
                 report: PullReport) -> pa.Table:
-        """Apply the per-value rules, report duplicates and rejections, and keep the good rows as `schema`."""
+        """Apply the per-value rules of normalize.py (status, type, role, enabledUser: one rule with the REST
+        source), report duplicates and rejections, and keep the good rows as `schema`."""
         columns = {name: batch.column(name) for name in batch.schema.names}
-        columns["status"] = _per_value(columns["status"], _csv_status, pa.string())[0]
-        problems = [("sourcedId", pc.is_null(columns["sourced_id"])),
-                    ("dateLastModified", pc.and_(pc.is_valid(columns["date_text"]),
-                                                 pc.is_null(columns["date_last_modified"])))]
+        columns["status"], _, bad_status = _per_value(columns["status"], _csv_status, pa.string())
+        no_text = pa.scalar(None, pa.string())
+        problems = [("sourcedId", pc.if_else(pc.is_null(columns["sourced_id"]), _MISSING, no_text)),
+                    ("status", bad_status),
+                    ("dateLastModified", pc.if_else(pc.and_(pc.is_valid(columns["date_text"]),
+                                                            pc.is_null(columns["date_last_modified"])),
+                                                    "not an ISO 8601 date-time", no_text))]
         if entity == "org":
-            columns["type"] = _per_value(columns["type"], normalize._lower, pa.string())[0]
+            columns["type"], _, bad_type = _per_value(columns["type"], normalize._org_type, pa.string())
+            problems.append(("type", bad_type))
         else:
-            columns["enabled_user"], bad_flag = _per_value(columns["enabled_text"], normalize._enabled, pa.bool_())
+            roles = columns["roles"]
+            flat = pc.list_flatten(roles)
+            mapped, refused, why = _per_value(flat, normalize._role, pa.string())
+            lengths = pc.list_value_length(roles).to_pylist()
+            bad_role: list[str | None] = [normalize.MISSING if n == 0 else None for n in lengths]
+            if pc.any(refused).as_py():
+                for row, reason in zip(pc.list_parent_indices(roles).to_pylist(), why.to_pylist()):
+                    if reason and bad_role[row] is None:
+                        bad_role[row] = reason
+            if not pc.all(pc.equal(mapped, flat)).as_py():  # a value normalize trims further (e.g. a no-break space)
+                values, at = mapped.to_pylist(), 0
+                new_roles = []
+                for n in lengths:
+                    new_roles.append(list(dict.fromkeys(v for v in values[at:at + n] if v)))
+                    at += n
+                columns["roles"] = pa.array(new_roles, pa.list_(pa.string()))
+            problems.append(("role", pa.array(bad_role, pa.string())))
+            columns["enabled_user"], _, bad_flag = _per_value(columns["enabled_text"], normalize._enabled,
+                                                              pa.bool_())
             problems.append(("enabledUser", bad_flag))
         duplicate = columns["repeated"]
         if pc.any(duplicate).as_py():
@@ -536,8 +567,8 @@ class CsvSource:
             room = DUPLICATE_SAMPLE - len(report.duplicate_sample)
             report.duplicate_sample += ids.slice(0, max(room, 0)).to_pylist()
         rejected = pa.array([False] * batch.num_rows)
-        for _, mask in problems:
-            rejected = pc.or_(rejected, mask)
+        for _, why in problems:
+            rejected = pc.or_(rejected, pc.is_valid(why))
         rejected = pc.and_(rejected, pc.invert(duplicate))
         if pc.any(rejected).as_py():
             self._reject(columns, problems, rejected, entity, file, lines)
@@ -547,14 +578,14 @@ class CsvSource:
 
     def _reject(self, columns: dict, problems: list, rejected: pa.Array, entity: str, file: _CsvFile,
                 lines: _LineIndex) -> None:
-        reasons = {"sourcedId": _MISSING, "dateLastModified": "not an ISO 8601 date-time",
-                   "enabledUser": "not a boolean (expected true/false)"}
-        masks = [(name, mask.to_pylist()) for name, mask in problems]
+        """One Rejection per rejected row: the first field at fault (sourcedId, status, dateLastModified, type or
+        role, enabledUser: the order of the REST normaliser) with normalize's reason for it."""
+        reasons = [(name, why.to_pylist()) for name, why in problems]
         for i in pc.indices_nonzero(rejected).to_pylist():
-            name = next(n for n, mask in masks if mask[i])
+            name, reason = next((n, why[i]) for n, why in reasons if why[i] is not None)
             rec = columns["rec"][i].as_py()
             self.rejections.append(Rejection(entity, columns["sourced_id"][i].as_py(),
-                                             f"{file.name} line {lines.line_of(rec)}", name, reasons[name]))
+                                             f"{file.name} line {lines.line_of(rec)}", name, reason))
 
 
 _ENTITY = {"orgs.csv": "org", "users.csv": "user", "roles.csv": "role"}
@@ -646,25 +677,28 @@ def _odd_quotes(path: Path) -> bool:
     return count % 2 == 1
 
 
-def _per_value(values: pa.Array, rule: Callable[[object], object], type_: pa.DataType) -> tuple[pa.Array, pa.Array]:
+def _per_value(values: pa.Array, rule: Callable[[object], object],
+               type_: pa.DataType) -> tuple[pa.Array, pa.Array, pa.Array]:
     """`rule` applied once per distinct value -> (the mapped column, a mask of the rows whose value the rule
-    refused with normalize's _Reject)."""
+    refused with normalize's _Reject, the reason of that refusal per row: null where the value was accepted)."""
     distinct = pc.unique(values)
-    mapped, refused = [], []
+    mapped, reasons = [], []
     for value in distinct.to_pylist():
         try:
             mapped.append(rule(value))
-            refused.append(False)
-        except normalize._Reject:
+            reasons.append(None)
+        except normalize._Reject as reject:
             mapped.append(None)
-            refused.append(True)
+            reasons.append(reject.reason)
     index = pc.index_in(values, value_set=distinct)
-    return pa.array(mapped, type_).take(index), pa.array(refused, pa.bool_()).take(index)
+    why = pa.array(reasons, pa.string()).take(index)
+    return pa.array(mapped, type_).take(index), pc.is_valid(why), why
 
 
 def _csv_status(value: object) -> str:
-    """normalize's status rule (lower-cased, inactive -> tobedeleted); empty, as bulk files leave it, is active."""
-    return normalize._status(value) or "active"
+    """normalize's status rule: active | tobedeleted (inactive -> tobedeleted); empty, as bulk files leave it, is
+    active (as a REST record without status); any other value is refused (the row is rejected, field status)."""
+    return normalize._status(value)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -1,14 +1,21 @@
 """OneRoster 1.1 / 1.2 org and user objects -> the flat rows of records.py, one `pa.Table` per page.
 
-Parsing is lenient where providers differ (enabledUser spellings, `inactive`, JSON nulls vs empty strings, 1.1
-`role` + `orgs[]` vs 1.2 `roles[]` + `primaryOrg`), so the same district yields the same rows from any provider.
-A record that cannot be normalised (no sourcedId, an unparseable dateLastModified, an enabledUser that is not a
-boolean) becomes a `Rejection` naming the field and reason (no payload values beyond its id) and the rest of the
-page goes on. `password` is never read.
+Parsing is lenient where providers differ in form (enabledUser as a JSON boolean or a string in any case, JSON nulls
+vs empty strings, 1.1 `role` + `orgs[]` vs 1.2 `roles[]` + `primaryOrg`), so the same district yields the same rows
+from any provider. Enumerations follow one rule, on every source (csv_source.py applies these same functions):
+`status`, `role`, org `type` and `enabledUser` are trimmed and matched case-insensitively against the OneRoster
+1.1 + 1.2 vocabularies below (role and type also accept `ext:` extension values); the legacy `inactive` is
+`tobedeleted`; a missing or blank status is `active`, a missing enabledUser is null (not stated), and a user without
+any role or an org without a type is rejected ("missing or empty"). A value outside the vocabulary is never
+reclassified: the record becomes a `Rejection` naming the field and the value (enumeration values are not personal
+data; cut to 40 characters). Any other record that cannot be normalised (no sourcedId, an unparseable
+dateLastModified) is a `Rejection` too, with no payload value beyond its id; the rest of the page goes on.
+`password` is never read.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,8 +24,23 @@ import pyarrow as pa
 
 from .records import ORG_SCHEMA, USER_SCHEMA
 
-_TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 _ROLES = USER_SCHEMA.get_field_index("roles")
+
+# The OneRoster vocabularies (lower-cased: matching is case-insensitive). Status: active | tobedeleted (1.1, 1.2),
+# and the legacy `inactive`, which means tobedeleted.
+STATUSES = {"active": "active", "tobedeleted": "tobedeleted", "inactive": "tobedeleted"}
+# Roles: 1.1 (administrator, aide, guardian, parent, proctor, relative, student, teacher) + 1.2 RoleDType.role
+# (adds counselor, districtAdministrator, principal, siteAdministrator, systemAdministrator; drops administrator).
+ROLES = frozenset({"administrator", "aide", "guardian", "parent", "proctor", "relative", "student", "teacher",
+                   "counselor", "districtadministrator", "principal", "siteadministrator", "systemadministrator"})
+# Org types: 1.1 = 1.2 OrgDType.type.
+ORG_TYPES = frozenset({"department", "district", "local", "national", "school", "state"})
+# an extension value of role or type: the spec's pattern `(ext:)[a-zA-Z0-9\.\-_]+`, matched lower-cased
+EXT_PATTERN = r"ext:[a-z0-9._-]+"
+ENABLED = {"true": True, "false": False}
+MISSING = "missing or empty"
+_EXT = re.compile(EXT_PATTERN)
+_SHOWN = 40  # characters of an unknown enumeration value named in a rejection
 
 
 @dataclass(frozen=True)
@@ -46,7 +68,8 @@ def orgs_table(records: Iterable[object], location: str, rejections: list[Reject
 
 def users_table(records: Iterable[object], location: str, rejections: list[Rejection],
                 role: str | None = None) -> tuple[pa.Table, int]:
-    """User objects -> (USER_SCHEMA table, count left out because they lack `role`); rejections as for orgs."""
+    """User objects -> (USER_SCHEMA table, count left out because none of their (known) roles is `role`);
+    rejections as for orgs. Every record is exactly one of: a row, a rejection, a skipped one."""
     rows = _rows(records, _user_row, "user", location, rejections)
     kept = rows if role is None else [r for r in rows if role in r[_ROLES]]
     return pa.Table.from_pydict(_columns(USER_SCHEMA, kept), schema=USER_SCHEMA), len(rows) - len(kept)
@@ -56,13 +79,15 @@ def _rows(records, make_row, entity: str, location: str, rejections: list[Reject
     rows = []
     for position, record in enumerate(records):
         sourced_id = record.get("sourcedId") if isinstance(record, dict) else None
-        sourced_id = sourced_id if isinstance(sourced_id, str) and sourced_id.strip() else None
+        sourced_id = sourced_id.strip() or None if isinstance(sourced_id, str) else None
         try:
             if not isinstance(record, dict):
                 raise _Reject("(record)", "not a JSON object")
             if sourced_id is None:
-                raise _Reject("sourcedId", "missing or empty")
-            rows.append(make_row(record, sourced_id.strip()))
+                raw = record.get("sourcedId")
+                raise _Reject("sourcedId", MISSING if raw is None or isinstance(raw, str) else
+                              f"not a string ({_json_type(raw)})")
+            rows.append(make_row(record, sourced_id))
         except _Reject as reject:
             rejections.append(Rejection(entity, sourced_id, f"{location}, item {position}", reject.field,
                                         reject.reason))
@@ -75,30 +100,37 @@ def _columns(schema: pa.Schema, rows: list[tuple]) -> dict[str, list]:
 
 
 def _org_row(o: dict, sourced_id: str) -> tuple:
-    return (sourced_id, _status(o.get("status")), _timestamp(o.get("dateLastModified")), _text(o.get("name")),
-            _lower(o.get("type")), _text(o.get("identifier")), _ref(o.get("parent")), _legacy(o.get("metadata")))
+    status, modified = _status(o.get("status")), _timestamp(o.get("dateLastModified"))
+    return (sourced_id, status, modified, _text(o.get("name")), _org_type(o.get("type")),
+            _text(o.get("identifier")), _ref(o.get("parent")), _legacy(o.get("metadata")))
 
 
 def _user_row(u: dict, sourced_id: str) -> tuple:
     get = u.get
+    status, modified = _status(get("status")), _timestamp(get("dateLastModified"))
     roles = get("roles")
     listed = get("orgs")
     if roles.__class__ is list and len(roles) == 1 and roles[0].__class__ is dict and listed is None:
         only = roles[0]  # the common 1.2 shape: one role in one org
-        role, org = _lower(only.get("role")), _ref(only.get("org"))
-        role_list, org_list = [role] if role else [], [org] if org else []
+        role, org = _role(only.get("role")), _ref(only.get("org"))
+        role_list, org_list = [role], [org] if org else []
     else:
         if roles.__class__ is list and roles:
-            role_names = [r.get("role") for r in roles if isinstance(r, dict)]
-            orgs = [r.get("org") for r in roles if isinstance(r, dict)]
+            for i, r in enumerate(roles):
+                if not isinstance(r, dict):
+                    raise _Reject("role", f"roles[{i}] is not a JSON object ({_json_type(r)})")
+            role_names = [r.get("role") for r in roles]
+            orgs = [r.get("org") for r in roles]
+        elif roles is not None and roles.__class__ is not list:
+            raise _Reject("role", f"roles is not a JSON array ({_json_type(roles)})")
         else:
             role_names, orgs = [get("role")], []
         if listed.__class__ is list:
             orgs += listed
-        role_list, org_list = _unique(_lower(r) for r in role_names), _unique(_ref(o) for o in orgs)
+        role_list, org_list = _unique(_role(r) for r in role_names), _unique(_ref(o) for o in orgs)
     enabled = get("enabledUser")
     text = _text
-    return (sourced_id, _status(get("status")), _timestamp(get("dateLastModified")), text(get("username")),
+    return (sourced_id, status, modified, text(get("username")),
             text(get("givenName")), text(get("familyName")), text(get("middleName")),
             text(get("email")), text(get("identifier")),
             enabled if enabled is None or enabled is True or enabled is False else _enabled(enabled),
@@ -119,11 +151,74 @@ def _lower(value: object) -> str | None:
     return text.lower() if text else None
 
 
-def _status(value: object) -> str | None:
-    if value == "active":
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "JSON boolean"
+    if isinstance(value, (int, float)):
+        return "JSON number"
+    if isinstance(value, dict):
+        return "JSON object"
+    if isinstance(value, list):
+        return "JSON array"
+    return "JSON string" if isinstance(value, str) else type(value).__name__
+
+
+def _enum_text(value: object, field: str) -> str | None:
+    """An enumeration value trimmed and lower-cased, None when missing or blank; an object or array is refused."""
+    if value.__class__ is str:
+        return value.strip().lower() or None
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):
+        raise _Reject(field, f"not a string ({_json_type(value)})")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip().lower() or None
+
+
+def _unknown(field: str, kind: str, value: str) -> _Reject:
+    """The rejection of a value outside the vocabulary, naming it as matched (trimmed, lower-cased: so the REST and
+    CSV sources word it alike), cut to 40 characters."""
+    shown = value if len(value) <= _SHOWN else value[:_SHOWN] + "..."
+    return _Reject(field, f"unknown value {shown!r} (not a OneRoster {kind})")
+
+
+def _status(value: object) -> str:
+    """active | tobedeleted (`inactive` is tobedeleted); missing or blank is active; anything else is refused."""
+    known = STATUSES.get(value) if value.__class__ is str else None
+    if known:
+        return known
+    status = _enum_text(value, "status")
+    if status is None:
+        return "active"
+    known = STATUSES.get(status)
+    if known is None:
+        raise _unknown("status", "status: active or tobedeleted", status)
+    return known
+
+
+def _role(value: object) -> str:
+    """A role of the vocabulary or an ext: role, lower-cased; missing or unknown is refused."""
+    if value.__class__ is str and value in ROLES:
         return value
-    status = _lower(value)
-    return "tobedeleted" if status == "inactive" else status
+    role = _enum_text(value, "role")
+    if role is None:
+        raise _Reject("role", MISSING)
+    if role in ROLES or _EXT.fullmatch(role):
+        return role
+    raise _unknown("role", "1.1/1.2 role", role)
+
+
+def _org_type(value: object) -> str:
+    """An org type of the vocabulary or an ext: type, lower-cased; missing or unknown is refused."""
+    if value.__class__ is str and value in ORG_TYPES:
+        return value
+    kind = _enum_text(value, "type")
+    if kind is None:
+        raise _Reject("type", MISSING)
+    if kind in ORG_TYPES or _EXT.fullmatch(kind):
+        return kind
+    raise _unknown("type", "org type", kind)
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -131,22 +226,24 @@ def _timestamp(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo is timezone.utc else parsed.astimezone(timezone.utc)
+    except (TypeError, ValueError, OverflowError):
         raise _Reject("dateLastModified", "not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed if parsed.tzinfo is timezone.utc else parsed.astimezone(timezone.utc)
 
 
 def _enabled(value: object) -> bool | None:
+    """true | false (a JSON boolean or a string in any case); missing or blank is None (not stated)."""
     if value is None or isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise _Reject("enabledUser", "not a boolean (expected true/false)")
+    text = _enum_text(value, "enabledUser")
+    if text is None:
+        return None
+    known = ENABLED.get(text)
+    if known is None:
+        raise _unknown("enabledUser", "enabledUser: true or false", text)
+    return known
 
 
 def _ref(value: object) -> str | None:
