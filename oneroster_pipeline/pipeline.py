@@ -284,7 +284,8 @@ def apply_student_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id:
             if not preview:
                 record_pull(con, pull, run_id, now)
             plan = plan_student_sync(con, now)
-            decision = evaluate_holds(con, plan, pull.rows, policy, full_pull)
+            # rows kept for rejected records count as landed: a pull of only rejected students is not an empty one
+            decision = evaluate_holds(con, plan, pull.rows + pull.kept_rejected, policy, full_pull)
             decision.approved = approval_is_valid(con, decision, approved_hash, now, policy)
             if preview:
                 diff = store.query_arrow(con, "SELECT * FROM _diff")

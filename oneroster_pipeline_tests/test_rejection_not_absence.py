@@ -89,6 +89,10 @@ class Roster:
             else:
                 del record["sourcedId"]
 
+    def corrupt_org(self, sourced_id: str) -> None:
+        with self.lock:
+            next(o for o in self.orgs if o["sourcedId"] == sourced_id)["dateLastModified"] = BAD_DATE
+
     def remove(self, sourced_id: str) -> None:
         with self.lock:
             self.students = [s for s in self.students if s.get("sourcedId") != sourced_id]
@@ -199,7 +203,24 @@ def test_rest_full_pull_with_20_malformed_dates_deactivates_no_one(server, tmp_p
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert "20 of the 239 records read were rejected" in check.description
     assert "20 existing row(s) of rejected records kept" in check.description
+    sample = check.metadata["rejected_sample"].value
+    assert sample.count("dateLastModified") == 20 and "GET /students offset 0, item " in sample
     assert any("rejections_within_tolerance" in line for line in failed_error_checks(harness.instance, result.run_id))
+
+
+def test_rest_school_with_a_malformed_date_keeps_its_building(server, tmp_path):
+    harness = SyncHarness(tmp_path, _rest_resource(server))
+    assert harness.run("full_sync").success
+    before = harness.rows("SELECT building_id, building_sis, status FROM buildings ORDER BY building_id")
+    server.roster.corrupt_org("school-1")
+    result = harness.run("building_sync")
+    assert harness.rows("SELECT building_id, building_sis, status FROM buildings ORDER BY building_id") == before
+    assert harness.rows("SELECT name FROM oneroster_orgs WHERE sourced_id = 'school-1'") == [("School 1",)]
+    assert harness.rows("SELECT sourced_id, field FROM rejected_records WHERE run_id = ?", [result.run_id]) == [
+        ("school-1", "dateLastModified")]
+    check = check_evaluation(result, "rejections_within_tolerance")
+    assert check.asset_key == dg.AssetKey("oneroster_orgs") and not check.passed  # 1 of 5 orgs: 20 %
+    assert "1 of the 5 records read were rejected (20.0%)" in check.description
 
 
 # ---- property: no valid student is ever deactivated by a corrupted neighbour ---------------------------------------
@@ -216,7 +237,8 @@ def _sync(con, source, staging: Path, run: str, now: datetime):
 CORRUPTIONS = st.dictionaries(st.integers(0, 239), st.sampled_from(["date", "enabled", "no_id"]), max_size=30)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(corruptions=CORRUPTIONS, removals=st.sets(st.integers(0, 239), max_size=5))
 def test_no_valid_student_is_deactivated_by_a_corrupted_neighbour(shared_server, corruptions, removals):
     shared_server.roster = Roster()
@@ -248,6 +270,21 @@ def test_no_valid_student_is_deactivated_by_a_corrupted_neighbour(shared_server,
     else:  # a complete pull still deactivates what really left
         assert {s for s, row in after.items() if row[-1] is not None} == removed
     assert len(pull.rejections) == len(corruptions)
+
+
+def test_a_pull_of_only_rejected_students_changes_nothing_and_is_not_held_as_empty(shared_server, tmp_path):
+    shared_server.roster = Roster()
+    settings_ = ConnectionSettings(provider="oneroster", base_url=shared_server.base_url, version="1.1",
+                                   auth="none", page_size=100, max_retries=1)
+    with open_source(settings_) as source, store.connect(tmp_path / "oneroster.duckdb") as con:
+        _sync(con, source, tmp_path, "clean", datetime(2026, 3, 2, tzinfo=timezone.utc))
+        before = con.execute(f"SELECT {STUDENT_CONTENT}, deactivated_at FROM students ORDER BY 1").fetchall()
+        for sourced_id in shared_server.roster.ids():
+            shared_server.roster.corrupt(sourced_id, "enabled")
+        pull, done = _sync(con, source, tmp_path, "all-rejected", datetime(2026, 3, 3, tzinfo=timezone.utc))
+        after = con.execute(f"SELECT {STUDENT_CONTENT}, deactivated_at FROM students ORDER BY 1").fetchall()
+    assert (pull.rows, pull.kept_rejected, pull.verdict.complete) == (0, 240, True)
+    assert done.outcome == "applied" and done.plan.deactivated == 0 and after == before
 
 
 # ---- done-when: CSV ------------------------------------------------------------------------------------------------
