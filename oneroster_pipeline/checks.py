@@ -1,11 +1,14 @@
 """Asset checks: validation results a person must see and can act on (offending ids and names, counts)."""
 
 
+import json
+
 import dagster as dg
 
 from . import store
 from .assets import markdown_table
-from .resources import WarehouseResource
+from .pipeline import rejection_findings
+from .resources import SyncPolicyResource, WarehouseResource
 
 ERROR = dg.AssetCheckSeverity.ERROR
 LISTED = 50  # offending records listed in a check's metadata
@@ -141,3 +144,104 @@ def _pull_complete_check(asset: str, collection: str) -> dg.AssetChecksDefinitio
 
 orgs_pull_complete = _pull_complete_check("oneroster_orgs", "orgs")
 students_pull_complete = _pull_complete_check("oneroster_users", "students")
+
+
+def _latest_pull(con, collection: str) -> dict | None:
+    rows = store.query_dicts(con, """
+        SELECT run_id, mode, reported_total, received, kept, duplicates, rejected, rejected_unidentified,
+               rejected_kept, skipped, received_by_file, rejected_by_file, complete, fetched_at
+        FROM pull_reports WHERE collection = ? ORDER BY fetched_at DESC LIMIT 1""", [collection])
+    return rows[0] if rows else None
+
+
+def _rejected_sample(con, collection: str, pull: dict) -> list[dict]:
+    return store.query_dicts(con, """
+        SELECT location, sourced_id, field, reason FROM rejected_records
+        WHERE collection = ? AND recorded_at = ? AND run_id IS NOT DISTINCT FROM ?
+        ORDER BY location LIMIT ?""", [collection, pull["fetched_at"], pull["run_id"], LISTED])
+
+
+def _rejections_check(asset: str, collection: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset, name="rejections_within_tolerance",
+        description=(
+            f"At most ONEROSTER_MAX_REJECTED_PCT (default 1) % of the latest {collection} pull's records were rejected "
+            "(could not be read: a bad date, enabledUser or enumeration value, a broken CSV line), overall and in "
+            "each CSV file. Rejected records keep their existing rows, so a high share means the district's data "
+            "is not being synced. The rejected records are in rejected_records."
+        ),
+    )
+    def rejections_within_tolerance(duckdb: WarehouseResource,
+                                    sync_policy: SyncPolicyResource) -> dg.AssetCheckResult:
+        with duckdb.connect() as con:
+            pull = _latest_pull(con, collection)
+            sample = _rejected_sample(con, collection, pull) if pull else []
+        if pull is None:
+            return dg.AssetCheckResult(passed=False, severity=ERROR, description=f"no {collection} pull recorded yet")
+        received_by_file = json.loads(pull["received_by_file"] or "{}")
+        rejected_by_file = json.loads(pull["rejected_by_file"] or "{}")
+        max_pct = sync_policy.max_rejected_pct
+        findings = rejection_findings(pull["received"], pull["rejected"], received_by_file, rejected_by_file, max_pct)
+        kept = pull["rejected_kept"] or 0
+        unidentified = pull["rejected_unidentified"] or 0
+        effects = (f"; {kept} existing row(s) of rejected records kept as they were"
+                   + (f"; {unidentified} rejected record(s) without a readable sourcedId, so nothing was "
+                      "deactivated by absence" if unidentified else ""))
+        if findings:
+            description = (f"more than ONEROSTER_MAX_REJECTED_PCT={max_pct:g}% of the {collection} pull was "
+                           f"rejected: {'; '.join(findings)}{effects}. See rejected_records (field and reason per "
+                           "record) and tell the provider")
+        else:
+            description = (f"{pull['rejected']} of {pull['received']} records rejected, within "
+                           f"ONEROSTER_MAX_REJECTED_PCT={max_pct:g}%" + (effects if pull["rejected"] else ""))
+        return dg.AssetCheckResult(
+            passed=not findings, severity=ERROR, description=description,
+            metadata={
+                "received": pull["received"], "rejected": pull["rejected"], "rejected_kept": kept,
+                "rejected_unidentified": unidentified, "max_rejected_pct": max_pct,
+                "received_by_file": dg.MetadataValue.json(received_by_file),
+                "rejected_by_file": dg.MetadataValue.json(rejected_by_file),
+                "rejected_sample": dg.MetadataValue.md(markdown_table(sample, LISTED)),
+            },
+        )
+
+    return rejections_within_tolerance
+
+
+orgs_rejections_within_tolerance = _rejections_check("oneroster_orgs", "orgs")
+users_rejections_within_tolerance = _rejections_check("oneroster_users", "students")
+
+
+@dg.asset_check(
+    asset="students", additional_deps=["oneroster_users"],
+    description=(
+        "The latest student pull landed students when the provider sent (or reported) any: zero students kept "
+        "from a pull of records means every one was rejected or lacked the student role (e.g. a roles.csv that "
+        "could not be read), never an empty district."
+    ),
+)
+def students_landed(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    with duckdb.connect() as con:
+        pull = _latest_pull(con, "students")
+        sample = _rejected_sample(con, "students", pull) if pull else []
+    if pull is None:
+        return dg.AssetCheckResult(passed=False, severity=ERROR, description="no student pull recorded yet")
+    total = pull["reported_total"]
+    sent = pull["received"] > 0 or (total or 0) > 0
+    passed = pull["kept"] > 0 or not sent
+    by_file = json.loads(pull["rejected_by_file"] or "{}")
+    files = ", ".join(f"{n} in {name}" for name, n in sorted(by_file.items()))
+    description = (
+        f"{pull['kept']} students landed from {pull['received']} records received"
+        + (f" (reported total {total})" if total is not None else "")
+        + f": {pull['rejected']} rejected{f' ({files})' if files else ''}, {pull['skipped']} without the "
+        f"student role, {pull['duplicates']} duplicates"
+        + ("" if passed else ". Nothing landed: see rejected_records and the pull_complete and "
+                             "rejections_within_tolerance checks; tell the provider")
+    )
+    return dg.AssetCheckResult(
+        passed=passed, severity=ERROR, description=description,
+        metadata={"kept": pull["kept"], "received": pull["received"], "reported_total": total if total is not None
+                  else "-", "rejected": pull["rejected"], "skipped": pull["skipped"],
+                  "rejected_sample": dg.MetadataValue.md(markdown_table(sample, LISTED))},
+    )

@@ -14,9 +14,12 @@ from .checks import (
     building_sis_matches_schools,
     fetched_count_matches_provider_total,
     orgs_pull_complete,
+    orgs_rejections_within_tolerance,
     students_buildings_exist,
     students_ids_unique,
+    students_landed,
     students_pull_complete,
+    users_rejections_within_tolerance,
 )
 from .jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS, test_connection
 from .partitions import student_tables_by_connection
@@ -43,6 +46,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         asset_checks=[
             building_sis_matches_schools, students_ids_unique, students_buildings_exist,
             fetched_count_matches_provider_total, orgs_pull_complete, students_pull_complete,
+            orgs_rejections_within_tolerance, users_rejections_within_tolerance, students_landed,
         ],
         jobs=[*SYNC_JOBS, *PROVIDER_SWITCH_JOBS, test_connection],
         schedules=[daily_student_sync_schedule()],

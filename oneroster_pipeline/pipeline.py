@@ -5,7 +5,9 @@ The Dagster assets compose these; the benchmark runs the very same path without 
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -39,8 +41,38 @@ class Verdict:
     reason: str | None = None
 
 
-def completeness_verdict(report) -> Verdict:
-    """The pager reached the end as the server said; X-Total-Count stayed put and matches what came; no repeats."""
+# the entity whose rejection names a row of the collection's raw table (a roles.csv row names its role, not a user)
+RAW_ENTITY = {"orgs": "org", "students": "user"}
+
+
+def identified_rejections(collection: str, rejections) -> list[str]:
+    """The sourcedIds of the rejected records that name a row of the collection's raw table: their existing rows
+    are kept as they are (a rejection is not an absence)."""
+    entity = RAW_ENTITY.get(collection)
+    return [r.sourced_id for r in rejections if r.entity == entity and r.sourced_id]
+
+
+def unidentified_rejections(collection: str, rejections) -> list:
+    """The rejected records whose raw-table sourcedId could not be read (no sourcedId; a roles.csv row, whose user
+    is not named by the rejection): any of them may be a record already synced."""
+    entity = RAW_ENTITY.get(collection)
+    return [r for r in rejections if not (r.entity == entity and r.sourced_id)]
+
+
+def rejected_file(location: str | None) -> str | None:
+    """The CSV file a rejection's location names ("roles.csv line 17" -> "roles.csv"); None for REST locations."""
+    first = (location or "").split(" ", 1)[0]
+    return first if first.lower().endswith(".csv") else None
+
+
+def rejected_by_file(rejections) -> dict[str, int]:
+    """Rejections per CSV file, e.g. {"roles.csv": 2400}; {} for a REST pull."""
+    return dict(Counter(f for f in (rejected_file(r.location) for r in rejections) if f))
+
+
+def completeness_verdict(report, rejections=()) -> Verdict:
+    """The pager reached the end as the server said; X-Total-Count stayed put and matches what came; no repeats;
+    and every rejected record could be identified (a rejection without a sourcedId may hide a synced record)."""
     if not report.complete:
         return Verdict(False, report.incomplete_reason or "the pull did not finish")
     first, last = report.first_reported_total, report.reported_total
@@ -53,7 +85,34 @@ def completeness_verdict(report) -> Verdict:
                               "server's order is not stable, so others may have been skipped")
     if last is not None and report.received != last:
         return Verdict(False, f"received {report.received} records but the server reported {last}")
+    unknown = unidentified_rejections(report.collection, rejections)
+    if unknown:
+        sample = "; ".join(f"{r.location}: {r.field} {r.reason}" for r in unknown[:3])
+        return Verdict(False, f"{len(unknown)} rejected record(s) could not be identified (no sourcedId of theirs "
+                              f"could be read, e.g. {sample}): any of them may be a record already synced, so "
+                              "nothing is deactivated by absence")
     return Verdict(True)
+
+
+def rejection_findings(received: int, rejected: int, received_by_file: dict[str, int],
+                       rejected_by_file: dict[str, int], max_pct: float) -> list[str]:
+    """What exceeds the tolerated share of rejected records (ONEROSTER_MAX_REJECTED_PCT): the pull overall and each
+    CSV file on its own (a file wholly rejected fails even when it is a small part of the export). [] when within."""
+    def over(n: int, base: int) -> bool:
+        return n > 0 and (base <= 0 or 100.0 * n / base > max_pct)
+
+    def share(n: int, base: int) -> str:
+        return f"{100.0 * n / base:.1f}%" if base > 0 else "all"
+
+    findings = []
+    base = sum(received_by_file.values()) if received_by_file else received
+    if over(rejected, base):
+        findings.append(f"{rejected} of the {base} records read were rejected ({share(rejected, base)})")
+    for name, n in sorted(rejected_by_file.items()):
+        read = received_by_file.get(name)
+        if read is not None and over(n, read):
+            findings.append(f"{name}: {n} of its {read} rows rejected ({share(n, read)})")
+    return findings
 
 
 @dataclass
@@ -69,10 +128,11 @@ class StagedPull:
     mode: str  # 'full' | 'delta'
     modified_since: datetime | None
     started_at: datetime
+    kept_rejected: int = 0  # existing raw rows kept as they were because their record was rejected (set by the load)
 
     @property
     def verdict(self) -> Verdict:
-        return completeness_verdict(self.report)
+        return completeness_verdict(self.report, self.rejections)
 
     @property
     def replaces(self) -> bool:
@@ -111,6 +171,10 @@ def record_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | 
         "endpoint": report.endpoint, "mode": pull.mode, "modified_since": pull.modified_since,
         "started_at": pull.started_at, "reported_total": report.reported_total, "received": report.received,
         "kept": pull.rows, "duplicates": report.duplicates, "rejected": len(pull.rejections),
+        "rejected_unidentified": len(unidentified_rejections(pull.collection, pull.rejections)),
+        "rejected_kept": pull.kept_rejected,
+        "received_by_file": json.dumps(dict(getattr(report, "received_by_file", None) or {}), sort_keys=True),
+        "rejected_by_file": json.dumps(rejected_by_file(pull.rejections), sort_keys=True),
         "skipped": report.skipped, "pages": report.pages,
         "complete": verdict.complete, "incomplete_reason": verdict.reason, "fetched_at": now,
     }])
@@ -121,9 +185,16 @@ def record_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | 
 
 
 def _load_raw(con: duckdb.DuckDBPyConnection, table: str, pull: StagedPull, now: datetime) -> None:
-    """Replace the raw table from a complete full pull; merge anything less (and say why)."""
+    """Replace the raw table from a complete full pull; merge anything less (and say why).
+
+    Rejection is not absence: a record rejected with its sourcedId keeps its existing raw row as it is (neither
+    removed nor updated), so the sync plans see it unchanged. A merge keeps it anyway (it is not in the file)."""
     if pull.replaces:
-        store.replace_from_parquet(con, table, pull.path, pull.label, now)
+        kept_ids = identified_rejections(pull.collection, pull.rejections)
+        _, pull.kept_rejected = store.replace_from_parquet(con, table, pull.path, pull.label, now, kept_ids)
+        if kept_ids:
+            log.warning(f"{len(kept_ids)} {pull.collection} record(s) were rejected (see rejected_records): "
+                        f"{pull.kept_rejected} existing {table} row(s) of theirs kept as they were")
         return
     if pull.mode == "full":
         log.warning(f"the {pull.collection} pull is incomplete ({pull.verdict.reason}); merging it without "
@@ -213,7 +284,8 @@ def apply_student_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id:
             if not preview:
                 record_pull(con, pull, run_id, now)
             plan = plan_student_sync(con, now)
-            decision = evaluate_holds(con, plan, pull.rows, policy, full_pull)
+            # rows kept for rejected records count as landed: a pull of only rejected students is not an empty one
+            decision = evaluate_holds(con, plan, pull.rows + pull.kept_rejected, policy, full_pull)
             decision.approved = approval_is_valid(con, decision, approved_hash, now, policy)
             if preview:
                 diff = store.query_arrow(con, "SELECT * FROM _diff")

@@ -149,6 +149,7 @@ class SyncPolicyResource(dg.ConfigurableResource):
     full_sync_every_days: int = 7
     delta_overlap_minutes: int = 60
     blackout_dates: Optional[str] = None  # e.g. "2026-06-15..2026-08-20, 2026-12-24..2027-01-01"
+    max_rejected_pct: float = 1.0  # rejected records above this share of a pull (or of one CSV file) fail a check
 
     def hold_policy(self):
         from .holds import HoldPolicy
@@ -174,6 +175,7 @@ class SyncPolicyResource(dg.ConfigurableResource):
             ("approval_hours", "ONEROSTER_APPROVAL_HOURS", float),
             ("full_sync_every_days", "ONEROSTER_FULL_SYNC_EVERY_DAYS", int),
             ("delta_overlap_minutes", "ONEROSTER_DELTA_OVERLAP_MINUTES", int),
+            ("max_rejected_pct", "ONEROSTER_MAX_REJECTED_PCT", float),
         ):
             if os.environ.get(var):
                 try:

@@ -82,7 +82,13 @@ TABLES_DDL = {
             mode VARCHAR NOT NULL, modified_since TIMESTAMPTZ, started_at TIMESTAMPTZ NOT NULL,
             reported_total BIGINT, received BIGINT NOT NULL, kept BIGINT NOT NULL, duplicates BIGINT NOT NULL,
             rejected BIGINT NOT NULL, skipped BIGINT NOT NULL, pages BIGINT, complete BOOLEAN NOT NULL, incomplete_reason VARCHAR,
-            fetched_at TIMESTAMPTZ NOT NULL)""",
+            fetched_at TIMESTAMPTZ NOT NULL, rejected_unidentified BIGINT, rejected_kept BIGINT,
+            received_by_file VARCHAR, rejected_by_file VARCHAR);
+        -- columns added after the first release (a database created before them gains them here)
+        ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS rejected_unidentified BIGINT;
+        ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS rejected_kept BIGINT;
+        ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS received_by_file VARCHAR;
+        ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS rejected_by_file VARCHAR""",
     "student_changes": """
         CREATE TABLE IF NOT EXISTS student_changes (
             run_id VARCHAR, changed_at TIMESTAMPTZ NOT NULL, student_id BIGINT NOT NULL,
@@ -285,15 +291,40 @@ def remove_staging(path: Path) -> None:
 
 
 def replace_from_parquet(
-    con: duckdb.DuckDBPyConnection, table: str, parquet: Path, provider: str, fetched_at
-) -> int:
-    """Replace `table`'s rows with the staged file's (call inside `transaction`)."""
+    con: duckdb.DuckDBPyConnection, table: str, parquet: Path, provider: str, fetched_at,
+    keep_sourced_ids: Iterable[str] = (),
+) -> tuple[int, int]:
+    """Replace `table`'s rows with the staged file's (call inside `transaction`), except the existing rows of
+    `keep_sourced_ids` that the file lacks (records the client rejected: a rejection is not an absence), which stay
+    exactly as they were. Set-based (a temp table of the ids, a semi join): fit for a million rows.
+
+    Returns (rows in `table` now, rows kept as they were)."""
+    ids = pa.array(list(dict.fromkeys(i for i in keep_sourced_ids if i)), pa.string())
+    kept = 0
+    if len(ids):
+        con.register("_keep_ids_batch", pa.table({"sourced_id": ids}))
+        try:
+            con.execute("CREATE OR REPLACE TEMP TABLE _keep_ids AS SELECT sourced_id FROM _keep_ids_batch")
+        finally:
+            con.unregister("_keep_ids_batch")
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _kept_rows AS
+                SELECT t.* FROM {table} t
+                SEMI JOIN _keep_ids k ON k.sourced_id = t.sourced_id
+                ANTI JOIN (SELECT sourced_id FROM read_parquet(?)) p ON p.sourced_id = t.sourced_id""",
+            [str(parquet)],
+        )
+        kept = con.execute("SELECT count(*) FROM _kept_rows").fetchall()[0][0]
     con.execute(f"DELETE FROM {table}")
     con.execute(
         f"INSERT INTO {table} BY NAME SELECT *, ? AS provider, ? AS fetched_at FROM read_parquet(?)",
         [provider, fetched_at, str(parquet)],
     )
-    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    if len(ids):
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _kept_rows")
+        con.execute("DROP TABLE _kept_rows")
+        con.execute("DROP TABLE _keep_ids")
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0], kept
 
 
 def merge_from_parquet(
