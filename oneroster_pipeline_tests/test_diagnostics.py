@@ -322,7 +322,8 @@ def test_csv_rows_the_sync_would_reject_are_a_warning_with_counts_per_file(tmp_p
     report = cli.connection_test(ConnectionSettings.from_env(csv_env(csv_export(tmp_path, "1.2", break_rows))))
     result, detail = {c.check: (c.result, c.detail) for c in report.checks}["students"]
     assert report.ok and result == "warning", detail
-    assert "2 rejected (1 in users.csv, 1 in roles.csv)" in detail and "users.csv line 3" in detail, detail
+    # the user whose only roles.csv row lost its role is rejected too (no role at all: the enumeration rule)
+    assert "3 rejected (2 in users.csv, 1 in roles.csv)" in detail and "users.csv line 3" in detail, detail
     assert "one column too many" not in detail  # locations and reasons, never values
 
 
