@@ -45,7 +45,7 @@ def start_demo(students: int, schools: int, latency_ms: int) -> tuple[subprocess
 def fetch_floor(base_url: str, page_size: int) -> tuple[float, int]:
     """Plain requests over every /students page the sync asks for (same query: fields, sort, limit), one at a
     time on one connection, bodies read and discarded."""
-    from oneroster_pipeline.client.source import SORT_FIELD, USER_FIELDS
+    from oneroster_pipeline.client.sources import SORT_FIELD, USER_FIELDS
 
     query = {"fields": USER_FIELDS["1.2"], "sort": SORT_FIELD, "limit": page_size}
     session, offset, pages, started = requests.Session(), 0, 0, time.perf_counter()
@@ -61,12 +61,16 @@ def fetch_floor(base_url: str, page_size: int) -> tuple[float, int]:
 
 def child(base_url: str, page_size: int, concurrency: int | None, workdir: str, memory_limit: str | None) -> None:
     """The measured process: the real sync path, then its own wall time and peak RSS as JSON."""
-    from oneroster_pipeline import store
     from oneroster_pipeline.client.settings import ConnectionSettings
-    from oneroster_pipeline.client.source import open_source
-    from oneroster_pipeline.holds import HoldPolicy
-    from oneroster_pipeline.pipeline import apply_org_pull, apply_student_pull, stage_pull
-    from oneroster_pipeline.sync import sync_buildings
+    from oneroster_pipeline.client.sources import open_source
+    from oneroster_pipeline.warehouse import store
+    from oneroster_pipeline.warehouse.holds import HoldPolicy
+    from oneroster_pipeline.warehouse.pulls import (
+        apply_org_pull,
+        apply_student_pull,
+        stage_pull,
+    )
+    from oneroster_pipeline.warehouse.students import sync_buildings
 
     env = {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": base_url, "ONEROSTER_AUTH": "none",
            "ONEROSTER_PAGE_SIZE": str(page_size)}

@@ -3,14 +3,32 @@
 
 import dagster as dg
 
-from .assets import (
+from oneroster_pipeline.defs.alerts.sensors import (
+    failed_check_alert,
+    sync_failure_alert,
+)
+from oneroster_pipeline.defs.provider_switch.assets import (
+    SwitchPolicyResource,
+    id_crosswalk,
+    provider_connections,
+)
+from oneroster_pipeline.defs.provider_switch.partitions import (
+    student_tables_by_connection,
+)
+from oneroster_pipeline.defs.resources import (
+    AlertsResource,
+    OneRosterResource,
+    SyncPolicyResource,
+    WarehouseResource,
+)
+from oneroster_pipeline.defs.sync.assets import (
     buildings,
     oneroster_orgs,
     provider_connection_test,
     student_sync_assets,
     student_sync_preview,
 )
-from .checks import (
+from oneroster_pipeline.defs.sync.checks import (
     building_sis_matches_schools,
     fetched_count_matches_provider_total,
     orgs_pull_complete,
@@ -21,12 +39,12 @@ from .checks import (
     students_pull_complete,
     users_rejections_within_tolerance,
 )
-from .jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS, test_connection
-from .partitions import student_tables_by_connection
-from .provider_switch_assets import SwitchPolicyResource, id_crosswalk, provider_connections
-from .resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
-from .schedules import daily_student_sync_schedule
-from .sensors import failed_check_alert, sync_failure_alert
+from oneroster_pipeline.defs.sync.jobs import (
+    PROVIDER_SWITCH_JOBS,
+    SYNC_JOBS,
+    test_connection,
+)
+from oneroster_pipeline.defs.sync.schedules import daily_student_sync_schedule
 
 
 def default_resources() -> dict:

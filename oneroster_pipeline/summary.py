@@ -7,8 +7,7 @@ import sys
 
 import duckdb
 
-from .resources import DEFAULT_DUCKDB_PATH
-from .store import TABLES_DDL
+from oneroster_pipeline.warehouse.store import DEFAULT_DUCKDB_PATH, TABLES_DDL
 
 BREAKDOWNS = {
     "buildings": "SELECT status, count(*) FROM buildings GROUP BY 1 ORDER BY 1",

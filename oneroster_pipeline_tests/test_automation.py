@@ -13,10 +13,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from oneroster_pipeline.defs.resources import SyncPolicyResource
+from oneroster_pipeline.defs.sync.schedules import daily_student_sync_schedule
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
-from oneroster_pipeline.resources import SyncPolicyResource
-from oneroster_pipeline.schedules import daily_student_sync_schedule
 
 from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from oneroster_pipeline.client import connection_test as cli
-from oneroster_pipeline.client.connection_test import connection_test
+from oneroster_pipeline.client import diagnostics as cli
+from oneroster_pipeline.client.diagnostics import connection_test
 from oneroster_pipeline.demo.district import DistrictShape
 
 from .client_fixtures import SECRETS, env_for, serve, settings_for

@@ -13,7 +13,7 @@ from oneroster_pipeline.client.errors import (
     redact_url,
 )
 from oneroster_pipeline.client.settings import ConnectionSettings
-from oneroster_pipeline.client.source import open_source
+from oneroster_pipeline.client.sources import open_source
 
 from .client_fixtures import SECRETS, api_requests, serve, settings_for
 

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pytest
 
 from oneroster_pipeline.client.normalize import orgs_table, users_table
-from oneroster_pipeline.client.records import ORG_SCHEMA, USER_SCHEMA
-from oneroster_pipeline.client.source import open_source
+from oneroster_pipeline.client.schemas import ORG_SCHEMA, USER_SCHEMA
+from oneroster_pipeline.client.sources import open_source
 from oneroster_pipeline.demo import personas as q
 
 from .client_fixtures import concat, serve, settings_for

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from oneroster_pipeline.client.connection_test import connection_test
 from oneroster_pipeline.client.csv_source import CsvExportError, CsvSource
-from oneroster_pipeline.client.records import ORG_SCHEMA, USER_SCHEMA
+from oneroster_pipeline.client.diagnostics import connection_test
+from oneroster_pipeline.client.schemas import ORG_SCHEMA, USER_SCHEMA
 from oneroster_pipeline.client.settings import ConnectionSettings
-from oneroster_pipeline.client.source import PullReport, open_source
+from oneroster_pipeline.client.sources import PullReport, open_source
 from oneroster_pipeline.demo.csv_export import export_csv
 
 from .client_fixtures import SHAPE, concat, serve, settings_for

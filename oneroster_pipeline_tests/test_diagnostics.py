@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from oneroster_pipeline import store
-from oneroster_pipeline.client import connection_test as cli
+from oneroster_pipeline.client import diagnostics as cli
 from oneroster_pipeline.client.errors import OneRosterConnectionError
 from oneroster_pipeline.client.settings import ConnectionSettings
-from oneroster_pipeline.client.source import open_source
+from oneroster_pipeline.client.sources import open_source
+from oneroster_pipeline.defs.resources import WarehouseResource
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
-from oneroster_pipeline.resources import WarehouseResource
+from oneroster_pipeline.warehouse import store
 
 from .client_fixtures import serve
 
@@ -329,7 +329,7 @@ def test_csv_rows_the_sync_would_reject_are_a_warning_with_counts_per_file(tmp_p
 
 # ---- the fetched-count check on a CSV pull ---------------------------------------------------------------------
 def test_the_count_check_of_a_csv_pull_speaks_of_rows_read_not_of_x_total_count(tmp_path):
-    from oneroster_pipeline.checks import fetched_count_matches_provider_total  # noqa: PLC0415
+    from oneroster_pipeline.defs.sync.checks import fetched_count_matches_provider_total  # noqa: PLC0415
 
     path = tmp_path / "oneroster.duckdb"
     now = datetime.now(timezone.utc)

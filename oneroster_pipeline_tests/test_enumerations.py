@@ -2,7 +2,7 @@
 
 Every case is pulled twice: over REST from a small OneRoster server of the test's own on loopback (real HTTP, serving
 the odd JSON as is) and from a OneRoster CSV export written by the test; then, where it matters, synced into DuckDB
-through the same functions the Dagster assets call (pipeline.stage_pull / apply_org_pull / sync_buildings /
+through the same functions the Dagster assets call (pulls.stage_pull / apply_org_pull / sync_buildings /
 apply_student_pull).
 """
 
@@ -20,11 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from oneroster_pipeline import pipeline, store, sync
 from oneroster_pipeline.client.csv_source import CsvSource
 from oneroster_pipeline.client.settings import ConnectionSettings
-from oneroster_pipeline.client.source import open_source
-from oneroster_pipeline.holds import HoldPolicy
+from oneroster_pipeline.client.sources import open_source
+from oneroster_pipeline.warehouse import pulls, store
+from oneroster_pipeline.warehouse.holds import HoldPolicy
+from oneroster_pipeline.warehouse.students import sync_buildings
 
 from .client_fixtures import FAST
 
@@ -160,12 +161,12 @@ def synced(kind: str, tmp_path: Path, orgs: list, users: list, building_sync: bo
     now = datetime.now(timezone.utc)
     staging = tmp_path / "staging"
     with source_of(kind, tmp_path, orgs, users) as source, store.connect(tmp_path / "db.duckdb") as con:
-        pipeline.apply_org_pull(con, pipeline.stage_pull(source, "orgs", staging), "run-1", now)
+        pulls.apply_org_pull(con, pulls.stage_pull(source, "orgs", staging), "run-1", now)
         if building_sync:
             with store.transaction(con):
-                sync.sync_buildings(con, now)
-        students = pipeline.stage_pull(source, "students", staging)
-        outcome = pipeline.apply_student_pull(con, students, "run-1", now, HoldPolicy())
+                sync_buildings(con, now)
+        students = pulls.stage_pull(source, "students", staging)
+        outcome = pulls.apply_student_pull(con, students, "run-1", now, HoldPolicy())
         rows = {table: store.query_dicts(con, f"SELECT * FROM {table}")
                 for table in ("buildings", "students", "ignored_students", "oneroster_orgs", "rejected_records")}
         rows["ignored_by_reason"] = outcome.result.ignored_by_reason

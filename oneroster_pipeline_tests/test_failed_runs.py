@@ -18,11 +18,16 @@ import duckdb
 import pytest
 
 from oneroster_pipeline.definitions import build_definitions
+from oneroster_pipeline.defs.provider_switch.partitions import PROVIDER_CONNECTIONS
+from oneroster_pipeline.defs.resources import (
+    AlertsResource,
+    OneRosterResource,
+    SyncPolicyResource,
+    WarehouseResource,
+)
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
-from oneroster_pipeline.partitions import PROVIDER_CONNECTIONS
-from oneroster_pipeline.resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
 
 from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
 from .test_automation import _evaluate, webhook  # noqa: F401  (the webhook receiver fixture)

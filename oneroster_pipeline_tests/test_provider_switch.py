@@ -17,13 +17,22 @@ import duckdb
 import pytest
 
 from oneroster_pipeline.definitions import build_definitions
+from oneroster_pipeline.defs.provider_switch.assets import (
+    APPROVE_SWITCH_TAG,
+    SwitchPolicyResource,
+)
+from oneroster_pipeline.defs.provider_switch.partitions import PROVIDER_CONNECTIONS
+from oneroster_pipeline.defs.resources import OneRosterResource
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
-from oneroster_pipeline.partitions import PROVIDER_CONNECTIONS
-from oneroster_pipeline.provider_switch_assets import APPROVE_SWITCH_TAG, SwitchPolicyResource
-from oneroster_pipeline.resources import OneRosterResource
 
-from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, check_evaluation, oneroster_for
+from .sync_harness import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SyncHarness,
+    check_evaluation,
+    oneroster_for,
+)
 
 SHAPE = DistrictShape(schools=4, students=300, seed=23)
 CONTENT = "sourced_id, building_sis, given_name, family_name, username, email, identifier, grade, enabled_user, status"
@@ -302,7 +311,7 @@ def _backfill_logger() -> logging.Logger:
 
 def test_connection_identity_is_stable_and_never_holds_a_credential(tmp_path):
     from oneroster_pipeline.client.settings import ConnectionSettings
-    from oneroster_pipeline.provider_switch import connection_of
+    from oneroster_pipeline.warehouse.provider_switch import connection_of
 
     demo = connection_of(ConnectionSettings.from_env({}))
     assert demo == connection_of(ConnectionSettings.from_env({})) and demo.label == "demo (built-in demo district)"

@@ -26,24 +26,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oneroster_pipeline import store
 from oneroster_pipeline.client.normalize import Rejection
 from oneroster_pipeline.client.paging import PullReport
 from oneroster_pipeline.client.settings import ConnectionSettings
-from oneroster_pipeline.client.source import open_source
+from oneroster_pipeline.client.sources import open_source
+from oneroster_pipeline.defs.alerts.sensors import failed_error_checks
+from oneroster_pipeline.defs.resources import OneRosterResource
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
-from oneroster_pipeline.holds import HoldPolicy
-from oneroster_pipeline.pipeline import (
+from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.holds import HoldPolicy
+from oneroster_pipeline.warehouse.pulls import (
     apply_org_pull,
     apply_student_pull,
     completeness_verdict,
     rejection_findings,
     stage_pull,
 )
-from oneroster_pipeline.resources import OneRosterResource
-from oneroster_pipeline.sensors import failed_error_checks
-from oneroster_pipeline.sync import sync_buildings
+from oneroster_pipeline.warehouse.students import sync_buildings
 
 from .sync_harness import STUDENT_CONTENT, SyncHarness, check_evaluation
 

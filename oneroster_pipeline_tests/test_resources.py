@@ -6,7 +6,7 @@ import os
 import pytest
 
 from oneroster_pipeline.client.settings import ENV_VARS
-from oneroster_pipeline.resources import OneRosterResource
+from oneroster_pipeline.defs.resources import OneRosterResource
 
 
 class Log:
@@ -57,7 +57,7 @@ def test_district_timezone_wins_over_the_fallback(clean_env):
 
 
 def test_the_sync_and_the_connection_test_start_the_same_demo_district(clean_env, capsys):
-    from oneroster_pipeline.client import connection_test as cli
+    from oneroster_pipeline.client import diagnostics as cli
 
     env = {"ONEROSTER_DEMO_SCHOOLS": "3", "ONEROSTER_DEMO_STUDENTS": "120", "ONEROSTER_DEMO_SEED": "9"}
     for var, value in env.items():

@@ -3,9 +3,9 @@
 import duckdb
 import pytest
 
-from oneroster_pipeline import store
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
+from oneroster_pipeline.warehouse import store
 
 from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
 

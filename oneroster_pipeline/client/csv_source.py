@@ -50,9 +50,9 @@ from . import normalize
 from .errors import OneRosterError
 from .normalize import Rejection
 from .paging import DUPLICATE_SAMPLE
-from .records import ORG_SCHEMA, USER_SCHEMA
+from .schemas import ORG_SCHEMA, USER_SCHEMA
 from .settings import VERSIONS, ConnectionSettings
-from .source import PullReport, delta_filter
+from .sources import PullReport, delta_filter
 
 __all__ = ["CsvSource", "CsvExportError", "MANIFEST"]
 
@@ -206,7 +206,7 @@ class CsvSource:
 
     def connection_test(self):
         """Read the export's orgs: a `ConnectionReport` (see connection_test.py)."""
-        from .connection_test import connection_test  # noqa: PLC0415 (that module imports the sources)
+        from .diagnostics import connection_test  # noqa: PLC0415 (that module imports the sources)
 
         return connection_test(self)
 

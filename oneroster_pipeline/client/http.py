@@ -18,8 +18,14 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .errors import (OneRosterConnectionError, OneRosterDataError, OneRosterReadTimeout, connection_error,
-                     http_error, redact_url)
+from .errors import (
+    OneRosterConnectionError,
+    OneRosterDataError,
+    OneRosterReadTimeout,
+    connection_error,
+    http_error,
+    redact_url,
+)
 from .settings import ConnectionSettings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

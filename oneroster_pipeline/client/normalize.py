@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from .records import ORG_SCHEMA, USER_SCHEMA
+from .schemas import ORG_SCHEMA, USER_SCHEMA
 
 _ROLES = USER_SCHEMA.get_field_index("roles")
 

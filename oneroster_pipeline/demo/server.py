@@ -27,15 +27,36 @@ from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from oneroster_pipeline.demo import personas as q
 from oneroster_pipeline.demo.auth import CORE_SCOPE, ROSTER_SCOPE, Authenticator
 from oneroster_pipeline.demo.district import District, DistrictShape
-from oneroster_pipeline.demo import personas as q
-from oneroster_pipeline.demo.faults import HTML_TYPE, JSON_TYPE, Faults, edfi_error, html_error, imsx_error, \
-    status_info_set_error
-from oneroster_pipeline.demo.query import ORG_FIELDS, USER_FIELDS, QueryError, parse_fields, parse_filter, \
-    parse_paging, parse_sort
-from oneroster_pipeline.demo.render import ORG_KEYS, USER_KEYS, Wire, legacy_sourced_id, render_org, render_user, \
-    select_fields
+from oneroster_pipeline.demo.faults import (
+    HTML_TYPE,
+    JSON_TYPE,
+    Faults,
+    edfi_error,
+    html_error,
+    imsx_error,
+    status_info_set_error,
+)
+from oneroster_pipeline.demo.query import (
+    ORG_FIELDS,
+    USER_FIELDS,
+    QueryError,
+    parse_fields,
+    parse_filter,
+    parse_paging,
+    parse_sort,
+)
+from oneroster_pipeline.demo.render import (
+    ORG_KEYS,
+    USER_KEYS,
+    Wire,
+    legacy_sourced_id,
+    render_org,
+    render_user,
+    select_fields,
+)
 from oneroster_pipeline.demo.selection import Selector, Source
 
 BASE_PATHS = {"1.1": "/ims/oneroster/v1p1", "1.2": "/ims/oneroster/rostering/v1p2"}

@@ -14,14 +14,16 @@ from typing import Optional
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from . import store
-from .blackouts import parse_blackout_dates
-from .client.builtin_demo import DEMO_ENV_VARS as DEMO_SHAPE_VARS
-from .client.builtin_demo import DemoShape, start_demo_district
-from .client.settings import ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings
-from .client.source import open_source
-
-DEFAULT_DUCKDB_PATH = "data/oneroster.duckdb"
+from oneroster_pipeline.client.builtin_demo import DEMO_ENV_VARS as DEMO_SHAPE_VARS
+from oneroster_pipeline.client.builtin_demo import DemoShape, start_demo_district
+from oneroster_pipeline.client.settings import (
+    ENV_VARS,
+    FALLBACK_ENV_VARS,
+    ConnectionSettings,
+)
+from oneroster_pipeline.client.sources import open_source
+from oneroster_pipeline.defs.sync.blackouts import parse_blackout_dates
+from oneroster_pipeline.warehouse import store
 
 # the built-in demo district's shape: one definition (client/builtin_demo.py) for the sync and the connection test
 DEMO_ENV_VARS = {f"demo_{name}": var for name, var in DEMO_SHAPE_VARS.items()}
@@ -121,7 +123,7 @@ class WarehouseResource(DuckDBResource):
 
     @classmethod
     def from_environment(cls) -> "WarehouseResource":
-        return cls(database=os.environ.get("ONEROSTER_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)
+        return cls(database=os.environ.get("ONEROSTER_DUCKDB_PATH") or store.DEFAULT_DUCKDB_PATH)
 
 
 class AlertsResource(dg.ConfigurableResource):
@@ -152,7 +154,7 @@ class SyncPolicyResource(dg.ConfigurableResource):
     max_rejected_pct: float = 1.0  # rejected records above this share of a pull (or of one CSV file) fail a check
 
     def hold_policy(self):
-        from .holds import HoldPolicy
+        from oneroster_pipeline.warehouse.holds import HoldPolicy
 
         return HoldPolicy(
             max_deactivate_pct=self.max_deactivate_pct, max_deactivate=self.max_deactivate,

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from . import store
-from .alerts import Alert, redact, send_alert
+from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.alerts import Alert, redact, send_alert
 
 
 def root_cause(error) -> str:
@@ -66,7 +66,9 @@ def alert_recorded(database, run_id: str, kind: str) -> bool:
 def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, database, webhook_url: str | None, log,
                    details: str, finished: float | None = None) -> None:
     """The failed run's `sync_runs` row, and its `run_failure` alert unless one was recorded already."""
-    from .assets import run_trigger  # assets imports partitions, which imports the jobs' hooks: import late
+    from oneroster_pipeline.defs.sync.assets import (
+        run_trigger,  # assets imports partitions, which imports the jobs' hooks: import late
+    )
 
     held = "Sync held" in details
     if not alert_recorded(database, run.run_id, "run_failure"):

@@ -21,7 +21,15 @@ from .auth import build_auth
 from .errors import OneRosterHTTPError, OneRosterReadTimeout
 from .http import build_session, surface_read_timeouts
 from .normalize import Rejection, orgs_table, users_table
-from .paging import Page, Pager, PullReport, Throttle, fetch_page, page_from_response, request_page
+from .paging import (
+    Page,
+    Pager,
+    PullReport,
+    Throttle,
+    fetch_page,
+    page_from_response,
+    request_page,
+)
 from .settings import ConnectionSettings, SettingsError
 
 __all__ = ["RestSource", "PullReport", "Rejection", "open_source"]
@@ -110,7 +118,7 @@ class RestSource:
 
     def connection_test(self):
         """Authenticate and fetch one page of schools: a `ConnectionReport` (see connection_test.py)."""
-        from .connection_test import connection_test  # noqa: PLC0415 (that module imports this one)
+        from .diagnostics import connection_test  # noqa: PLC0415 (that module imports this one)
 
         return connection_test(self)
 

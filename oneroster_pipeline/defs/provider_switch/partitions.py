@@ -14,7 +14,9 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from .provider_switch import (
+from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS
+from oneroster_pipeline.defs.resources import SyncPolicyResource, WarehouseResource
+from oneroster_pipeline.warehouse.provider_switch import (
     Connection,
     ConnectionChanged,
     SwitchBlocked,
@@ -23,8 +25,6 @@ from .provider_switch import (
     rebuild_student_tables,
     require_active_connection,
 )
-from .resources import SyncPolicyResource, WarehouseResource
-from .run_records import RUN_HOOKS
 
 PROVIDER_CONNECTIONS = dg.DynamicPartitionsDefinition(name="provider_connection")
 APPROVE_REBUILD_TAG = "oneroster/approve_mass_change"  # "true": apply a rebuild that deactivates above thresholds

@@ -12,11 +12,10 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from . import store
-from .partitions import add_connection_partition
-from .run_records import RUN_HOOKS
-from .pipeline import stage_pull
-from .provider_switch import (
+from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS
+from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
+from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.provider_switch import (
     DEFAULT_SCHOOL_RULES,
     DEFAULT_STUDENT_RULES,
     SCHOOL_RULES,
@@ -29,7 +28,9 @@ from .provider_switch import (
     connection_of,
     parse_rules,
 )
-from .resources import OneRosterResource, WarehouseResource
+from oneroster_pipeline.warehouse.pulls import stage_pull
+
+from .partitions import add_connection_partition
 
 GROUP = "provider_switch"
 OWNERS = ["team:data-engineering"]
@@ -74,7 +75,7 @@ def _approved(context) -> bool:
 
 
 def _rows_md(rows: list[dict]) -> dg.MetadataValue:
-    from .assets import markdown_table
+    from oneroster_pipeline.defs.sync.assets import markdown_table
 
     return dg.MetadataValue.md(markdown_table(rows, 50))
 

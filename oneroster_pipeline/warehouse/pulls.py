@@ -14,11 +14,23 @@ from pathlib import Path
 
 import duckdb
 
+from oneroster_pipeline.client.errors import OneRosterHTTPError
+from oneroster_pipeline.client.schemas import ORG_SCHEMA, USER_SCHEMA
+
 from . import store
-from .client.errors import OneRosterHTTPError
-from .client.records import ORG_SCHEMA, USER_SCHEMA
-from .holds import HoldDecision, HoldPolicy, approval_is_valid, evaluate_holds, hold_record
-from .sync import StudentSyncPlan, StudentSyncResult, apply_student_sync, plan_student_sync
+from .holds import (
+    HoldDecision,
+    HoldPolicy,
+    approval_is_valid,
+    evaluate_holds,
+    hold_record,
+)
+from .students import (
+    StudentSyncPlan,
+    StudentSyncResult,
+    apply_student_sync,
+    plan_student_sync,
+)
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+DEFAULT_DUCKDB_PATH = "data/oneroster.duckdb"  # ONEROSTER_DUCKDB_PATH when unset
 MEMORY_LIMIT_VAR = "ONEROSTER_DUCKDB_MEMORY_LIMIT"
 # DuckDB's own default is 80% of RAM; a sync spills its joins to `<database>.tmp` beyond this instead.
 # 128MB applies a 1M-student sync (64MB does not): see README, Benchmark

@@ -12,9 +12,19 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from . import store
-from .alerts import Alert, send_alert
-from .pipeline import (
+from oneroster_pipeline.defs.provider_switch.partitions import (
+    activate_after_sync,
+    guard_connection,
+)
+from oneroster_pipeline.defs.resources import (
+    AlertsResource,
+    OneRosterResource,
+    SyncPolicyResource,
+    WarehouseResource,
+)
+from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.alerts import Alert, send_alert
+from oneroster_pipeline.warehouse.pulls import (
     StagedPull,
     StudentSyncOutcome,
     SyncHeld,
@@ -24,9 +34,10 @@ from .pipeline import (
     last_org_pull_complete,
     stage_pull,
 )
-from .partitions import activate_after_sync, guard_connection
-from .resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
-from .sync import seed_buildings_from_csv, sync_buildings
+from oneroster_pipeline.warehouse.students import (
+    seed_buildings_from_csv,
+    sync_buildings,
+)
 
 GROUP = "oneroster"
 OWNERS = ["team:data-engineering"]
@@ -363,7 +374,7 @@ def student_sync_preview(
 def provider_connection_test(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource
 ) -> dg.MaterializeResult:
-    from .client.connection_test import connection_test
+    from oneroster_pipeline.client.diagnostics import connection_test
 
     with duckdb.connect() as con:
         known = [sis for (sis,) in con.execute(

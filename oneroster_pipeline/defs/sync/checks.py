@@ -5,10 +5,11 @@ import json
 
 import dagster as dg
 
-from . import store
+from oneroster_pipeline.defs.resources import SyncPolicyResource, WarehouseResource
+from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.pulls import rejection_findings
+
 from .assets import markdown_table
-from .pipeline import rejection_findings
-from .resources import SyncPolicyResource, WarehouseResource
 
 ERROR = dg.AssetCheckSeverity.ERROR
 LISTED = 50  # offending records listed in a check's metadata

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
-from .sync import StudentSyncPlan
+from .students import StudentSyncPlan
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,11 @@ from pathlib import Path
 
 import duckdb
 
+from oneroster_pipeline.client.errors import redact_url
+
 from . import store
-from .client.errors import redact_url
-from .pipeline import StagedPull
-from .sync import StudentSyncResult, apply_student_sync, plan_student_sync
+from .pulls import StagedPull
+from .students import StudentSyncResult, apply_student_sync, plan_student_sync
 
 SCHOOL_RULES = ("sourced_id", "legacy_sourced_id", "identifier", "name")
 STUDENT_RULES = ("sourced_id", "legacy_sourced_id", "identifier", "username", "email")

@@ -9,10 +9,17 @@ its steps: a resource that failed to initialise, a dead run worker, a canceled r
 
 import dagster as dg
 
-from .alerts import Alert, send_alert
-from .jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS
-from .resources import AlertsResource, WarehouseResource
-from .run_records import alert_recorded, failed_error_checks, record_failure, root_cause, step_errors
+from oneroster_pipeline.defs.resources import AlertsResource, WarehouseResource
+from oneroster_pipeline.defs.sync.jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS
+from oneroster_pipeline.warehouse.alerts import Alert, send_alert
+
+from .hooks import (
+    alert_recorded,
+    failed_error_checks,
+    record_failure,
+    root_cause,
+    step_errors,
+)
 
 MONITORED_JOBS = [*SYNC_JOBS, *PROVIDER_SWITCH_JOBS]
 

@@ -2,15 +2,15 @@
 
 
 import os
-
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from oneroster_pipeline.defs.resources import SyncPolicyResource
+
 from .blackouts import blackout_containing
 from .jobs import student_sync
-from .resources import SyncPolicyResource
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 

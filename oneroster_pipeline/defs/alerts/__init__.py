@@ -1,0 +1,2 @@
+"""Alerts: run-failure and failed-check sensors, and the in-run hooks that record failures.
+"""

@@ -1,0 +1,2 @@
+"""Changing provider: the crosswalk, applying the switch, and the per-connection rebuild.
+"""

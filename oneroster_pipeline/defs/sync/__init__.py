@@ -1,0 +1,2 @@
+"""Building sync and student sync: assets, checks, jobs and the daily schedule.
+"""
