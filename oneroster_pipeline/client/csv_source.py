@@ -358,10 +358,11 @@ class CsvSource:
         swallowers: dict[int, Rejection] = {}
         for _ in range(MAX_REREADS):
             failures, shapes = self._read(file, kept)
-            spanning = {line for line, end, _, _ in shapes if end > line}
+            spans = {line: end for line, end, _, _ in shapes if end > line}
             if failures or _odd_quotes(file.path):  # where DuckDB's error positions do not tell how far a record ran
                 open_at, _, broken = _strict_read(file.path)
-                spanning |= broken | ({open_at} - {None})
+                spans |= broken | ({open_at: 1 << 62} if open_at else {})
+            spanning = _swallowers(file.path, spans, len(file.header))
             if not spanning:
                 break
             texts = _line_texts(file.path, spanning)
@@ -451,11 +452,8 @@ class CsvSource:
         disagreement with what DuckDB read is an error, never a silent loss."""
         if not _odd_quotes(file.path):
             return
-        open_at, records, _ = _strict_read(file.path)
+        _, records, _ = _strict_read(file.path)
         where = str(self.path)
-        if open_at is not None:
-            raise CsvExportError(file.name, f"a quoted value that starts near line {open_at} is never closed, so the "
-                                            "rest of the file cannot be read (a truncated or corrupt export?)", where)
         if records != file.records:
             first = min((int(r.location.rsplit(" ", 1)[1]) for r in file.file_rejections), default="?")
             raise CsvExportError(file.name, f"its quoting is broken near line {first}: {records} records by one CSV "
@@ -660,8 +658,8 @@ def _records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
 
 def _strict_read(path: Path) -> tuple[int | None, int, set[int]]:
     """Python's strict reader over the rows: (the line where a quoted value still open at the end of the file
-    starts, else None; the records it counted; the first lines of broken records that ran over several lines)."""
-    records, open_at, spanning = 0, None, set()
+    starts, else None; the records it counted; the first -> last lines of broken records over several lines)."""
+    records, open_at, spanning = 0, None, {}
     with open(path, encoding="utf-8", errors="replace", newline="") as text:
         reader = csv.reader(text, strict=True)
         next(reader, None)  # the header
@@ -674,10 +672,29 @@ def _strict_read(path: Path) -> tuple[int | None, int, set[int]]:
             except csv.Error as error:  # one broken record; the reader goes on at the next line
                 records += 1
                 if reader.line_num > start:
-                    spanning.add(start)
+                    spanning[start] = reader.line_num
                 open_at = start if "end of data" in str(error) or "field limit" in str(error) else None
                 continue
             records, open_at = records + bool(row), None
+
+
+def _swallowers(path: Path, spans: dict[int, int], width: int) -> set[int]:
+    """The first lines of the broken records (first -> last line) that swallowed a row: a line after the first that
+    read alone has the header's `width` (further cells empty). A value legitimately over several lines has none."""
+    found: set[int] = set()
+    if not spans:
+        return found
+    starts, last = sorted(spans), max(spans.values())
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            if number > last or len(found) == len(spans):
+                break
+            inside = [s for s in starts if s < number <= spans[s] and s not in found]
+            if inside:
+                fields = next(csv.reader([line.rstrip(b"\n").decode("utf-8", errors="replace")]), [])
+                if len(fields) >= width and not any(f.strip() for f in fields[width:]):
+                    found.update(inside)
+    return found
 
 
 def _line_texts(path: Path, wanted: set[int]) -> dict[int, str]:
