@@ -359,10 +359,11 @@ class CsvSource:
         for _ in range(MAX_REREADS):
             failures, shapes = self._read(file, kept)
             spans = {line: end for line, end, _, _ in shapes if end > line}
+            broken = {}
             if failures or _odd_quotes(file.path):  # where DuckDB's error positions do not tell how far a record ran
                 open_at, _, broken = _strict_read(file.path)
-                spans |= broken | ({open_at: 1 << 62} if open_at else {})
-            spanning = _swallowers(file.path, spans, len(file.header))
+                spans |= {open_at: 1 << 62} if open_at else {}
+            spanning = set(broken) | _swallowers(file.path, spans, len(file.header))
             if not spanning:
                 break
             texts = _line_texts(file.path, spanning)
