@@ -357,12 +357,12 @@ class CsvSource:
         its first line emptied and the file is read again, so the swallowed lines are read as the rows they are."""
         swallowers: dict[int, Rejection] = {}
         for _ in range(MAX_REREADS):
-            failures, shapes = self._read(file, kept)
+            failures, shapes, multiline, rows_inside = self._read(file, kept)
             spans = {line: end for line, end, _, _ in shapes if end > line}
-            broken = {}
-            if failures or _odd_quotes(file.path):  # where DuckDB's error positions do not tell how far a record ran
-                open_at, _, broken = _strict_read(file.path)
-                spans |= {open_at: 1 << 62} if open_at else {}
+            broken = dict.fromkeys(rows_inside)
+            if failures or multiline or _odd_quotes(file.path):  # DuckDB does not tell how far a record ran
+                open_at, _, broken_by_quotes = _strict_read(file.path)
+                broken |= broken_by_quotes | ({open_at: None} if open_at else {})  # DuckDB drops it silently
             spanning = set(broken) | _swallowers(file.path, spans, len(file.header))
             if not spanning:
                 break
@@ -379,14 +379,15 @@ class CsvSource:
             + [self._structure_rejection(file, line, None, kind, sid) for line, _, kind, sid in shapes]
             + list(swallowers.values()), key=lambda r: int(r.location.rsplit(" ", 1)[1]))
         file.records = file.rows + len(file.file_rejections)
-        self._check_nothing_swallowed(file)
+        self._check_nothing_swallowed(file, len(swallowers))
         if file.file_rejections:
             log.warning(f"{file.name} of {self.path}: {len(file.file_rejections)} rows could not be read "
                         f"(as {len(file.header)} UTF-8 columns) and are skipped")
 
-    def _read(self, file: _CsvFile, kept: tuple[str, ...]) -> tuple[list, list]:
+    def _read(self, file: _CsvFile, kept: tuple[str, ...]) -> tuple[list, list, bool, list[int]]:
         """One DuckDB read of the file -> (rows it could not split, rows of the wrong shape), each as
-        (first line, last line, DuckDB's error type, sourcedId or None)."""
+        (first line, last line, DuckDB's error type, sourcedId or None); whether a value holds a line break; the
+        first lines of records with a value that holds a line break and a row's worth of commas (swallowed rows)."""
         con, n = self._cursor(), len(file.header)
         width = n + SLACK_COLUMNS
         columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(width)) + "}"
@@ -395,11 +396,15 @@ class CsvSource:
             index = file.column(LEGACY_COLUMN if name == "legacy" else name)
             select.append(f'c{index} AS "{name}"' if index is not None else f'NULL::VARCHAR AS "{name}"')
         extra = " OR ".join(f"trim(c{i}) <> ''" for i in range(n, width))
+        rows_inside = " OR ".join(f"(strpos(c{i}, chr(10)) > 0 AND length(c{i}) - length(replace(c{i}, ',', '')) >= {n - 1})"
+                                  for i in range(width))
         shape = f"CASE WHEN c{n - 1} IS NULL THEN 'MISSING COLUMNS' WHEN {extra} THEN 'TOO MANY COLUMNS' END"
         table, rejects = file.table, f"rejects_{file.table}"
         try:  # nullstr: an empty cell is '' and a padded one NULL (txt() makes both NULL)
             con.execute(f"""
-                CREATE OR REPLACE TABLE {table}_all AS SELECT {', '.join(select)}, {shape} AS _shape
+                CREATE OR REPLACE TABLE {table}_all AS SELECT {', '.join(select)}, {shape} AS _shape,
+                       strpos(concat_ws('', {', '.join(f'c{i}' for i in range(width))}), chr(10)) > 0 AS _multiline,
+                       {rows_inside} AS _rows_inside
                 FROM read_csv(?, columns = {columns}, header = true, auto_detect = false, delim = ',', quote = '"',
                               escape = '"', new_line = '\\n', strict_mode = true, null_padding = true,
                               parallel = false, nullstr = '{NOT_NULL}', ignore_errors = true, store_rejects = true,
@@ -423,6 +428,8 @@ class CsvSource:
                    max(byte_position) FROM {rejects} GROUP BY pos ORDER BY pos""").fetchall()
         bad_shapes = con.execute(f"""SELECT rowid, _shape, txt("sourcedId") FROM {table}_all
                                      WHERE _shape IS NOT NULL ORDER BY rowid""").fetchall()
+        multiline = con.execute(f"SELECT coalesce(bool_or(_multiline), false) FROM {table}_all").fetchall()[0][0]
+        inside = [r for (r,) in con.execute(f"SELECT rowid FROM {table}_all WHERE _rows_inside ORDER BY rowid").fetchall()]
         con.close()
         ends = {at: max(end - 1, at) for at, _, end in errors}  # DuckDB's error position may be past the line end
         positions = sorted({*ends, *ends.values()})
@@ -432,7 +439,8 @@ class CsvSource:
         file.rejected_lines = frozenset(starts)
         lines = _LineIndex(file)
         shapes = [(*lines.span_of(rec), kind, sid) for rec, kind, sid in bad_shapes]
-        return failures, shapes
+        lines = _LineIndex(file)
+        return failures, shapes, multiline, [lines.line_of(rec) for rec in inside]
 
     def _structure_rejection(self, file: _CsvFile, line: int, text: str | None, kind: str,
                              sourced_id: str | None = None) -> Rejection:
@@ -447,7 +455,7 @@ class CsvSource:
         reason = _STRUCTURE_REASONS.get(kind, kind.lower()).format(n=len(file.header))
         return Rejection(_ENTITY[file.name], sourced_id, f"{file.name} line {line}", "(record)", reason)
 
-    def _check_nothing_swallowed(self, file: _CsvFile) -> None:
+    def _check_nothing_swallowed(self, file: _CsvFile, emptied: int) -> None:
         """DuckDB drops without a word the rest of a file after a quote that is never closed (_load empties such
         lines first). As a last guard, when quotes are unbalanced Python's strict reader counts the records: any
         disagreement with what DuckDB read is an error, never a silent loss."""
@@ -455,7 +463,7 @@ class CsvSource:
             return
         _, records, _ = _strict_read(file.path)
         where = str(self.path)
-        if records != file.records:
+        if records + emptied != file.records:
             first = min((int(r.location.rsplit(" ", 1)[1]) for r in file.file_rejections), default="?")
             raise CsvExportError(file.name, f"its quoting is broken near line {first}: {records} records by one CSV "
                                             f"reader, {file.records} by another; check the quotes", where)
