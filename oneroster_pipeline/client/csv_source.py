@@ -357,12 +357,11 @@ class CsvSource:
         its first line emptied and the file is read again, so the swallowed lines are read as the rows they are."""
         swallowers: dict[int, Rejection] = {}
         for _ in range(MAX_REREADS):
-            failures, shapes, multiline, rows_inside = self._read(file, kept)
+            failures, shapes, rows_inside = self._read(file, kept)
             spans = {line: end for line, end, _, _ in shapes if end > line}
-            broken = dict.fromkeys(rows_inside)
-            if failures or multiline or _odd_quotes(file.path):  # DuckDB does not tell how far a record ran
-                open_at, _, broken_by_quotes = _strict_read(file.path)
-                broken |= broken_by_quotes | ({open_at: None} if open_at else {})  # DuckDB drops it silently
+            # DuckDB does not tell how far a broken record ran, and drops a quote open at the end without a word
+            open_at, counted, broken_by_quotes = _strict_read(file.path)
+            broken = dict.fromkeys(rows_inside) | broken_by_quotes | ({open_at: None} if open_at else {})
             spanning = set(broken) | _swallowers(file.path, spans, len(file.header))
             if not spanning:
                 break
@@ -379,15 +378,18 @@ class CsvSource:
             + [self._structure_rejection(file, line, None, kind, sid) for line, _, kind, sid in shapes]
             + list(swallowers.values()), key=lambda r: int(r.location.rsplit(" ", 1)[1]))
         file.records = file.rows + len(file.file_rejections)
-        self._check_nothing_swallowed(file, len(swallowers))
+        if counted + len(swallowers) != file.records:  # two CSV readers disagree: no row can be trusted
+            first = min((int(r.location.rsplit(" ", 1)[1]) for r in file.file_rejections), default="?")
+            raise CsvExportError(file.name, f"its quoting is broken near line {first}: {counted} records by one CSV "
+                                            f"reader, {file.records - len(swallowers)} by another; check the quotes",
+                                 str(self.path))
         if file.file_rejections:
             log.warning(f"{file.name} of {self.path}: {len(file.file_rejections)} rows could not be read "
                         f"(as {len(file.header)} UTF-8 columns) and are skipped")
 
-    def _read(self, file: _CsvFile, kept: tuple[str, ...]) -> tuple[list, list, bool, list[int]]:
+    def _read(self, file: _CsvFile, kept: tuple[str, ...]) -> tuple[list, list, list[int]]:
         """One DuckDB read of the file -> (rows it could not split, rows of the wrong shape), each as
-        (first line, last line, DuckDB's error type, sourcedId or None); whether a value holds a line break; the
-        first lines of records with a value that holds a line break and a row's worth of commas (swallowed rows)."""
+        (first line, last line, DuckDB's error type, sourcedId or None); the first lines of records with a value that holds a line break and a row's worth of commas (swallowed rows)."""
         con, n = self._cursor(), len(file.header)
         width = n + SLACK_COLUMNS
         columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(width)) + "}"
@@ -403,7 +405,6 @@ class CsvSource:
         try:  # nullstr: an empty cell is '' and a padded one NULL (txt() makes both NULL)
             con.execute(f"""
                 CREATE OR REPLACE TABLE {table}_all AS SELECT {', '.join(select)}, {shape} AS _shape,
-                       strpos(concat_ws('', {', '.join(f'c{i}' for i in range(width))}), chr(10)) > 0 AS _multiline,
                        {rows_inside} AS _rows_inside
                 FROM read_csv(?, columns = {columns}, header = true, auto_detect = false, delim = ',', quote = '"',
                               escape = '"', new_line = '\\n', strict_mode = true, null_padding = true,
@@ -428,7 +429,6 @@ class CsvSource:
                    max(byte_position) FROM {rejects} GROUP BY pos ORDER BY pos""").fetchall()
         bad_shapes = con.execute(f"""SELECT rowid, _shape, txt("sourcedId") FROM {table}_all
                                      WHERE _shape IS NOT NULL ORDER BY rowid""").fetchall()
-        multiline = con.execute(f"SELECT coalesce(bool_or(_multiline), false) FROM {table}_all").fetchall()[0][0]
         inside = [r for (r,) in con.execute(f"SELECT rowid FROM {table}_all WHERE _rows_inside ORDER BY rowid").fetchall()]
         con.close()
         ends = {at: max(end - 1, at) for at, _, end in errors}  # DuckDB's error position may be past the line end
@@ -440,7 +440,7 @@ class CsvSource:
         lines = _LineIndex(file)
         shapes = [(*lines.span_of(rec), kind, sid) for rec, kind, sid in bad_shapes]
         lines = _LineIndex(file)
-        return failures, shapes, multiline, [lines.line_of(rec) for rec in inside]
+        return failures, shapes, [lines.line_of(rec) for rec in inside]
 
     def _structure_rejection(self, file: _CsvFile, line: int, text: str | None, kind: str,
                              sourced_id: str | None = None) -> Rejection:
@@ -454,19 +454,6 @@ class CsvSource:
             sourced_id = leading_field(text, index)
         reason = _STRUCTURE_REASONS.get(kind, kind.lower()).format(n=len(file.header))
         return Rejection(_ENTITY[file.name], sourced_id, f"{file.name} line {line}", "(record)", reason)
-
-    def _check_nothing_swallowed(self, file: _CsvFile, emptied: int) -> None:
-        """DuckDB drops without a word the rest of a file after a quote that is never closed (_load empties such
-        lines first). As a last guard, when quotes are unbalanced Python's strict reader counts the records: any
-        disagreement with what DuckDB read is an error, never a silent loss."""
-        if not _odd_quotes(file.path):
-            return
-        _, records, _ = _strict_read(file.path)
-        where = str(self.path)
-        if records + emptied != file.records:
-            first = min((int(r.location.rsplit(" ", 1)[1]) for r in file.file_rejections), default="?")
-            raise CsvExportError(file.name, f"its quoting is broken near line {first}: {records} records by one CSV "
-                                            f"reader, {file.records} by another; check the quotes", where)
 
     # ---- queries ------------------------------------------------------------------------------------------------
     def _org_query(self, modified_since: datetime | None) -> tuple[str, list]:
@@ -752,14 +739,6 @@ def _lines_at(path: Path, positions: list[int]) -> list[int]:
             line += chunk.count(b"\n")
             offset += len(chunk)
     return lines
-
-
-def _odd_quotes(path: Path) -> bool:
-    count = 0
-    with open(path, "rb") as raw:
-        while chunk := raw.read(1 << 22):
-            count += chunk.count(b'"')
-    return count % 2 == 1
 
 
 def _per_value(values: pa.Array, rule: Callable[[object], object], type_: pa.DataType) -> tuple[pa.Array, pa.Array]:
