@@ -174,7 +174,9 @@ def test_any_dialect_and_a_few_corrupted_rows(export):
     assert len(rows) + len(rejections) + skipped >= len(export.users)  # no row vanished without a word
     for i, u in enumerate(export.users):
         if i in export.corrupt:  # came out (maybe with the stray quote in a value) or rejected, with its id if intact
-            if must_carry[i]:
+            # a row of the wrong width carries its id only from the first column (a column before it may have shifted)
+            shifted = export.order[0] != 0 and any(r.sourced_id is None and "columns" in r.reason for r in rejections)
+            if must_carry[i] and not shifted:
                 assert u["sourcedId"] in got or u["sourcedId"] in rejected, (i, export.corrupt[i], rejections)
         elif ids.count(u["sourcedId"]) == 1:
             want = expected(u)

@@ -8,7 +8,9 @@
 How it reads an export, in bounded memory whatever its size (a district file can hold a million users):
 - `manifest.csv` decides the OneRoster version (`oneroster.version`) and which files are there (`file.orgs`,
   `file.users`, `file.roles` = bulk | delta | absent); anything inconsistent is a `CsvExportError` naming the file.
-- A zip is extracted (only the files needed) into a private temporary directory, removed by `close()`.
+- Each file needed is copied (from the folder, or extracted from the zip) into a private temporary directory, removed
+  by `close()`, in one dialect: no byte order mark, LF line ends (csv_dialect.py; header names trimmed, any case,
+  empty trailing header columns ignored).
 - Each CSV is read by DuckDB's CSV reader, every column as VARCHAR, into a table of a DuckDB database in that
   temporary directory (DuckDB spills to disk beyond `memory_limit`, 512MB by default: a 1.2 export of a million
   students reads in about 10 s with the process under 0.9 GB); only the needed columns are kept — `password`
@@ -16,8 +18,11 @@ How it reads an export, in bounded memory whatever its size (a district file can
   users.csv), streamed out `batch_rows` rows at a time in file order; per batch, the value rules of normalize.py
   (status, type, enabledUser) are applied to each distinct value, so the CSV and REST sources agree.
 - A row that cannot be used becomes a `Rejection` ("users.csv line 17", the field, the reason; no payload value
-  beyond the sourcedId) and the pull goes on: a missing sourcedId, an unparseable dateLastModified, an enabledUser
-  that is not a boolean, a row with too many or too few columns, a roles.csv row without userSourcedId or role.
+  beyond the sourcedId, which it carries whenever it can be read) and the pull goes on: a missing sourcedId, an
+  unparseable dateLastModified, an enabledUser that is not a boolean, a stray quote, too few columns or a non-empty
+  cell beyond the header's (empty trailing cells are fine), a roles.csv row without userSourcedId or role. A line whose
+  stray quote swallowed the lines after it is rejected alone and the file read again from the next line. Python's
+  strict CSV reader counts every file's records: if the two readers disagree, one CsvExportError names file and line.
   A repeated sourcedId keeps its first row; the others are counted as duplicates, as in the REST pull.
 - A `file.users=delta` (or orgs / 1.2 roles) export is reported as not a full pull: `complete` False.
 
