@@ -66,7 +66,7 @@ def test_roles_header_with_trailing_empty_columns_keeps_every_student(tmp_path, 
     users = USERS_12_HEADER + "\n" + "".join(user12(f"u{i}") for i in range(1, 5))
     path = write(tmp_path, {"manifest.csv": manifest(MANIFEST_12), "orgs.csv": ORGS, "users.csv": users,
                             "roles.csv": roles}, as_zip)
-    rows, rejections, report = students(path)
+    rows, rejections, _ = students(path)
     assert [r["sourced_id"] for r in rows] == ["u1", "u2", "u3", "u4"] and rejections == []
     assert [r["org_sourced_ids"] for r in rows] == [["o1"]] * 4
 
@@ -104,7 +104,7 @@ def test_mixed_line_endings_and_byte_order_marks_in_every_file(tmp_path, ends, v
                  "roles.csv": ROLES_HEADER + "\n" + role("r1", "s1") + role("r2", "s2") + role("r3", "s3")}
     files["orgs.csv"] = ORGS
     path = write(tmp_path, {name: BOM + change(text).encode() for name, text in files.items()})
-    rows, rejections, report = students(path)
+    rows, rejections, _ = students(path)
     assert [r["sourced_id"] for r in rows] == ["s1", "s2", "s3"] and rejections == []
     assert rows[0]["given_name"] == "Ann\nMarie"  # a line break inside a value is one LF whatever it was
     with CsvSource.from_path(path) as source:
@@ -115,7 +115,7 @@ def test_a_row_error_after_mixed_line_endings_names_the_line_an_editor_shows(tmp
     users = (USERS_11_HEADER + user11("s1") + user11("s2") + user11("s3", date="yesterday")).replace("\n", "\r")
     users = users.replace("\r", "\n", 1) + "\r\n"
     path = write(tmp_path, {"manifest.csv": manifest(MANIFEST_11), "orgs.csv": ORGS, "users.csv": users})
-    rows, rejections, _ = students(path)
+    _, rejections, _ = students(path)
     assert [(r.location, r.field, r.sourced_id) for r in rejections] == [("users.csv line 4", "dateLastModified",
                                                                            "s3")]
 

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["normalise_copy", "header_fields", "leading_field", "blank_lines", "CHUNK"]
+__all__ = ["CHUNK", "blank_lines", "header_fields", "leading_field", "normalise_copy"]
 
 CHUNK = 1 << 20
 BOM = b"\xef\xbb\xbf"
@@ -96,6 +96,6 @@ def blank_lines(path: Path, lines: set[int]) -> None:
     """Empty the given lines (1-based) of an LF file in place (through a copy), keeping every line end."""
     copy = path.with_suffix(path.suffix + ".tmp")
     with open(path, "rb") as source, open(copy, "wb") as out:
-        for number, line in enumerate(source, start=1):
-            out.write(b"\n" if number in lines and line.endswith(b"\n") else b"" if number in lines else line)
+        out.writelines(b"\n" if number in lines and line.endswith(b"\n") else b"" if number in lines else line
+                       for number, line in enumerate(source, start=1))
     shutil.move(copy, path)
