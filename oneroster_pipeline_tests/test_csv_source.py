@@ -206,11 +206,11 @@ def test_bad_rows_are_reported_with_file_and_line_and_skipped(tmp_path):
     assert students.filter(pc.equal(students.column("sourced_id"), "s1")).column(
         "given_name").to_pylist() == ["Ann\nMarie"]
     assert sorted((r.location, r.field, r.sourced_id, r.entity) for r in rejections) == [
-        ("users.csv line 11", "(record)", None, "user"),
+        ("users.csv line 11", "(record)", "s6", "user"),  # the id of a row of the wrong shape: its first field
         ("users.csv line 4", "enabledUser", "s2", "user"),
         ("users.csv line 5", "sourcedId", None, "user"),
         ("users.csv line 6", "dateLastModified", "s3", "user"),
-        ("users.csv line 7", "(record)", None, "user"),
+        ("users.csv line 7", "(record)", "s4", "user"),
     ]
     reasons = {r.location: r.reason for r in rejections}
     assert reasons["users.csv line 7"] == "too many columns (expected 18)"
@@ -334,13 +334,19 @@ def test_errors_when_a_pull_needs_what_the_export_lacks(tmp_path):
         CsvSource.from_path(tmp_path / "nowhere")
 
 
-def test_a_quote_never_closed_is_an_error_naming_the_file_and_line(tmp_path):
-    # the quote opened on line 4 takes in the rest of the file: both rows, s3 and s4, are lost
-    users = USERS_11_HEADER + user11("s1") + user11("s2") + "s3,,,true,\"o1,student\ns4,,,true,o1,student\n"
+def test_a_quote_never_closed_rejects_its_line_and_the_rest_is_read(tmp_path):
+    # the quote opened on line 4 would take in the rest of the file: that line is rejected, s5 is read
+    users = (USERS_11_HEADER + user11("s1") + user11("s2") + "s3,,,true,\"o1,student\ns4,,,true,o1,student\n"
+             + user11("s5"))
     path = write_export(tmp_path, MANIFEST_11, {"orgs.csv": ORGS, "users.csv": users})
-    with CsvSource.from_path(path) as source, \
-            pytest.raises(CsvExportError, match=r"^users\.csv: a quoted value that starts near line 4 is never closed"):
-        list(source.student_batches())
+    with CsvSource.from_path(path) as source:
+        ids = concat(source.student_batches()).column("sourced_id").to_pylist()
+        rejections = [(r.location, r.sourced_id, r.reason) for r in source.rejections]
+    assert ids == ["s1", "s2", "s5"]
+    assert rejections == [("users.csv line 4", "s3", _STRAY), ("users.csv line 5", "s4", "too few columns (expected 18)")]
+
+
+_STRAY = "a stray quote (a quote inside an unquoted value, or text after a closing quote)"
 
 
 def test_a_stray_quote_is_one_rejected_row(tmp_path):

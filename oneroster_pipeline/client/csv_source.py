@@ -8,7 +8,9 @@
 How it reads an export, in bounded memory whatever its size (a district file can hold a million users):
 - `manifest.csv` decides the OneRoster version (`oneroster.version`) and which files are there (`file.orgs`,
   `file.users`, `file.roles` = bulk | delta | absent); anything inconsistent is a `CsvExportError` naming the file.
-- A zip is extracted (only the files needed) into a private temporary directory, removed by `close()`.
+- Each file needed is copied (from the folder, or extracted from the zip) into a private temporary directory, removed
+  by `close()`, in one dialect: no byte order mark, LF line ends (csv_dialect.py; header names trimmed, any case,
+  empty trailing header columns ignored).
 - Each CSV is read by DuckDB's CSV reader, every column as VARCHAR, into a table of a DuckDB database in that
   temporary directory (DuckDB spills to disk beyond `memory_limit`, 512MB by default: a 1.2 export of a million
   students reads in about 10 s with the process under 0.9 GB); only the needed columns are kept — `password`
@@ -16,8 +18,11 @@ How it reads an export, in bounded memory whatever its size (a district file can
   users.csv), streamed out `batch_rows` rows at a time in file order; per batch, the value rules of normalize.py
   (status, type, enabledUser) are applied to each distinct value, so the CSV and REST sources agree.
 - A row that cannot be used becomes a `Rejection` ("users.csv line 17", the field, the reason; no payload value
-  beyond the sourcedId) and the pull goes on: a missing sourcedId, an unparseable dateLastModified, an enabledUser
-  that is not a boolean, a row with too many or too few columns, a roles.csv row without userSourcedId or role.
+  beyond the sourcedId, which it carries whenever it can be read) and the pull goes on: a missing sourcedId, an
+  unparseable dateLastModified, an enabledUser that is not a boolean, a stray quote, too few columns or a non-empty
+  cell beyond the header's (empty trailing cells are fine), a roles.csv row without userSourcedId or role. A line whose
+  stray quote swallowed the lines after it is rejected alone and the file read again from the next line. Python's
+  strict CSV reader counts every file's records: if the two readers disagree, one CsvExportError names file and line.
   A repeated sourcedId keeps its first row; the others are counted as duplicates, as in the REST pull.
 - A `file.users=delta` (or orgs / 1.2 roles) export is reported as not a full pull: `complete` False.
 
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 import shutil
 import tempfile
 import weakref
@@ -47,6 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import normalize
+from .csv_dialect import blank_lines, header_fields, leading_field, normalise_copy
 from .errors import OneRosterError
 from .normalize import Rejection
 from .paging import DUPLICATE_SAMPLE
@@ -84,6 +91,9 @@ _STRUCTURE_REASONS = {
     "INVALID UNICODE": "not valid UTF-8",
 }
 _MISSING = "missing or empty"
+SLACK_COLUMNS = 16  # empty cells a row may carry beyond the header's named columns
+MAX_REREADS = 20  # reads of a file whose stray quotes swallow the lines after them, each emptying those lines
+NOT_NULL = "\x01"  # DuckDB's nullstr: no cell is read as NULL, so NULL means a column the row lacks
 _SQL_SETUP = (
     "SET TimeZone = 'UTC'",
     "SET preserve_insertion_order = true",
@@ -123,6 +133,7 @@ class _CsvFile:
     header: list[str]
     table: str  # the DuckDB table
     rows: int = 0  # records staged
+    records: int = 0  # records read: staged ones plus those rejected for their structure
     file_rejections: list[Rejection] = field(default_factory=list)  # reported by every pull that reads the file
     rejected_lines: frozenset[int] = frozenset()
 
@@ -239,21 +250,24 @@ class CsvSource:
         return name in self._members
 
     def _local(self, name: str) -> Path:
-        """A readable path of the file: the folder's own, or extracted from the zip into the temporary directory."""
+        """The file copied (from the folder, or extracted from the zip) into the temporary directory in one dialect:
+        no byte order mark, LF line ends (csv_dialect.normalise_copy)."""
         member = self._members.get(name)
         if member is None:
             raise CsvExportError(name, f"missing from {self.path}")
-        if self._zip is None:
-            return member
         target = self._tmp / name
         if not target.exists():
             try:
-                with zipfile.ZipFile(self._zip) as archive, archive.open(member) as source, \
-                        open(target, "wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
+                if self._zip is None:
+                    with open(member, "rb") as source:
+                        normalise_copy(source, target)
+                else:
+                    with zipfile.ZipFile(self._zip) as archive, archive.open(member) as source:
+                        normalise_copy(source, target)
             except (zipfile.BadZipFile, OSError, EOFError) as error:
                 target.unlink(missing_ok=True)
-                raise CsvExportError(name, f"cannot be extracted from {self._zip.name} ({error})") from None
+                origin = self._zip.name if self._zip else self.path
+                raise CsvExportError(name, f"cannot be copied from {origin} ({error})") from None
         return target
 
     def _read_manifest(self) -> dict[str, str]:
@@ -263,7 +277,7 @@ class CsvSource:
         rows = list(_read_rows(self._local(MANIFEST), MANIFEST))
         if not rows or [h.strip().lower() for h in rows[0][:2]] != ["propertyname", "value"]:
             raise CsvExportError(MANIFEST, "the header must be propertyName,value", str(self.path))
-        return {r[0].strip(): r[1].strip() for r in rows[1:] if len(r) >= 2 and r[0].strip()}
+        return {r[0].strip().lower(): r[1].strip() for r in rows[1:] if len(r) >= 2 and r[0].strip()}
 
     def _check_manifest(self) -> str:
         """The OneRoster version ("1.1" | "1.2") from the manifest, checked against its other entries and the
@@ -304,7 +318,7 @@ class CsvSource:
         return version
 
     def _check_users_header(self, version: str, raw: str, where: str) -> None:
-        header = {h.lower() for h in self._header("users.csv")}
+        header = {h.strip().lower() for h in self._header("users.csv")}
         if version == "1.1" and "role" not in header:
             raise CsvExportError(MANIFEST, f"is inconsistent with users.csv: oneroster.version {raw} but users.csv "
                                            "has no role column (a 1.2 users.csv?)", where)
@@ -315,9 +329,9 @@ class CsvSource:
     def _header(self, name: str) -> list[str]:
         """The header row of a file (read from the zip member without extracting the whole file)."""
         if self._zip is None:
-            return _first_row(self._members[name], name)
+            return _first_row(self._members[name])
         with zipfile.ZipFile(self._zip) as archive, archive.open(self._members[name]) as raw:
-            return _header_row(raw.readline(1 << 20))
+            return header_fields(raw.read(1 << 20))
 
     # ---- staging ------------------------------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -334,7 +348,7 @@ class CsvSource:
             raise CsvExportError(name, f"not in this export ({MANIFEST} says file.{key}=absent) but the "
                                        f"{'org' if key == 'orgs' else 'student'} pull needs it", str(self.path))
         path = self._local(name)
-        header = _first_row(path, name)
+        header = _first_row(path)
         if not header:
             raise CsvExportError(name, "is empty (no header row)", str(self.path))
         file = _CsvFile(name, path, header, f"stage_{key}")
@@ -348,77 +362,117 @@ class CsvSource:
         return file
 
     def _load(self, file: _CsvFile, kept: tuple[str, ...]) -> None:
-        """DuckDB reads the CSV (all VARCHAR, header given, strict quoting; rows it cannot split are rejected and
-        reported), keeping only the `kept` columns in file order."""
+        """DuckDB reads the CSV (all VARCHAR, strict quoting, short rows padded with NULL) into `<table>_all`; the
+        view `<table>` holds its usable records with the `kept` columns, `rec` = the record number in file order.
+        Rejected, each with its sourcedId when it can be read: a row DuckDB cannot split (a stray quote, bad UTF-8),
+        a row with too few columns or a non-empty cell beyond the header's named columns (empty trailing cells are
+        fine). A rejected record that ran over several lines (a stray quote that swallowed the lines after it) has
+        its first line emptied and the file is read again, so the swallowed lines are read as the rows they are."""
+        swallowers: dict[int, Rejection] = {}
+        for _ in range(MAX_REREADS):
+            failures, shapes, rows_inside = self._read(file, kept)
+            spans = {line: end for line, end, _, _ in shapes if end > line}
+            # DuckDB does not tell how far a broken record ran, and drops a quote open at the end without a word
+            open_at, counted, broken_by_quotes = _strict_read(file.path)
+            broken = dict.fromkeys(rows_inside) | broken_by_quotes | ({open_at: None} if open_at else {})
+            spanning = set(broken) | _swallowers(file.path, spans, len(file.header))
+            if not spanning:
+                break
+            texts = _line_texts(file.path, spanning)
+            for line in sorted(spanning):
+                swallowers[line] = self._structure_rejection(file, line, texts.get(line, ""), "UNQUOTED VALUE")
+            blank_lines(file.path, spanning)
+        else:
+            raise CsvExportError(file.name, f"stray quotes keep swallowing lines (first near line {min(swallowers)}): "
+                                            "check the quotes", str(self.path))
+        texts = _line_texts(file.path, {line for line, _, _, _ in failures})
+        file.file_rejections = sorted(
+            [self._structure_rejection(file, line, texts.get(line, ""), kind) for line, _, kind, _ in failures]
+            + [self._structure_rejection(file, line, None, kind, sid) for line, _, kind, sid in shapes]
+            + list(swallowers.values()), key=lambda r: int(r.location.rsplit(" ", 1)[1]))
+        file.records = file.rows + len(file.file_rejections)
+        if counted + len(swallowers) != file.records:  # two CSV readers disagree: no row can be trusted
+            first = min((int(r.location.rsplit(" ", 1)[1]) for r in file.file_rejections), default="?")
+            raise CsvExportError(file.name, f"its quoting is broken near line {first}: {counted} records by one CSV "
+                                            f"reader, {file.records - len(swallowers)} by another; check the quotes",
+                                 str(self.path))
+        if file.file_rejections:
+            log.warning(f"{file.name} of {self.path}: {len(file.file_rejections)} rows could not be read "
+                        f"(as {len(file.header)} UTF-8 columns) and are skipped")
+
+    def _read(self, file: _CsvFile, kept: tuple[str, ...]) -> tuple[list, list, list[int]]:
+        """One DuckDB read of the file -> (rows it could not split, rows of the wrong shape), each as
+        (first line, last line, DuckDB's error type, sourcedId or None); the first lines of records with a value that holds a line break and a row's worth of commas (swallowed rows)."""
         con, n = self._cursor(), len(file.header)
-        columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n)) + "}"
+        width = n + SLACK_COLUMNS
+        columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(width)) + "}"
         select = []
         for name in kept:
             index = file.column(LEGACY_COLUMN if name == "legacy" else name)
             select.append(f'c{index} AS "{name}"' if index is not None else f'NULL::VARCHAR AS "{name}"')
+        extra = " OR ".join(f"trim(c{i}) <> ''" for i in range(n, width))
+        rows_inside = " OR ".join(f"(strpos(c{i}, chr(10)) > 0 AND length(c{i}) - length(replace(c{i}, ',', '')) >= {n - 1})"
+                                  for i in range(width))
+        shape = f"CASE WHEN c{n - 1} IS NULL THEN 'MISSING COLUMNS' WHEN {extra} THEN 'TOO MANY COLUMNS' END"
         table, rejects = file.table, f"rejects_{file.table}"
-        con.execute(f"""
-            CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(select)}
-            FROM read_csv(?, columns = {columns}, header = true, auto_detect = false, delim = ',', quote = '"',
-                          escape = '"', strict_mode = true, ignore_errors = true, store_rejects = true,
-                          rejects_table = '{rejects}', rejects_scan = '{rejects}_scan', encoding = 'utf-8')""",
-                    [str(file.path)])
+        try:  # nullstr: an empty cell is '' and a padded one NULL (txt() makes both NULL)
+            con.execute(f"""
+                CREATE OR REPLACE TABLE {table}_all AS SELECT {', '.join(select)}, {shape} AS _shape,
+                       {rows_inside} AS _rows_inside
+                FROM read_csv(?, columns = {columns}, header = true, auto_detect = false, delim = ',', quote = '"',
+                              escape = '"', new_line = '\\n', strict_mode = true, null_padding = true,
+                              parallel = false, nullstr = '{NOT_NULL}', ignore_errors = true, store_rejects = true,
+                              rejects_table = '{rejects}', rejects_scan = '{rejects}_scan', encoding = 'utf-8')""",
+                        [str(file.path)])
+        except duckdb.Error as error:
+            line = re.search(r"[Ll]ine:? (\d+)", str(error))
+            raise CsvExportError(file.name, f"cannot be read as CSV near line {line.group(1) if line else '?'} "
+                                            f"({type(error).__name__})", str(self.path)) from None
+        con.execute(f"""CREATE OR REPLACE VIEW {table} AS SELECT rowid AS rec, {', '.join(f'"{k}"' for k in kept)}
+                        FROM {table}_all WHERE _shape IS NULL""")
         file.rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         # the rows repeating an earlier row's sourcedId (a narrow window, computed once)
         con.execute(f"""
             CREATE OR REPLACE TABLE {table}_repeats AS
-            SELECT rec FROM (SELECT rowid AS rec, row_number() OVER (PARTITION BY txt("sourcedId") ORDER BY rowid) AS k
+            SELECT rec FROM (SELECT rec, row_number() OVER (PARTITION BY txt("sourcedId") ORDER BY rec) AS k
                              FROM {table} WHERE txt("sourcedId") IS NOT NULL)
             WHERE k > 1""")
-        failures = con.execute(f"""
-            SELECT coalesce(line_byte_position, byte_position) AS pos, arg_min(error_type, byte_position)
-            FROM {rejects} GROUP BY pos ORDER BY pos""").fetchall()
+        errors = con.execute(f"""
+            SELECT coalesce(line_byte_position, byte_position) AS pos, arg_min(error_type, byte_position),
+                   max(byte_position) FROM {rejects} GROUP BY pos ORDER BY pos""").fetchall()
+        bad_shapes = con.execute(f"""SELECT rowid, _shape, txt("sourcedId") FROM {table}_all
+                                     WHERE _shape IS NOT NULL ORDER BY rowid""").fetchall()
+        inside = [r for (r,) in con.execute(f"SELECT rowid FROM {table}_all WHERE _rows_inside ORDER BY rowid").fetchall()]
         con.close()
-        lines = _lines_at(file.path, [at for at, _ in failures])
-        file.file_rejections = [
-            Rejection(_ENTITY[file.name], None, f"{file.name} line {line}", "(record)",
-                      _STRUCTURE_REASONS.get(kind, kind.lower()).format(n=n))
-            for line, (_, kind) in zip(lines, failures)]
-        file.rejected_lines = frozenset(lines)
-        self._check_nothing_swallowed(file)
-        if file.file_rejections:
-            log.warning(f"{file.name} of {self.path}: {len(file.file_rejections)} rows could not be read "
-                        f"(as {n} UTF-8 columns) and are skipped")
+        ends = {at: max(end - 1, at) for at, _, end in errors}  # DuckDB's error position may be past the line end
+        positions = sorted({*ends, *ends.values()})
+        line_at = dict(zip(positions, _lines_at(file.path, positions)))
+        starts = [line_at[at] for at, _, _ in errors]
+        failures = [(line_at[at], line_at[ends[at]], kind, None) for at, kind, _ in errors]
+        file.rejected_lines = frozenset(starts)
+        lines = _LineIndex(file)
+        shapes = [(*lines.span_of(rec), kind, sid) for rec, kind, sid in bad_shapes]
+        lines = _LineIndex(file)
+        return failures, shapes, [lines.line_of(rec) for rec in inside]
 
-    def _check_nothing_swallowed(self, file: _CsvFile) -> None:
-        """DuckDB drops without a word the rest of a file after a quote that is never closed. Balanced quotes rule
-        that out; otherwise Python's strict reader looks for a quoted value still open at the end of the file, and
-        counts the records: any disagreement with what DuckDB read is an error, never a silent loss."""
-        if not _odd_quotes(file.path):
-            return
-        records, open_at, where = 0, None, str(self.path)
-        with open(file.path, encoding="utf-8-sig", errors="replace", newline="") as text:
-            reader = csv.reader(text, strict=True)
-            next(reader, None)  # the header
-            while True:
-                start = reader.line_num + 1
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as error:  # one broken record; the reader goes on at the next line
-                    records += 1
-                    open_at = start if "end of data" in str(error) or "field limit" in str(error) else None
-                    continue
-                records, open_at = records + bool(row), None
-        if open_at is not None:
-            raise CsvExportError(file.name, f"a quoted value that starts near line {open_at} is never closed, so the "
-                                            "rest of the file cannot be read (a truncated or corrupt export?)", where)
-        read = file.rows + len(file.rejected_lines)
-        if records != read:
-            raise CsvExportError(file.name, f"its quoting is broken: {records} records by one CSV reader, {read} by "
-                                            "another; check the quotes", where)
+    def _structure_rejection(self, file: _CsvFile, line: int, text: str | None, kind: str,
+                             sourced_id: str | None = None) -> Rejection:
+        """A row that is not a record of the header's shape: its sourcedId is read from the line when every field up
+        to it is clean CSV, but for a row of the wrong width only from the first column (a column too many or too
+        few before the sourcedId would shift it)."""
+        index = file.column("sourcedId")
+        if kind in ("TOO MANY COLUMNS", "MISSING COLUMNS"):
+            sourced_id = (sourced_id or (leading_field(text, 0) if text else None)) if index == 0 else None
+        elif text and index is not None:
+            sourced_id = leading_field(text, index)
+        reason = _STRUCTURE_REASONS.get(kind, kind.lower()).format(n=len(file.header))
+        return Rejection(_ENTITY[file.name], sourced_id, f"{file.name} line {line}", "(record)", reason)
 
     # ---- queries ------------------------------------------------------------------------------------------------
     def _org_query(self, modified_since: datetime | None) -> tuple[str, list]:
         table = self._staged("orgs").table
         return f"""
-            SELECT rowid AS rec, rowid IN (SELECT rec FROM {table}_repeats) AS repeated,
+            SELECT rec, rec IN (SELECT rec FROM {table}_repeats) AS repeated,
                    txt("sourcedId") AS sourced_id, txt(status) AS status,
                    txt("dateLastModified") AS date_text,
                    TRY_CAST(txt("dateLastModified") AS TIMESTAMPTZ) AS date_last_modified,
@@ -443,7 +497,7 @@ class CsvSource:
             since, params = " AND (date_last_modified IS NULL OR date_last_modified > ?)", [_utc(modified_since)]
         return f"""
             SELECT * FROM (
-                  SELECT u.rowid AS rec, u.rowid IN (SELECT rec FROM {users}_repeats) AS repeated,
+                  SELECT u.rec, u.rec IN (SELECT rec FROM {users}_repeats) AS repeated,
                          txt(u."sourcedId") AS sourced_id, txt(u.status) AS status,
                          txt(u."dateLastModified") AS date_text,
                          TRY_CAST(txt(u."dateLastModified") AS TIMESTAMPTZ) AS date_last_modified,
@@ -472,16 +526,16 @@ class CsvSource:
                              list_sort(list({{'secondary': NOT is_primary, 'rec': rec, 'role': role, 'org': org}}))
                                  AS items,
                              arg_min(org, rec) FILTER (WHERE is_primary AND org IS NOT NULL) AS primary_org
-                      FROM (SELECT rowid AS rec, txt("userSourcedId") AS user_id, lower(txt(role)) AS role,
+                      FROM (SELECT rec, txt("userSourcedId") AS user_id, lower(txt(role)) AS role,
                                    txt("orgSourcedId") AS org,
                                    coalesce(lower(txt("roleType")) = 'primary', false) AS is_primary
                             FROM {roles.table})
                       WHERE user_id IS NOT NULL AND role IS NOT NULL
                       GROUP BY user_id)""")
             bad = con.execute(f"""
-                SELECT rowid, txt("sourcedId"), CASE WHEN txt("userSourcedId") IS NULL THEN 'userSourcedId'
+                SELECT rec, txt("sourcedId"), CASE WHEN txt("userSourcedId") IS NULL THEN 'userSourcedId'
                                                      ELSE 'role' END
-                FROM {roles.table} WHERE txt("userSourcedId") IS NULL OR txt(role) IS NULL ORDER BY rowid""").fetchall()
+                FROM {roles.table} WHERE txt("userSourcedId") IS NULL OR txt(role) IS NULL ORDER BY rec""").fetchall()
             lines = _LineIndex(roles)
             roles.file_rejections = roles.file_rejections + [
                 Rejection("role", sourced_id, f"{roles.name} line {lines.line_of(rec)}", column, _MISSING)
@@ -501,7 +555,8 @@ class CsvSource:
         self.reports[collection] = report
         for file in files:
             self.rejections += file.file_rejections
-        report.received = main.rows + len(main.file_rejections)
+        report.received = main.records
+        report.received_by_file = {f.name: f.records for f in files}
         schema = ORG_SCHEMA if entity == "org" else USER_SCHEMA
         lines, seen, cursor = _LineIndex(main), 0, self._cursor()
         try:
@@ -592,33 +647,35 @@ _ENTITY = {"orgs.csv": "org", "users.csv": "user", "roles.csv": "role"}
 
 
 class _LineIndex:
-    """Record number (DuckDB rowid, 0-based, rows it could split) -> the line the record starts on, by reading the
+    """Record number (DuckDB rowid, 0-based, rows it could split) -> the lines the record spans, by reading the
     file with Python's csv module up to that record, only when a rejection needs it (calls in increasing order)."""
 
     def __init__(self, file: _CsvFile) -> None:
         self.file = file
-        self._records: Iterator[tuple[int, list[str]]] | None = None
+        self._records: Iterator[tuple[int, int, list[str]]] | None = None
         self._rec = -1
-        self._line = 0
+        self._span = (0, 0)
 
     def line_of(self, rec: int) -> int:
+        return self.span_of(rec)[0]
+
+    def span_of(self, rec: int) -> tuple[int, int]:
         if self._records is None or rec < self._rec:
             self._records, self._rec = _records(self.file.path), -1
             next(self._records, None)  # the header
-        n = len(self.file.header)
         while self._rec < rec:
             item = next(self._records, None)
             if item is None:  # the readers disagree (a row DuckDB split differently): the best guess
-                return rec + 2
-            start, row = item
-            if row and len(row) == n and start not in self.file.rejected_lines:
-                self._rec, self._line = self._rec + 1, start
-        return self._line
+                return rec + 2, rec + 2
+            start, end, row = item
+            if row and start not in self.file.rejected_lines:
+                self._rec, self._span = self._rec + 1, (start, end)
+        return self._span
 
 
-def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(line the record starts on, fields) for every record, blank lines as []."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as text:
+def _records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
+    """(line the record starts on, line it ends on, fields) for every record, blank lines as []."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as text:
         reader = csv.reader(text)
         while True:
             start = reader.line_num + 1
@@ -628,17 +685,68 @@ def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
                 return
             except csv.Error:  # a NUL byte, a field over the size limit: DuckDB has reported or dropped it
                 continue
-            yield start, row
+            yield start, reader.line_num, row
 
 
-def _first_row(path: Path, name: str) -> list[str]:
+def _strict_read(path: Path) -> tuple[int | None, int, set[int]]:
+    """Python's strict reader over the rows: (the line where a quoted value still open at the end of the file
+    starts, else None; the records it counted; the first -> last lines of broken records over several lines)."""
+    records, open_at, spanning = 0, None, {}
+    with open(path, encoding="utf-8", errors="replace", newline="") as text:
+        reader = csv.reader(text, strict=True)
+        next(reader, None)  # the header
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return open_at, records, spanning
+            except csv.Error as error:  # one broken record; the reader goes on at the next line
+                records += 1
+                if reader.line_num > start:
+                    spanning[start] = reader.line_num
+                open_at = start if "end of data" in str(error) or "field limit" in str(error) else None
+                continue
+            records, open_at = records + bool(row), None
+
+
+def _swallowers(path: Path, spans: dict[int, int], width: int) -> set[int]:
+    """The first lines of the broken records (first -> last line) that swallowed a row: a line after the first that
+    read alone has the header's `width` (further cells empty). A value legitimately over several lines has none."""
+    found: set[int] = set()
+    if not spans:
+        return found
+    starts, last = sorted(spans), max(spans.values())
     with open(path, "rb") as raw:
-        return _header_row(raw.readline(1 << 20))
+        for number, line in enumerate(raw, start=1):
+            if number > last or len(found) == len(spans):
+                break
+            inside = [s for s in starts if s < number <= spans[s] and s not in found]
+            if inside:
+                fields = next(csv.reader([line.rstrip(b"\n").decode("utf-8", errors="replace")]), [])
+                if len(fields) >= width and not any(f.strip() for f in fields[width:]):
+                    found.update(inside)
+    return found
 
 
-def _header_row(line: bytes) -> list[str]:
-    """The fields of a header line (a bad byte elsewhere in the file is a row's problem, not the header's)."""
-    return next(csv.reader([line.decode("utf-8-sig", errors="replace").rstrip("\r\n")]), [])
+def _line_texts(path: Path, wanted: set[int]) -> dict[int, str]:
+    """The text of some lines (1-based) of an LF file, in one pass."""
+    texts: dict[int, str] = {}
+    if wanted:
+        last = max(wanted)
+        with open(path, "rb") as raw:
+            for number, line in enumerate(raw, start=1):
+                if number in wanted:
+                    texts[number] = line.rstrip(b"\n").decode("utf-8", errors="replace")
+                if number >= last:
+                    break
+    return texts
+
+
+def _first_row(path: Path) -> list[str]:
+    """The header's column names, trailing empty ones dropped (a bad byte in a row is that row's problem)."""
+    with open(path, "rb") as raw:
+        return header_fields(raw.read(1 << 20))
 
 
 def _read_rows(path: Path, name: str) -> Iterator[list[str]]:
@@ -667,14 +775,6 @@ def _lines_at(path: Path, positions: list[int]) -> list[int]:
             line += chunk.count(b"\n")
             offset += len(chunk)
     return lines
-
-
-def _odd_quotes(path: Path) -> bool:
-    count = 0
-    with open(path, "rb") as raw:
-        while chunk := raw.read(1 << 22):
-            count += chunk.count(b'"')
-    return count % 2 == 1
 
 
 def _per_value(values: pa.Array, rule: Callable[[object], object],

@@ -1,0 +1,101 @@
+"""The layout's promises, checked on the source: the core never imports dagster, no import circle, short modules.
+
+Core = `client/`, `warehouse/`, `demo/` (and `summary.py`): usable and testable without Dagster. The Dagster layer is
+`defs/` plus `definitions.py`. Imports are read with `ast`, including those inside functions, so a circle cannot
+hide behind a late import.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "oneroster_pipeline"
+CORE = ("client", "warehouse", "demo")
+MAX_LINES = 450
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """Every module of the package that `name` imports, at any depth of the file (relative imports resolved)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            targets = [module] + [f"{module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def imported_names(path: Path) -> list[str]:
+    """The absolute module names a file imports (relative imports give their module path without the dots)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.append(node.module or "")
+    return names
+
+
+def test_the_core_never_imports_dagster():
+    core = {name: path for name, path in modules().items()
+            if name.split(".")[1:2] and name.split(".")[1] in CORE or name == "oneroster_pipeline.summary"}
+    offenders = [f"{name} imports {imported}" for name, path in core.items() for imported in imported_names(path)
+                 if imported.split(".")[0] in ("dagster", "dagster_duckdb", "dagster_webserver")
+                 or imported.startswith("oneroster_pipeline.defs")]
+    assert core and offenders == []
+
+
+def test_no_import_circle():
+    known = modules()
+    graph = {name: {t for t in imports_of(name, path, known) if not known[t].name == "__init__.py"}
+             for name, path in known.items()}
+    circles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                circles.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target, stack + [target])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert circles == []
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_modules_stay_short(name):
+    lines = modules()[name].read_text().count("\n")
+    assert lines <= MAX_LINES, f"{name} has {lines} lines (at most {MAX_LINES}): split it by what it does"
+
+
+def test_every_module_says_what_it_is_for():
+    missing = [name for name, path in modules().items()
+               if path.read_text().strip() and not ast.get_docstring(ast.parse(path.read_text()))]
+    assert missing == []
