@@ -331,6 +331,7 @@ def main() -> int:
                         help="also the library path without Dagster (student_sync_benchmark.py's measured process)")
     parser.add_argument("--full-records", action="store_true",
                         help="the provider serves whole records, ignoring fields= (more bytes per record)")
+    parser.add_argument("--steps", action="store_true", help="also print every step's STEP_START -> STEP_SUCCESS")
     parser.add_argument("--keep", action="store_true", help="keep each run's DAGSTER_HOME and DuckDB (prints where)")
     args = parser.parse_args()
     for path in args.run_config:
@@ -381,6 +382,9 @@ def main() -> int:
                                        "max RSS MB": fmt_mb(max(rss.peak_by_pid.values(), default=0)),
                                        "sum RSS MB": fmt_mb(rss.peak_sum), "load": f"{os.getloadavg()[0]:.1f}"}),
                                   flush=True)
+                            if args.steps:
+                                print("#   steps (s): " + ", ".join(f"{key} {seconds:.1f}" for key, seconds
+                                                                  in ev.step_durations.items()), flush=True)
                         if args.library:
                             print(library_row(provider, base, args.page_size, limit, label_c, floor), flush=True)
                 finally:
