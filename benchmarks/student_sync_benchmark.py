@@ -74,6 +74,8 @@ def child(base_url: str, page_size: int, concurrency: int | None, workdir: str, 
 
     env = {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": base_url, "ONEROSTER_AUTH": "none",
            "ONEROSTER_PAGE_SIZE": str(page_size)}
+    if os.environ.get(_AUTH_FROM_ENV):  # another provider's credentials (dagster_run_benchmark.py --library)
+        env.update({name: os.environ[name] for name in AUTH_VARIABLES if os.environ.get(name)})
     if concurrency:
         env["ONEROSTER_MAX_CONCURRENCY"] = str(concurrency)
     settings = ConnectionSettings.from_env(env)
@@ -97,16 +99,28 @@ def child(base_url: str, page_size: int, concurrency: int | None, workdir: str, 
                       "stage_peak_rss_mb": staged_rss, "peak_rss_mb": peak_rss_mb()}))
 
 
+_AUTH_FROM_ENV = "ONEROSTER_BENCH_AUTH_FROM_ENV"
+AUTH_VARIABLES = ("ONEROSTER_AUTH", "ONEROSTER_TOKEN_URL", "ONEROSTER_CLIENT_ID", "ONEROSTER_CLIENT_SECRET")
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_sync(base_url: str, page_size: int, concurrency: int | None, memory_limit: str | None) -> dict:
+def measure_sync(base_url: str, page_size: int, concurrency: int | None, memory_limit: str | None,
+                 auth: dict[str, str] | None = None) -> dict:
+    """The measured process's JSON line, or {"error": ...}. `auth`: ONEROSTER_AUTH and its variables (default none)."""
+    env = None
+    if auth:
+        unknown = set(auth) - set(AUTH_VARIABLES)
+        if unknown:
+            raise ValueError(f"auth takes only {AUTH_VARIABLES}, not {sorted(unknown)}")
+        env = {**{k: v for k, v in os.environ.items() if k not in AUTH_VARIABLES}, **auth, _AUTH_FROM_ENV: "1"}
     with tempfile.TemporaryDirectory() as workdir:
         command = [sys.executable, __file__, "--child", base_url, "--page-size", str(page_size),
                    "--workdir", workdir] + (["--concurrency", str(concurrency)] if concurrency else []) + \
                   (["--duckdb-memory-limit", memory_limit] if memory_limit else [])
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             return {"error": last[:300]}
