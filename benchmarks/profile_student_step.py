@@ -94,12 +94,16 @@ def report(title: str, profile: cProfile.Profile, wall: float, top: int, records
 
 
 def profile_step(base_url: str, token_url: str, page_size: int, concurrency: int | None, top: int) -> None:
-    from oneroster_pipeline import store
     from oneroster_pipeline.client.settings import ConnectionSettings
-    from oneroster_pipeline.client.source import open_source
-    from oneroster_pipeline.holds import HoldPolicy
-    from oneroster_pipeline.pipeline import apply_org_pull, apply_student_pull, stage_pull
-    from oneroster_pipeline.sync import sync_buildings
+    from oneroster_pipeline.client.sources import open_source
+    from oneroster_pipeline.warehouse import store
+    from oneroster_pipeline.warehouse.holds import HoldPolicy
+    from oneroster_pipeline.warehouse.pulls import (
+        apply_org_pull,
+        apply_student_pull,
+        stage_pull,
+    )
+    from oneroster_pipeline.warehouse.students import sync_buildings
 
     env = {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": base_url, "ONEROSTER_AUTH": "oauth2",
            "ONEROSTER_TOKEN_URL": token_url, "ONEROSTER_CLIENT_ID": CLIENT_ID,
@@ -164,7 +168,7 @@ FROM (SELECT u, list_transform(u.orgs, lambda o: nullif(trim(o.sourcedId), '')) 
 
 
 def fetch_raw_pages(base_url: str, token_url: str, page_size: int) -> list[bytes]:
-    from oneroster_pipeline.client.source import SORT_FIELD, USER_FIELDS
+    from oneroster_pipeline.client.sources import SORT_FIELD, USER_FIELDS
 
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {fetch_token(token_url)}"
@@ -184,7 +188,7 @@ def record_paths(pages: list[bytes], records: int, threads: int, repeat: int) ->
     import pyarrow as pa
 
     from oneroster_pipeline.client.normalize import users_table
-    from oneroster_pipeline.client.records import USER_SCHEMA
+    from oneroster_pipeline.client.schemas import USER_SCHEMA
 
     per = 100_000 / records
     results: list[tuple[str, float, float]] = []

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from static_provider import BASE_PATH, TOKEN_PATH, StaticProvider, build_collections  # noqa: E402
 
 from oneroster_pipeline.client.settings import ConnectionSettings  # noqa: E402
-from oneroster_pipeline.client.source import open_source  # noqa: E402
+from oneroster_pipeline.client.sources import open_source  # noqa: E402
 from oneroster_pipeline.demo.district import DistrictShape  # noqa: E402
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings  # noqa: E402
-from oneroster_pipeline.pipeline import stage_pull  # noqa: E402
+from oneroster_pipeline.warehouse.pulls import stage_pull  # noqa: E402
 
 STUDENTS, SCHOOLS = 1500, 5
 
