@@ -342,28 +342,43 @@ def test_csv_export_with_malformed_dates_or_a_stray_quote_deactivates_no_one(tmp
     assert sorted(harness.rows("SELECT sourced_id, field FROM rejected_records WHERE run_id = ?",
                                [dates_run.run_id])) == [(s, "dateLastModified") for s in sorted(bad_dates)]
 
-    export_csv(district, export, "1.1")  # a clean export again, then one line with a stray quote
+    # a clean export again, then a stray quote after the sourcedId: the line is rejected with its id, the pull stays
+    # complete, and that student keeps its row as it was
+    export_csv(district, export, "1.1")
     quoted: list[str] = []
 
-    def stray_quote(header, rows):
-        k = _student_rows(header, rows)[7]
-        quoted.append(rows[k][header.index("sourcedId")])
-        given = header.index("givenName")
-        line = [f'"{v}"' if "," in v else v for v in rows[k]]
-        line[given] = f'"{rows[k][given]}" Jr'  # text after a closing quote
-        return {k: ",".join(line)}
+    def stray_quote_in(column: str):
+        def rewrite(header, rows):
+            k = _student_rows(header, rows)[7]
+            quoted.append(rows[k][header.index("sourcedId")])
+            at = header.index(column)
+            line = [f'"{v}"' if "," in v else v for v in rows[k]]
+            line[at] = f'"{rows[k][at]}" Jr'  # text after a closing quote
+            return {k: ",".join(line)}
+        return rewrite
 
-    _rewrite(export, "users.csv", stray_quote)
+    _rewrite(export, "users.csv", stray_quote_in("givenName"))
     quote_run = harness.run("student_sync")
     assert _students(harness) == before  # the unreadable line's student is not deactivated
+    assert harness.rows("SELECT complete FROM pull_reports WHERE run_id = ? AND collection = 'students'",
+                        [quote_run.run_id]) == [(True,)]
+    assert harness.rows("SELECT sourced_id, field FROM rejected_records WHERE run_id = ?",
+                        [quote_run.run_id]) == [(quoted[-1], "(record)")]
+
+    # a stray quote in the sourcedId itself: the line cannot be identified, so the pull is incomplete and
+    # nothing is deactivated by absence
+    export_csv(district, export, "1.1")
+    _rewrite(export, "users.csv", stray_quote_in("sourcedId"))
+    quote_run = harness.run("student_sync")
+    assert _students(harness) == before
     assert harness.rows("SELECT complete FROM pull_reports WHERE run_id = ? AND collection = 'students'",
                         [quote_run.run_id]) == [(False,)]
     check = next(e for e in quote_run.get_asset_check_evaluations()
                  if e.check_name == "pull_complete" and e.asset_key == dg.AssetKey("oneroster_users"))
     assert not check.passed and "could not be identified" in check.description and "users.csv line" in \
         check.description
-    assert quoted and harness.rows("SELECT field FROM rejected_records WHERE run_id = ? AND sourced_id IS NULL",
-                                   [quote_run.run_id]) == [("(record)",)]
+    assert harness.rows("SELECT field FROM rejected_records WHERE run_id = ? AND sourced_id IS NULL",
+                        [quote_run.run_id]) == [("(record)",)]
 
 
 def test_export_whose_roles_csv_is_wholly_rejected_fails_error_checks(tmp_path):
