@@ -3,24 +3,10 @@
 
 import dagster as dg
 
-from oneroster_pipeline.defs.alerts.sensors import (
-    failed_check_alert,
-    sync_failure_alert,
-)
-from oneroster_pipeline.defs.provider_switch.assets import (
-    SwitchPolicyResource,
-    id_crosswalk,
-    provider_connections,
-)
-from oneroster_pipeline.defs.provider_switch.partitions import (
-    student_tables_by_connection,
-)
-from oneroster_pipeline.defs.resources import (
-    AlertsResource,
-    OneRosterResource,
-    SyncPolicyResource,
-    WarehouseResource,
-)
+from oneroster_pipeline.defs.alerts.sensors import failed_check_alert, sync_failure_alert
+from oneroster_pipeline.defs.provider_switch.assets import SwitchPolicyResource, id_crosswalk, provider_connections
+from oneroster_pipeline.defs.provider_switch.partitions import student_tables_by_connection
+from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
 from oneroster_pipeline.defs.sync.assets import (
     buildings,
     oneroster_orgs,
@@ -39,11 +25,7 @@ from oneroster_pipeline.defs.sync.checks import (
     students_pull_complete,
     users_rejections_within_tolerance,
 )
-from oneroster_pipeline.defs.sync.jobs import (
-    PROVIDER_SWITCH_JOBS,
-    SYNC_JOBS,
-    test_connection,
-)
+from oneroster_pipeline.defs.sync.jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS, test_connection
 from oneroster_pipeline.defs.sync.schedules import daily_student_sync_schedule
 
 

@@ -8,12 +8,7 @@ import dagster as dg
 import duckdb
 
 from oneroster_pipeline.definitions import build_definitions
-from oneroster_pipeline.defs.resources import (
-    AlertsResource,
-    OneRosterResource,
-    SyncPolicyResource,
-    WarehouseResource,
-)
+from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
 
 CLIENT_ID, CLIENT_SECRET = "district-client", "district-secret-value"
 

@@ -7,14 +7,7 @@ import pytest
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
-from .sync_harness import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    STUDENT_CONTENT,
-    SyncHarness,
-    check_evaluation,
-    oneroster_for,
-)
+from .sync_harness import CLIENT_ID, CLIENT_SECRET, STUDENT_CONTENT, SyncHarness, check_evaluation, oneroster_for
 
 SHAPE = DistrictShape(schools=4, students=240, seed=11)
 

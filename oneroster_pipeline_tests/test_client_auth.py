@@ -13,14 +13,7 @@ import requests
 from oneroster_pipeline.client.errors import OneRosterHTTPError
 from oneroster_pipeline.client.sources import open_source
 
-from .client_fixtures import (
-    SECRETS,
-    api_requests,
-    concat,
-    expected_student_ids,
-    serve,
-    settings_for,
-)
+from .client_fixtures import SECRETS, api_requests, concat, expected_student_ids, serve, settings_for
 
 
 def pull_ids(settings) -> list[str]:

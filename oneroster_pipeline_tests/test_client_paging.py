@@ -6,21 +6,11 @@ import time
 
 import pytest
 
-from oneroster_pipeline.client.errors import (
-    OneRosterConnectionError,
-    OneRosterDataError,
-)
+from oneroster_pipeline.client.errors import OneRosterConnectionError, OneRosterDataError
 from oneroster_pipeline.client.paging import Page, Pager, PullReport
 from oneroster_pipeline.client.sources import open_source
 
-from .client_fixtures import (
-    PAGE_SIZE,
-    api_requests,
-    concat,
-    expected_student_ids,
-    serve,
-    settings_for,
-)
+from .client_fixtures import PAGE_SIZE, api_requests, concat, expected_student_ids, serve, settings_for
 
 
 def pull(provider, version: str = "1.2", **overrides):

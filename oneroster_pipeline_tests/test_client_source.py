@@ -15,15 +15,7 @@ from oneroster_pipeline.client.diagnostics import connection_test
 from oneroster_pipeline.client.settings import ConnectionSettings, SettingsError
 from oneroster_pipeline.client.sources import RestSource, delta_filter, open_source
 
-from .client_fixtures import (
-    PAGE_SIZE,
-    SECRETS,
-    api_requests,
-    concat,
-    env_for,
-    serve,
-    settings_for,
-)
+from .client_fixtures import PAGE_SIZE, SECRETS, api_requests, concat, env_for, serve, settings_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,11 +19,7 @@ from oneroster_pipeline.demo import personas as q
 from oneroster_pipeline.demo.auth import CORE_SCOPE
 from oneroster_pipeline.demo.cli import main
 from oneroster_pipeline.demo.district import District, DistrictShape
-from oneroster_pipeline.demo.server import (
-    SESSION_COOKIE_NAME,
-    DemoProvider,
-    DemoSettings,
-)
+from oneroster_pipeline.demo.server import SESSION_COOKIE_NAME, DemoProvider, DemoSettings
 
 SHAPE = DistrictShape(schools=3, students=200, seed=21)
 DISTRICT = District(SHAPE)

@@ -24,7 +24,7 @@ from oneroster_pipeline.client.csv_source import CsvSource
 from oneroster_pipeline.client.settings import ConnectionSettings
 from oneroster_pipeline.client.sources import open_source
 from oneroster_pipeline.warehouse import pulls, store
-from oneroster_pipeline.warehouse.holds import HoldPolicy
+from oneroster_pipeline.warehouse.policy import HoldPolicy
 from oneroster_pipeline.warehouse.students import sync_buildings
 
 from .client_fixtures import FAST

@@ -19,12 +19,7 @@ import pytest
 
 from oneroster_pipeline.definitions import build_definitions
 from oneroster_pipeline.defs.provider_switch.partitions import PROVIDER_CONNECTIONS
-from oneroster_pipeline.defs.resources import (
-    AlertsResource,
-    OneRosterResource,
-    SyncPolicyResource,
-    WarehouseResource,
-)
+from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings

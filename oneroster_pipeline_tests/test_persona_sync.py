@@ -12,13 +12,7 @@ from oneroster_pipeline.demo import personas as q
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
-from .sync_harness import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    STUDENT_CONTENT,
-    SyncHarness,
-    oneroster_for,
-)
+from .sync_harness import CLIENT_ID, CLIENT_SECRET, STUDENT_CONTENT, SyncHarness, oneroster_for
 
 SHAPE = DistrictShape(schools=4, students=300, seed=17)
 IGNORED_CONTENT = "sourced_id, given_name, family_name, org_sourced_ids, reason, detail"

@@ -17,22 +17,13 @@ import duckdb
 import pytest
 
 from oneroster_pipeline.definitions import build_definitions
-from oneroster_pipeline.defs.provider_switch.assets import (
-    APPROVE_SWITCH_TAG,
-    SwitchPolicyResource,
-)
+from oneroster_pipeline.defs.provider_switch.assets import APPROVE_SWITCH_TAG, SwitchPolicyResource
 from oneroster_pipeline.defs.provider_switch.partitions import PROVIDER_CONNECTIONS
 from oneroster_pipeline.defs.resources import OneRosterResource
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
-from .sync_harness import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    SyncHarness,
-    check_evaluation,
-    oneroster_for,
-)
+from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, check_evaluation, oneroster_for
 
 SHAPE = DistrictShape(schools=4, students=300, seed=23)
 CONTENT = "sourced_id, building_sis, given_name, family_name, username, email, identifier, grade, enabled_user, status"

@@ -35,7 +35,7 @@ from oneroster_pipeline.defs.resources import OneRosterResource
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.holds import HoldPolicy
+from oneroster_pipeline.warehouse.policy import HoldPolicy
 from oneroster_pipeline.warehouse.pulls import (
     apply_org_pull,
     apply_student_pull,

@@ -15,20 +15,13 @@ import duckdb
 import pytest
 
 from oneroster_pipeline.defs.resources import OneRosterResource, SyncPolicyResource
-from oneroster_pipeline.defs.sync.blackouts import parse_blackout_dates
 from oneroster_pipeline.defs.sync.schedules import daily_student_sync_schedule
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
+from oneroster_pipeline.warehouse.policy import parse_blackout_dates
 
-from .sync_harness import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    STUDENT_CONTENT,
-    SyncHarness,
-    check_evaluation,
-    oneroster_for,
-)
+from .sync_harness import CLIENT_ID, CLIENT_SECRET, STUDENT_CONTENT, SyncHarness, check_evaluation, oneroster_for
 from .test_automation import _evaluate
 
 SHAPE = DistrictShape(schools=4, students=240, seed=29)

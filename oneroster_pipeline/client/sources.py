@@ -21,15 +21,7 @@ from .auth import build_auth
 from .errors import OneRosterHTTPError, OneRosterReadTimeout
 from .http import build_session, surface_read_timeouts
 from .normalize import Rejection, orgs_table, users_table
-from .paging import (
-    Page,
-    Pager,
-    PullReport,
-    Throttle,
-    fetch_page,
-    page_from_response,
-    request_page,
-)
+from .paging import Page, Pager, PullReport, Throttle, fetch_page, page_from_response, request_page
 from .settings import ConnectionSettings, SettingsError
 
 __all__ = ["RestSource", "PullReport", "Rejection", "open_source"]

@@ -16,14 +16,10 @@ from dagster_duckdb import DuckDBResource
 
 from oneroster_pipeline.client.builtin_demo import DEMO_ENV_VARS as DEMO_SHAPE_VARS
 from oneroster_pipeline.client.builtin_demo import DemoShape, start_demo_district
-from oneroster_pipeline.client.settings import (
-    ENV_VARS,
-    FALLBACK_ENV_VARS,
-    ConnectionSettings,
-)
+from oneroster_pipeline.client.settings import ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings
 from oneroster_pipeline.client.sources import open_source
-from oneroster_pipeline.defs.sync.blackouts import parse_blackout_dates
 from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.policy import parse_blackout_dates
 
 # the built-in demo district's shape: one definition (client/builtin_demo.py) for the sync and the connection test
 DEMO_ENV_VARS = {f"demo_{name}": var for name, var in DEMO_SHAPE_VARS.items()}
@@ -154,7 +150,7 @@ class SyncPolicyResource(dg.ConfigurableResource):
     max_rejected_pct: float = 1.0  # rejected records above this share of a pull (or of one CSV file) fail a check
 
     def hold_policy(self):
-        from oneroster_pipeline.warehouse.holds import HoldPolicy
+        from oneroster_pipeline.warehouse.policy import HoldPolicy
 
         return HoldPolicy(
             max_deactivate_pct=self.max_deactivate_pct, max_deactivate=self.max_deactivate,

@@ -16,12 +16,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from oauthlib.oauth1 import (
-    SIGNATURE_HMAC_SHA1,
-    SIGNATURE_HMAC_SHA256,
-    RequestValidator,
-    SignatureOnlyEndpoint,
-)
+from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, SIGNATURE_HMAC_SHA256, RequestValidator, SignatureOnlyEndpoint
 
 CORE_SCOPE = "https://purl.imsglobal.org/spec/or/v1p2/scope/roster-core.readonly"
 ROSTER_SCOPE = "https://purl.imsglobal.org/spec/or/v1p2/scope/roster.readonly"

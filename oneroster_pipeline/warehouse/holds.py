@@ -15,17 +15,8 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from .policy import HoldPolicy
 from .students import StudentSyncPlan
-
-
-@dataclass(frozen=True)
-class HoldPolicy:
-    max_deactivate_pct: float = 10.0
-    max_deactivate: int = 500
-    building_max_deactivate_pct: float = 25.0
-    building_max_deactivate: int = 200
-    max_update_pct: float = 75.0
-    approval_hours: float = 24.0
 
 
 @dataclass

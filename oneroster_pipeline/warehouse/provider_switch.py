@@ -34,13 +34,10 @@ import duckdb
 from oneroster_pipeline.client.errors import redact_url
 
 from . import store
+from .policy import SwitchPolicy
 from .pulls import StagedPull
 from .students import StudentSyncResult, apply_student_sync, plan_student_sync
 
-SCHOOL_RULES = ("sourced_id", "legacy_sourced_id", "identifier", "name")
-STUDENT_RULES = ("sourced_id", "legacy_sourced_id", "identifier", "username", "email")
-DEFAULT_SCHOOL_RULES = ("sourced_id", "identifier", "name")
-DEFAULT_STUDENT_RULES = STUDENT_RULES
 PROCEDURE = "README, section 'Changing provider'"
 
 
@@ -155,25 +152,6 @@ def _changed(connection: Connection, active: dict) -> ConnectionChanged:
         "the configured connection and applies it), then backfill rebuild_student_tables for partition "
         f"{connection.connection_id} ({PROCEDURE}). If the change was not intended, restore the previous "
         "connection's environment variables.")
-
-
-# ---- policy ------------------------------------------------------------------------------------------------------
-def parse_rules(text: str | None, allowed: tuple[str, ...], variable: str) -> tuple[str, ...]:
-    """A comma-separated rule order (e.g. "identifier,name"); ValueError naming the variable."""
-    rules = tuple(r.strip().lower() for r in (text or "").split(",") if r.strip())
-    unknown = [r for r in rules if r not in allowed]
-    if not rules or unknown or len(set(rules)) != len(rules):
-        raise ValueError(f"{variable} must list distinct rules from {', '.join(allowed)} (comma-separated), "
-                         f"got {text!r}")
-    return rules
-
-
-@dataclass(frozen=True)
-class SwitchPolicy:
-    school_rules: tuple[str, ...] = DEFAULT_SCHOOL_RULES
-    student_rules: tuple[str, ...] = DEFAULT_STUDENT_RULES
-    max_unmatched_pct: float = 5.0  # of existing buildings, and of existing students, left without a new id
-    max_ambiguous: int = 0  # ambiguous buildings or students tolerated without review
 
 
 # ---- crosswalk -----------------------------------------------------------------------------------------------------

@@ -18,19 +18,9 @@ from oneroster_pipeline.client.errors import OneRosterHTTPError
 from oneroster_pipeline.client.schemas import ORG_SCHEMA, USER_SCHEMA
 
 from . import store
-from .holds import (
-    HoldDecision,
-    HoldPolicy,
-    approval_is_valid,
-    evaluate_holds,
-    hold_record,
-)
-from .students import (
-    StudentSyncPlan,
-    StudentSyncResult,
-    apply_student_sync,
-    plan_student_sync,
-)
+from .holds import HoldDecision, approval_is_valid, evaluate_holds, hold_record
+from .policy import HoldPolicy
+from .students import StudentSyncPlan, StudentSyncResult, apply_student_sync, plan_student_sync
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,7 @@ from oneroster_pipeline.defs.resources import AlertsResource, WarehouseResource
 from oneroster_pipeline.defs.sync.jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS
 from oneroster_pipeline.warehouse.alerts import Alert, send_alert
 
-from .hooks import (
-    alert_recorded,
-    failed_error_checks,
-    record_failure,
-    root_cause,
-    step_errors,
-)
+from .hooks import alert_recorded, failed_error_checks, record_failure, root_cause, step_errors
 
 MONITORED_JOBS = [*SYNC_JOBS, *PROVIDER_SWITCH_JOBS]
 

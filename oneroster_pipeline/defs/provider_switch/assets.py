@@ -15,18 +15,20 @@ import dagster as dg
 from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
 from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.provider_switch import (
+from oneroster_pipeline.warehouse.policy import (
     DEFAULT_SCHOOL_RULES,
     DEFAULT_STUDENT_RULES,
     SCHOOL_RULES,
     STUDENT_RULES,
+    SwitchPolicy,
+    parse_rules,
+)
+from oneroster_pipeline.warehouse.provider_switch import (
     SwitchBlocked,
     SwitchError,
-    SwitchPolicy,
     apply_switch,
     build_crosswalk,
     connection_of,
-    parse_rules,
 )
 from oneroster_pipeline.warehouse.pulls import stage_pull
 

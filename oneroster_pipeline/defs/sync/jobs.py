@@ -3,9 +3,7 @@
 
 import dagster as dg
 
-from oneroster_pipeline.defs.alerts.hooks import (
-    RUN_HOOKS,  # every run records its failure and failed checks itself
-)
+from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS  # every run records its failure and failed checks itself
 
 BUILDING_ASSETS = dg.AssetSelection.assets("oneroster_orgs", "buildings")
 STUDENT_ASSETS = dg.AssetSelection.assets(
@@ -42,12 +40,7 @@ test_connection = dg.define_asset_job(
 )
 
 # provider change (provider_switch_assets.py) and the per-connection backfill (partitions.py)
-from oneroster_pipeline.defs.provider_switch.assets import (  # noqa: E402
-    provider_switch_job,
-    provider_switch_preview_job,
-)
-from oneroster_pipeline.defs.provider_switch.partitions import (
-    rebuild_student_tables_job,  # noqa: E402
-)
+from oneroster_pipeline.defs.provider_switch.assets import provider_switch_job, provider_switch_preview_job  # noqa: E402
+from oneroster_pipeline.defs.provider_switch.partitions import rebuild_student_tables_job  # noqa: E402
 
 PROVIDER_SWITCH_JOBS = [provider_switch_job, provider_switch_preview_job, rebuild_student_tables_job]

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from oneroster_pipeline.defs.resources import SyncPolicyResource
+from oneroster_pipeline.warehouse.policy import blackout_containing
 
-from .blackouts import blackout_containing
 from .jobs import student_sync
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
