@@ -7,7 +7,7 @@
   confirms it), and always an empty page;
 - a page repeating the previous page's sourcedIds (a server ignoring offset) is an error, and pages are bounded;
 - records are deduplicated by sourcedId within the pull; duplicates are counted with a sample in the `PullReport`.
-Bounded concurrent fetching sits on top (source.py): once the first page gives the total and the served page size,
+Bounded concurrent fetching sits on top (rest.py): once the first page gives the total and the served page size,
 the remaining offsets are known, are fetched in parallel and are fed to `Pager.accept` in offset order.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 import requests
@@ -25,6 +26,13 @@ from .http import get_ok, parse_json
 
 MAX_PAGES = 100_000
 DUPLICATE_SAMPLE = 10
+
+
+def delta_filter(modified_since: datetime) -> str:
+    """The OneRoster filter for records modified after `modified_since` (naive datetimes are taken as UTC)."""
+    if modified_since.tzinfo is None:
+        modified_since = modified_since.replace(tzinfo=timezone.utc)
+    return f"dateLastModified>'{modified_since.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}'"
 
 
 @dataclass
