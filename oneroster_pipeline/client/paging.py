@@ -9,6 +9,7 @@
 - records are deduplicated by sourcedId within the pull; duplicates are counted with a sample in the `PullReport`.
 Bounded concurrent fetching sits on top (rest.py): once the first page gives the total and the served page size,
 the remaining offsets are known, are fetched in parallel and are fed to `Pager.accept` in offset order.
+`PullReport` (what one pull saw) and `delta_filter` (the dateLastModified filter) serve the REST and CSV sources.
 """
 
 from __future__ import annotations
@@ -190,8 +191,9 @@ class Throttle:
                 if self.limit > 1:
                     self.limit //= 2
                     self.report.lowest_concurrency = min(self.report.lowest_concurrency, self.limit)
+                    waited = retry_after if retry_after is not None else "-"
                     self.report.events.append(f"429 after {self.report.pages} pages: {self.limit} page requests "
-                                              f"in flight (Retry-After {retry_after if retry_after is not None else '-'})")
+                                              f"in flight (Retry-After {waited})")
 
     def answered(self) -> None:
         with self._lock:
@@ -231,7 +233,8 @@ class Pager:
                 report.first_reported_total = page.total
         ids = [r.get("sourcedId") if isinstance(r, dict) else None for r in page.records]
         if n and ids == self._previous_ids:
-            raise OneRosterDataError(page.url, "the server sent the previous page again: it ignores offset", page.offset)
+            raise OneRosterDataError(page.url, "the server sent the previous page again: it ignores offset",
+                                     page.offset)
         self._previous_ids = ids
         self.offset += n
         unique = self._unique(page.records, ids)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -21,6 +21,7 @@ from .settings import ConnectionSettings
 __all__ = ["CsvSource", "PullReport", "Rejection", "RestSource", "Source", "delta_filter", "open_source"]
 
 
+@runtime_checkable
 class Source(Protocol):
     """What every source offers. After each pull, `reports[collection]` ("orgs", "students") says what was read and
     whether it was complete, and `rejections` lists the records of the latest pull that could not be normalised."""

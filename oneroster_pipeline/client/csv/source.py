@@ -149,7 +149,7 @@ class CsvSource:
         try:
             for batch in cursor.sql(sql, params=params).to_arrow_reader(self.batch_rows):
                 seen += batch.num_rows
-                table = self._finish(batch, schema, entity, main, lines, report)
+                table = self._apply_value_rules(batch, schema, entity, main, lines, report)
                 report.pages += 1
                 report.rows += table.num_rows
                 if table.num_rows:
@@ -166,8 +166,8 @@ class CsvSource:
             log.warning(f"{collection} from {self.path}: {report.rows} rows, {len(self.rejections)} rejected, "
                         f"{report.duplicates} duplicates, complete={report.complete}")
 
-    def _finish(self, batch: pa.RecordBatch, schema: pa.Schema, entity: str, file: StagedFile, lines: LineIndex,
-                report: PullReport) -> pa.Table:
+    def _apply_value_rules(self, batch: pa.RecordBatch, schema: pa.Schema, entity: str, file: StagedFile,
+                           lines: LineIndex, report: PullReport) -> pa.Table:
         """Apply the per-value rules of normalize.py (status, type, role, enabledUser: one rule with the REST
         source), report duplicates and rejections, and keep the good rows as `schema`."""
         columns = {name: batch.column(name) for name in batch.schema.names}
