@@ -16,6 +16,8 @@ __all__ = ["all_active_schools", "check_schools", "known_buildings"]
 
 
 def check_schools(source, report: ConnectionReport, first: Page, buildings: set[str] | None, get) -> None:
+    """The "schools" row; with `buildings`, the "schools vs buildings" row over every active school (`first` page,
+    then for REST the next pages through `get(path, params, limit, offset)`)."""
     count = f"{report.school_count}" if report.school_count_exact else f"at least {report.school_count}"
     sample = f" (e.g. {', '.join(report.sample_schools)})" if report.sample_schools else ""
     if report.school_count == 0:

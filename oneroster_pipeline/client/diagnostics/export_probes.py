@@ -5,13 +5,14 @@ A file that cannot be read fails the test; rows the sync would reject are a warn
 
 from __future__ import annotations
 
+from ..sources import Source
 from .buildings import check_schools
 from .report import OK, WARNING, ConnectionReport
 
 __all__ = ["probe_export"]
 
 
-def probe_export(source, report: ConnectionReport, buildings: set[str] | None = None) -> None:
+def probe_export(source: Source, report: ConnectionReport, buildings: set[str] | None = None) -> None:
     """A source without HTTP (a CSV export): its manifest, then a full read of its orgs (schools counted) and of its
     student pull (users.csv, and roles.csv for 1.2) through the sync's own reader. A file that cannot be read fails
     the test; rows the sync would reject are a warning with their counts."""

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import OneRosterHTTPError, redact_url
 from ..paging import Page, fetch_page
-from ..rest import USER_FIELDS
+from ..rest import USER_FIELDS, RestSource
 from ..settings import ConnectionSettings
 from .buildings import check_schools
 from .report import INFO, OK, WARNING, ConnectionReport
@@ -23,7 +23,8 @@ SPEC_BASE_PATHS = {"1.1": "/ims/oneroster/v1p1", "1.2": "/ims/oneroster/rosterin
 SPEC_ENVELOPES = {"/schools": "orgs", "/students": "users"}
 
 
-def probe_rest(source, report: ConnectionReport, buildings: set[str] | None) -> None:
+def probe_rest(source: RestSource, report: ConnectionReport, buildings: set[str] | None) -> None:
+    """Every REST check, in the report's order; the first request authenticates (a 401 ends the test)."""
     settings = source.settings
     base, timeout, limit = settings.base_url, settings.timeout_seconds, settings.page_size
     _check_version_path(settings, report)
