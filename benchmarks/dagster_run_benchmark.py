@@ -99,7 +99,7 @@ def fetch_token(token_url: str) -> str:
 def fetch_floor(provider: Provider, page_size: int) -> tuple[float, int, int]:
     """Plain requests, one page at a time on one connection, the sync's query; `.json()` parsed, then dropped.
     (seconds, pages, records)."""
-    from oneroster_pipeline.client.sources import SORT_FIELD, USER_FIELDS
+    from oneroster_pipeline.client.rest import SORT_FIELD, USER_FIELDS
 
     session = requests.Session()
     started = time.perf_counter()

@@ -164,7 +164,7 @@ FROM (SELECT u, list_transform(u.orgs, lambda o: nullif(trim(o.sourcedId), '')) 
 
 
 def fetch_raw_pages(base_url: str, token_url: str, page_size: int) -> list[bytes]:
-    from oneroster_pipeline.client.sources import SORT_FIELD, USER_FIELDS
+    from oneroster_pipeline.client.rest import SORT_FIELD, USER_FIELDS
 
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {fetch_token(token_url)}"

@@ -43,7 +43,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from oneroster_pipeline.client.sources import ORG_FIELDS, USER_FIELDS  # noqa: E402
+from oneroster_pipeline.client.rest import ORG_FIELDS, USER_FIELDS  # noqa: E402
 from oneroster_pipeline.demo.district import District, DistrictShape  # noqa: E402
 from oneroster_pipeline.demo.render import render_org, render_user, select_fields  # noqa: E402
 

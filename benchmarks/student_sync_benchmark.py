@@ -45,7 +45,7 @@ def start_demo(students: int, schools: int, latency_ms: int) -> tuple[subprocess
 def fetch_floor(base_url: str, page_size: int) -> tuple[float, int]:
     """Plain requests over every /students page the sync asks for (same query: fields, sort, limit), one at a
     time on one connection, bodies read and discarded."""
-    from oneroster_pipeline.client.sources import SORT_FIELD, USER_FIELDS
+    from oneroster_pipeline.client.rest import SORT_FIELD, USER_FIELDS
 
     query = {"fields": USER_FIELDS["1.2"], "sort": SORT_FIELD, "limit": page_size}
     session, offset, pages, started = requests.Session(), 0, 0, time.perf_counter()

@@ -32,7 +32,7 @@ from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.warehouse import store
 
-from .client_fixtures import serve
+from .client.client_fixtures import serve
 
 FAST_FAIL = 5.0  # seconds: "within seconds", with room for a loaded machine
 

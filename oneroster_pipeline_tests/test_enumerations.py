@@ -20,14 +20,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from oneroster_pipeline.client.csv_source import CsvSource
+from oneroster_pipeline.client.csv import CsvSource
 from oneroster_pipeline.client.settings import ConnectionSettings
 from oneroster_pipeline.client.sources import open_source
 from oneroster_pipeline.warehouse import pulls, store
 from oneroster_pipeline.warehouse.policy import HoldPolicy
 from oneroster_pipeline.warehouse.students import sync_buildings
 
-from .client_fixtures import FAST
+from .client.client_fixtures import FAST
 
 # ---- a OneRoster server of the test's own, and a CSV export ------------------------------------------------------
 

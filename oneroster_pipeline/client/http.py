@@ -1,4 +1,4 @@
-"""The HTTP layer: a `requests.Session` with urllib3 retries, and JSON GETs that fail with clear errors.
+"""The HTTP layer: a `requests.Session` with urllib3 retries, and GETs whose failures (HTTP, not JSON) are clear errors.
 
 Retries are urllib3's `Retry`: 429 and 5xx gateway answers, connection resets and read timeouts, exponential
 backoff with jitter, `Retry-After` respected (capped), all bounded by `ONEROSTER_MAX_RETRIES`. After the budget
@@ -110,14 +110,6 @@ def _cause(error: Exception) -> Exception:
     """The underlying urllib3 error (requests wraps a read timeout after the last retry as a ConnectionError)."""
     inner = error.args[0] if error.args and isinstance(error.args[0], Exception) else error
     return getattr(inner, "reason", None) or inner
-
-
-def get_json(session: requests.Session, url: str, params: dict, timeout: float,
-             offset: int | None = None) -> tuple[object, requests.Response]:
-    """GET `url` and return (parsed JSON, response); a non-2xx answer raises `OneRosterHTTPError`, a 2xx that is
-    not JSON raises `OneRosterDataError` naming the URL and offset."""
-    response = get_ok(session, url, params, timeout)
-    return parse_json(response, offset), response
 
 
 def get_ok(session: requests.Session, url: str, params: dict, timeout: float) -> requests.Response:

@@ -1,8 +1,8 @@
-"""OneRoster 1.1 / 1.2 org and user objects -> the flat rows of records.py, one `pa.Table` per page.
+"""OneRoster 1.1 / 1.2 org and user objects -> the flat rows of schemas.py, one `pa.Table` per page.
 
 Parsing is lenient where providers differ in form (enabledUser as a JSON boolean or a string in any case, JSON nulls
 vs empty strings, 1.1 `role` + `orgs[]` vs 1.2 `roles[]` + `primaryOrg`), so the same district yields the same rows
-from any provider. Enumerations follow one rule, on every source (csv_source.py applies these same functions):
+from any provider. Enumerations follow one rule, on every source (csv/source.py applies these same functions):
 `status`, `role`, org `type` and `enabledUser` are trimmed and matched case-insensitively against the OneRoster
 1.1 + 1.2 vocabularies below (role and type also accept `ext:` extension values); the legacy `inactive` is
 `tobedeleted`; a missing or blank status is `active`, a missing enabledUser is null (not stated), and a user without

@@ -7,8 +7,9 @@
   confirms it), and always an empty page;
 - a page repeating the previous page's sourcedIds (a server ignoring offset) is an error, and pages are bounded;
 - records are deduplicated by sourcedId within the pull; duplicates are counted with a sample in the `PullReport`.
-Bounded concurrent fetching sits on top (source.py): once the first page gives the total and the served page size,
+Bounded concurrent fetching sits on top (rest.py): once the first page gives the total and the served page size,
 the remaining offsets are known, are fetched in parallel and are fed to `Pager.accept` in offset order.
+`PullReport` (what one pull saw) and `delta_filter` (the dateLastModified filter) serve the REST and CSV sources.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 import requests
@@ -25,6 +27,13 @@ from .http import get_ok, parse_json
 
 MAX_PAGES = 100_000
 DUPLICATE_SAMPLE = 10
+
+
+def delta_filter(modified_since: datetime) -> str:
+    """The OneRoster filter for records modified after `modified_since` (naive datetimes are taken as UTC)."""
+    if modified_since.tzinfo is None:
+        modified_since = modified_since.replace(tzinfo=timezone.utc)
+    return f"dateLastModified>'{modified_since.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}'"
 
 
 @dataclass
@@ -182,8 +191,9 @@ class Throttle:
                 if self.limit > 1:
                     self.limit //= 2
                     self.report.lowest_concurrency = min(self.report.lowest_concurrency, self.limit)
+                    waited = retry_after if retry_after is not None else "-"
                     self.report.events.append(f"429 after {self.report.pages} pages: {self.limit} page requests "
-                                              f"in flight (Retry-After {retry_after if retry_after is not None else '-'})")
+                                              f"in flight (Retry-After {waited})")
 
     def answered(self) -> None:
         with self._lock:
@@ -223,7 +233,8 @@ class Pager:
                 report.first_reported_total = page.total
         ids = [r.get("sourcedId") if isinstance(r, dict) else None for r in page.records]
         if n and ids == self._previous_ids:
-            raise OneRosterDataError(page.url, "the server sent the previous page again: it ignores offset", page.offset)
+            raise OneRosterDataError(page.url, "the server sent the previous page again: it ignores offset",
+                                     page.offset)
         self._previous_ids = ids
         self.offset += n
         unique = self._unique(page.records, ids)

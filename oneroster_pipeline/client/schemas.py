@@ -48,9 +48,3 @@ USER_SCHEMA = pa.schema(
         pa.field("legacy_sourced_id", pa.string()),
     ]
 )
-
-SCHEMAS = {"orgs": ORG_SCHEMA, "users": USER_SCHEMA}
-
-
-def empty_table(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oneroster_pipeline.client.csv_source import CsvExportError, CsvSource
+from oneroster_pipeline.client.csv import CsvExportError, CsvSource
 
 from .client_fixtures import concat
 from .test_csv_source import MANIFEST_11, MANIFEST_12, ORGS, USERS_11_HEADER, user11

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from oneroster_pipeline.client.csv_source import CsvExportError, CsvSource
+from oneroster_pipeline.client.csv import CsvExportError, CsvSource
 from oneroster_pipeline.client.diagnostics import connection_test
 from oneroster_pipeline.client.schemas import ORG_SCHEMA, USER_SCHEMA
 from oneroster_pipeline.client.settings import ConnectionSettings

@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from oneroster_pipeline.client.rest import USER_FIELDS
 from oneroster_pipeline.client.settings import ConnectionSettings, SettingsError
-from oneroster_pipeline.client.sources import USER_FIELDS, open_source
+from oneroster_pipeline.client.sources import open_source
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
 from .client_fixtures import FAST, SHAPE, api_requests, concat, expected_student_ids, serve, settings_for

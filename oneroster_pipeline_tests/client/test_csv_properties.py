@@ -21,7 +21,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oneroster_pipeline.client.csv_source import CsvExportError, CsvSource
+from oneroster_pipeline.client.csv import CsvExportError, CsvSource
 
 COLUMNS = {
     "1.1": ("sourcedId", "status", "dateLastModified", "enabledUser", "orgSourcedIds", "role", "username", "givenName",

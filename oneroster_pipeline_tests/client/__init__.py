@@ -1,0 +1,1 @@
+"""Tests of the framework-free OneRoster client (`oneroster_pipeline/client/`), laid out like the package."""
