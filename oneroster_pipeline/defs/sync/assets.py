@@ -16,6 +16,7 @@ from oneroster_pipeline.defs.provider_switch.partitions import activate_after_sy
 from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
 from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.alerts import Alert, send_alert
+from oneroster_pipeline.warehouse.buildings import seed_buildings_from_csv, sync_buildings
 from oneroster_pipeline.warehouse.pulls import (
     StagedPull,
     StudentSyncOutcome,
@@ -26,7 +27,6 @@ from oneroster_pipeline.warehouse.pulls import (
     last_org_pull_complete,
     stage_pull,
 )
-from oneroster_pipeline.warehouse.students import seed_buildings_from_csv, sync_buildings
 
 GROUP = "oneroster"
 OWNERS = ["team:data-engineering"]
