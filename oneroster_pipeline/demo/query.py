@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from oneroster_pipeline.demo.district import format_timestamp, parse_timestamp
+from oneroster_pipeline.demo.records import format_timestamp, parse_timestamp
 
 Accessor = Callable[[dict], object]
 
