@@ -4,9 +4,10 @@ pre-existing buildings CSV and its errors."""
 import pytest
 
 from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.buildings import BuildingsCsvError, seed_buildings_from_csv
+from oneroster_pipeline.warehouse.buildings import BuildingsCsvError, seed_buildings_from_csv, sync_buildings
+from oneroster_pipeline.warehouse.pulls import apply_org_pull
 
-from .staging import T0, later, memory_store, org, rows, sync_orgs
+from .staging import T0, district_org, later, memory_store, org, rows, stage, sync_orgs
 
 
 @pytest.fixture
@@ -66,6 +67,14 @@ def test_school_missing_is_flagged_only_after_a_complete_org_pull(con, tmp_path)
     assert result.school_missing == 0 and buildings(con)["s2"][2] == "active"
     result = sync_orgs(con, tmp_path, [org("s1")], now=later(3))
     assert result.school_missing == 1
+
+
+def test_flag_missing_false_leaves_buildings_of_absent_schools_active(con, tmp_path):
+    sync_orgs(con, tmp_path, [org("s1"), org("s2")])
+    apply_org_pull(con, stage(tmp_path, "orgs", [district_org(), org("s1")]), "run", later(1))
+    assert sync_buildings(con, later(1), flag_missing=False).school_missing == 0
+    assert buildings(con)["s2"][2] == "active"
+    assert sync_buildings(con, later(2), flag_missing=True).school_missing == 1
 
 
 def test_new_buildings_take_ids_after_the_highest(con, tmp_path):
