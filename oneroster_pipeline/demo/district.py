@@ -1,14 +1,13 @@
-"""A deterministic synthetic school district, computed record by record, plus a small mutable overlay.
+"""A deterministic synthetic school district, computed record by record, plus a small mutable overlay."""
 
-Student `i`'s record is a pure function of (seed, i) and the overlay, so a district of a million students never
-sits in memory: the server asks for the records it is about to send. Records here are *logical* (version neutral,
-OneRoster field names, a single `role`, `orgs` as a list of sourcedIds with the primary org first, a real boolean
-`enabledUser`); `render.py` turns them into 1.1 or 1.2 JSON and `csv_export.py` into CSV rows.
-
-Categories of students (by a slot that cycles through 0..99, so the shares are exact per hundred students):
-2% enrolled in two schools, 1% attached only to the district org, 1% `tobedeleted` (about half of them at the
-closed school, which is their only school), 2% with `enabledUser` false, the rest regular.
-"""
+# Student `i`'s record is a pure function of (seed, i) and the overlay, so a district of a million students never sits
+# in memory: the server asks for the records it is about to send. Records here are *logical* (version neutral,
+# OneRoster field names, a single `role`, `orgs` as a list of sourcedIds with the primary org first, a real boolean
+# `enabledUser`); `render.py` turns them into 1.1 or 1.2 JSON and `csv_export.py` into CSV rows.
+#
+# Categories of students (by a slot that cycles through 0..99, so the shares are exact per hundred students): 2%
+# enrolled in two schools, 1% attached only to the district org, 1% `tobedeleted` (about half of them at the closed
+# school, which is their only school), 2% with `enabledUser` false, the rest regular.
 
 from __future__ import annotations
 
@@ -49,7 +48,7 @@ from oneroster_pipeline.demo.records import (
 
 
 class District:
-    """The deterministic district plus a thread-safe overlay of changes (see module docstring)."""
+    """The deterministic district plus a thread-safe overlay of changes (see the notes atop this module)."""
 
     def __init__(self, shape: DistrictShape, id_namespace: str = "") -> None:
         self.shape = shape

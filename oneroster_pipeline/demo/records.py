@@ -1,7 +1,6 @@
-"""The demo district's deterministic building blocks: its shape, student categories, hashing and timestamps.
+"""The demo district's deterministic building blocks: its shape, student categories, hashing and timestamps."""
 
-Pure functions of the seed (no state): `district.py` builds the records and the mutable overlay on them.
-"""
+# Pure functions of the seed (no state): `district.py` builds the records and the mutable overlay on them.
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Sync alerts: logged, appended to DuckDB `sync_alerts`, and POSTed to a Slack-compatible webhook.
+"""Sync alerts: logged, appended to DuckDB `sync_alerts`, and POSTed to a Slack-compatible webhook."""
 
-Framework-free. Every message passes through `redact` so a secret that leaked into an exception text never
-reaches a log line, the table, or the webhook.
-"""
+# Framework-free. Every message passes through `redact` so a secret that leaked into an exception text never reaches a
+# log line, the table, or the webhook.
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""Building sync: the pre-existing buildings CSV and one building per active school org, never deleted.
+"""Building sync: the pre-existing buildings CSV and one building per active school org, never deleted."""
 
-Runs inside the caller's transaction (SQL over the DuckDB store, no dagster import).
-"""
+# Runs inside the caller's transaction (SQL over the DuckDB store, no dagster import).
 
 from __future__ import annotations
 

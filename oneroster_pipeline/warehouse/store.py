@@ -1,9 +1,8 @@
-"""The DuckDB store: table definitions, Parquet staging and atomic apply. Framework-free (no dagster import).
+"""The DuckDB store: table definitions, Parquet staging and atomic apply. Framework-free (no dagster import)."""
 
-Every table name here is a contract: scripts and dashboards query them. Pulls are staged to Parquet files
-outside the database (so the DuckDB write lock is held only while applying), then applied in one transaction:
-a run that fails at any point leaves every table as it was.
-"""
+# Every table name here is a contract: scripts and dashboards query them. Pulls are staged to Parquet files outside
+# the database (so the DuckDB write lock is held only while applying), then applied in one transaction: a run that
+# fails at any point leaves every table as it was.
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Student sync: plan the next student tables from the staged users and the buildings, then apply them.
+"""Student sync: plan the next student tables from the staged users and the buildings, then apply them."""
 
-Set-based SQL run inside the caller's transaction (no dagster import); a student whose school is not a building is
-recorded in `ignored_students` with a reason.
-"""
+# Set-based SQL run inside the caller's transaction (no dagster import); a student whose school is not a building is
+# recorded in `ignored_students` with a reason.
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def latest_switch(con: duckdb.DuckDBPyConnection) -> dict | None:
 
 def apply_switch(con: duckdb.DuckDBPyConnection, switch_id: str, run_id: str | None, now: datetime,
                  approved: bool = False) -> SwitchResult:
-    """Apply a built crosswalk in one transaction (see the module docstring); nothing is deleted.
+    """Apply a built crosswalk in one transaction (see the notes atop provider_switch/__init__.py); nothing is deleted.
 
     Raises SwitchBlocked when the crosswalk exceeded a threshold and `approved` is false, SwitchError when it is
     not the latest crosswalk, was applied already, or the active connection changed since it was built.
