@@ -97,9 +97,9 @@ def profile_step(base_url: str, token_url: str, page_size: int, concurrency: int
     from oneroster_pipeline.client.settings import ConnectionSettings
     from oneroster_pipeline.client.sources import open_source
     from oneroster_pipeline.warehouse import store
+    from oneroster_pipeline.warehouse.buildings import sync_buildings
     from oneroster_pipeline.warehouse.policy import HoldPolicy
     from oneroster_pipeline.warehouse.pulls import apply_org_pull, apply_student_pull, stage_pull
-    from oneroster_pipeline.warehouse.students import sync_buildings
 
     env = {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": base_url, "ONEROSTER_AUTH": "oauth2",
            "ONEROSTER_TOKEN_URL": token_url, "ONEROSTER_CLIENT_ID": CLIENT_ID,

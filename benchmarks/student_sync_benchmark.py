@@ -64,9 +64,9 @@ def child(base_url: str, page_size: int, concurrency: int | None, workdir: str, 
     from oneroster_pipeline.client.settings import ConnectionSettings
     from oneroster_pipeline.client.sources import open_source
     from oneroster_pipeline.warehouse import store
+    from oneroster_pipeline.warehouse.buildings import sync_buildings
     from oneroster_pipeline.warehouse.policy import HoldPolicy
     from oneroster_pipeline.warehouse.pulls import apply_org_pull, apply_student_pull, stage_pull
-    from oneroster_pipeline.warehouse.students import sync_buildings
 
     env = {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": base_url, "ONEROSTER_AUTH": "none",
            "ONEROSTER_PAGE_SIZE": str(page_size)}

@@ -24,8 +24,8 @@ from oneroster_pipeline.client.csv import CsvSource
 from oneroster_pipeline.client.settings import ConnectionSettings
 from oneroster_pipeline.client.sources import open_source
 from oneroster_pipeline.warehouse import pulls, store
+from oneroster_pipeline.warehouse.buildings import sync_buildings
 from oneroster_pipeline.warehouse.policy import HoldPolicy
-from oneroster_pipeline.warehouse.students import sync_buildings
 
 from .client.client_fixtures import FAST
 

@@ -35,6 +35,7 @@ from oneroster_pipeline.defs.resources import OneRosterResource
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.buildings import sync_buildings
 from oneroster_pipeline.warehouse.policy import HoldPolicy
 from oneroster_pipeline.warehouse.pulls import (
     apply_org_pull,
@@ -43,7 +44,6 @@ from oneroster_pipeline.warehouse.pulls import (
     rejection_findings,
     stage_pull,
 )
-from oneroster_pipeline.warehouse.students import sync_buildings
 
 from .sync_harness import STUDENT_CONTENT, SyncHarness, check_evaluation
 

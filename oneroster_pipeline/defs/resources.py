@@ -102,7 +102,7 @@ class WarehouseResource(DuckDBResource):
         process's lock, and any path problem fails at once with a `store.DuckDBPathError` naming
         ONEROSTER_DUCKDB_PATH. store.prepared closes it even on failure."""
         con = store.open_duckdb(self.database, config=self.connection_config)
-        with store.prepared(con):
+        with store.prepared(con, os.environ.get(store.MEMORY_LIMIT_VAR)):
             yield con
 
     @contextmanager

@@ -1,11 +1,10 @@
-"""The demo provider's authentication: OAuth 2.0 client credentials, OAuth 1.0a signatures, static bearer, none.
+"""The demo provider's authentication: OAuth 2.0 client credentials, OAuth 1.0a signatures, static bearer, none."""
 
-OAuth 2.0 follows Infinite Campus: `POST /oauth2/token` with grant_type=client_credentials and the client
-credentials as HTTP Basic (form fields client_id/client_secret are accepted too); tokens expire after
-`token_lifetime` seconds or when `expire_all()` is called. OAuth 1.0a follows ClassLink's direct access: every
-request is signed with the consumer key/secret (HMAC-SHA256, HMAC-SHA1 accepted), query parameters included;
-verification is oauthlib's `SignatureOnlyEndpoint`.
-"""
+# OAuth 2.0 follows Infinite Campus: `POST /oauth2/token` with grant_type=client_credentials and the client
+# credentials as HTTP Basic (form fields client_id/client_secret are accepted too); tokens expire after
+# `token_lifetime` seconds or when `expire_all()` is called. OAuth 1.0a follows ClassLink's direct access: every
+# request is signed with the consumer key/secret (HMAC-SHA256, HMAC-SHA1 accepted), query parameters included;
+# verification is oauthlib's `SignatureOnlyEndpoint`.
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
-"""Write the district as a OneRoster CSV bulk export (a zip of manifest.csv, orgs.csv, users.csv[, roles.csv]).
+"""Write the district as a OneRoster CSV bulk export (a zip of manifest.csv, orgs.csv, users.csv[, roles.csv])."""
 
-The same logical data as the REST API (same sourcedIds, same dateLastModified), streamed row by row into the zip.
-Unlike most bulk files, `status` and `dateLastModified` are filled in (OneRoster allows it), so a CSV source yields
-exactly the rows the API does. List fields (orgSourcedIds, grades, userIds as `{type:identifier}`) are comma
-separated inside one quoted cell.
-"""
+# The same logical data as the REST API (same sourcedIds, same dateLastModified), streamed row by row into the zip.
+# Unlike most bulk files, `status` and `dateLastModified` are filled in (OneRoster allows it), so a CSV source yields
+# exactly the rows the API does. List fields (orgSourcedIds, grades, userIds as `{type:identifier}`) are comma
+# separated inside one quoted cell.
 
 from __future__ import annotations
 

@@ -1,94 +1,54 @@
-"""A deterministic synthetic school district, computed record by record, plus a small mutable overlay.
+"""A deterministic synthetic school district, computed record by record, plus a small mutable overlay."""
 
-Student `i`'s record is a pure function of (seed, i) and the overlay, so a district of a million students never
-sits in memory: the server asks for the records it is about to send. Records here are *logical* (version neutral,
-OneRoster field names, a single `role`, `orgs` as a list of sourcedIds with the primary org first, a real boolean
-`enabledUser`); `render.py` turns them into 1.1 or 1.2 JSON and `csv_export.py` into CSV rows.
-
-Categories of students (by a slot that cycles through 0..99, so the shares are exact per hundred students):
-2% enrolled in two schools, 1% attached only to the district org, 1% `tobedeleted` (about half of them at the
-closed school, which is their only school), 2% with `enabledUser` false, the rest regular.
-"""
+# Student `i`'s record is a pure function of (seed, i) and the overlay, so a district of a million students never sits
+# in memory: the server asks for the records it is about to send. Records here are *logical* (version neutral,
+# OneRoster field names, a single `role`, `orgs` as a list of sourcedIds with the primary org first, a real boolean
+# `enabledUser`); `render.py` turns them into 1.1 or 1.2 JSON and `csv_export.py` into CSV rows.
+#
+# Categories of students (by a slot that cycles through 0..99, so the shares are exact per hundred students): 2%
+# enrolled in two schools, 1% attached only to the district org, 1% `tobedeleted` (about half of them at the closed
+# school, which is their only school), 2% with `enabledUser` false, the rest regular.
 
 from __future__ import annotations
 
 import hashlib
 import threading
-import time
 import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from itertools import islice
 from typing import Any
 
 import numpy as np
 
 from oneroster_pipeline.demo import names
-
-GRADES = ("KG", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12")
-_LEVELS = (("Elementary School", GRADES[0:6]), ("Middle School", GRADES[6:9]), ("High School", GRADES[9:13]))
-BASE_DATE_MS = 1_751_328_000_000  # 2025-07-01T00:00:00Z: every base record was modified in the 90 days after it
-_SPREAD_MS = 90 * 24 * 3600 * 1000
-_NAMESPACE = uuid.UUID("6f0c5a8e-3c1b-5d2e-9a47-0e5b7d1c2f30")
-_MASK64 = (1 << 64) - 1
-
-REGULAR, TWO_SCHOOLS, DISTRICT_ONLY = "regular", "two_schools", "district_only"
-TOBEDELETED, CLOSED_SCHOOL, DISABLED, ADDED = "tobedeleted", "closed_school", "disabled", "added"
-STUDENT_CATEGORIES = (REGULAR, TWO_SCHOOLS, DISTRICT_ONLY, TOBEDELETED, CLOSED_SCHOOL, DISABLED, ADDED)
-STUDENTS_PER_ADDED_SCHOOL = 3
-COUNT_KEYS = ("orgs", "schools", "active_schools", "teachers", "users", "students", "active_students",
-              "tobedeleted_students", "disabled_students", "two_school_students", "district_only_students",
-              "closed_school_students")
-UPDATABLE_FIELDS = frozenset(
-    {"status", "enabledUser", "givenName", "familyName", "middleName", "preferredFirstName", "username", "email",
-     "identifier", "grades", "orgs", "sms", "phone", "userMasterIdentifier"}
+from oneroster_pipeline.demo.records import (
+    ADDED,
+    BASE_DATE_MS,
+    CLOSED_SCHOOL,
+    COUNT_KEYS,
+    DISABLED,
+    DISTRICT_ONLY,
+    GRADES,
+    LEVELS,
+    NAMESPACE,
+    REGULAR,
+    SPREAD_MS,
+    STUDENTS_PER_ADDED_SCHOOL,
+    TOBEDELETED,
+    TWO_SCHOOLS,
+    UPDATABLE_FIELDS,
+    DistrictShape,
+    format_timestamp,
+    guid_key,
+    mix64,
+    now_ms,
 )
 
 
-def _mix(x: int) -> int:
-    """splitmix64: a fast, well-spread 64-bit hash of an integer."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def format_timestamp(ms: int) -> str:
-    """Epoch milliseconds -> `2025-07-01T00:00:00.000Z` (fixed width, so strings sort like the instants)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
-def parse_timestamp(text: str) -> int:
-    """An ISO 8601 date or date-time (naive means UTC) -> epoch milliseconds; ValueError if it is not one."""
-    parsed = datetime.fromisoformat(text.strip())
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(parsed.timestamp() * 1000)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass(frozen=True)
-class DistrictShape:
-    """How big the district is; the same shape always yields the same district."""
-
-    schools: int = 5
-    students: int = 500
-    seed: int = 42
-    teachers_per_school: int = 3
-
-    def __post_init__(self) -> None:
-        if self.schools < 1 or self.students < 0 or self.teachers_per_school < 0:
-            raise ValueError(f"invalid district shape: {self}")
-
-
 class District:
-    """The deterministic district plus a thread-safe overlay of changes (see module docstring)."""
+    """The deterministic district plus a thread-safe overlay of changes (see the notes atop this module)."""
 
     def __init__(self, shape: DistrictShape, id_namespace: str = "") -> None:
         self.shape = shape
@@ -98,9 +58,9 @@ class District:
         seed = shape.seed
         self._lock = threading.RLock()
         self._hash_prefixes: dict[str, Any] = {}
-        self._student_key = _mix(seed * 3 + 1)
-        self._teacher_key = _mix(seed * 3 + 2)
-        self._date_key = _mix(seed * 3 + 3)
+        self._student_key = mix64(seed * 3 + 1)
+        self._teacher_key = mix64(seed * 3 + 2)
+        self._date_key = mix64(seed * 3 + 3)
         self._number_prefix = f"{seed % 1000:03d}"
         town = names.TOWNS[seed % len(names.TOWNS)]
         self._domain = f"{names.ascii_slug(town)}-usd.example.org"
@@ -130,7 +90,7 @@ class District:
         prefix = self._hash_prefixes.get(kind)
         if prefix is None:
             scope = f"{self.shape.seed}:{self.id_namespace}:" if self.id_namespace else f"{self.shape.seed}:"
-            prefix = hashlib.sha1(_NAMESPACE.bytes + f"{scope}{kind}:".encode())
+            prefix = hashlib.sha1(NAMESPACE.bytes + f"{scope}{kind}:".encode())
             self._hash_prefixes[kind] = prefix
         digest = prefix.copy()
         digest.update(str(index).encode())
@@ -142,15 +102,15 @@ class District:
 
     def role_id(self, user_id: str, org_id: str) -> str:
         """A stable sourcedId for the role (user, org) — roles.csv needs one; the API's roles have none."""
-        return str(uuid.uuid5(_NAMESPACE, f"{self.shape.seed}:role:{user_id}:{org_id}"))
+        return str(uuid.uuid5(NAMESPACE, f"{self.shape.seed}:role:{user_id}:{org_id}"))
 
     def _base_date(self, key: int, index: int) -> str:
-        return format_timestamp(BASE_DATE_MS + _mix(key ^ index) % _SPREAD_MS)
+        return format_timestamp(BASE_DATE_MS + mix64(key ^ index) % SPREAD_MS)
 
     # ---- orgs --------------------------------------------------------------------------------------------------
     def _build_orgs(self, town: str) -> list[tuple[dict, tuple[str, ...]]]:
-        shape, key = self.shape, _mix(self.shape.seed * 3 + 4)
-        district_number = f"{_mix(key) % 9_000_000 + 1_000_000}"
+        shape, key = self.shape, mix64(self.shape.seed * 3 + 4)
+        district_number = f"{mix64(key) % 9_000_000 + 1_000_000}"
         district_id = self.guid("district", 0)
 
         def org(kind: str, index: int, name: str, org_type: str, identifier: str, status: str = "active") -> dict:
@@ -164,14 +124,14 @@ class District:
         built = [(district, ())]
         for k in range(shape.schools):
             stem = names.SCHOOL_STEMS[(k + shape.seed) % len(names.SCHOOL_STEMS)]
-            level, grades = _LEVELS[k % 3]
+            level, grades = LEVELS[k % 3]
             suffix = f" {k // len(names.SCHOOL_STEMS) + 1}" if k >= len(names.SCHOOL_STEMS) else ""
             built.append((org("school", k, f"{stem} {level}{suffix}", "school", f"{district_number}{k + 1:05d}"),
                           grades))
         built.append((org("department", 0, "Department of Student Services", "department",
                           f"{district_number}-SS"), ()))
         built.append((org("closed-school", 0, "Old Mill Elementary School", "school", f"{district_number}99999",
-                          status="tobedeleted"), _LEVELS[0][1]))
+                          status="tobedeleted"), LEVELS[0][1]))
         district["children"] = [o["sourcedId"] for o, _ in built[1:]]
         return built
 
@@ -236,13 +196,13 @@ class District:
         update = self._updates.get(i)
         if update and "orgs" in update:
             return list(update["orgs"])
-        return self._base_orgs_of(i, _mix(self._student_key ^ i), self.category(i))
+        return self._base_orgs_of(i, mix64(self._student_key ^ i), self.category(i))
 
     def student(self, i: int) -> dict | None:
         """The logical record of student index `i` with the overlay applied; None if removed."""
         if i in self._removed:
             return None
-        h = _mix(self._student_key ^ i)
+        h = mix64(self._student_key ^ i)
         category = self.category(i)
         orgs = self._base_orgs_of(i, h, category)
         grades = self._school_grades.get(orgs[0], GRADES)
@@ -289,7 +249,7 @@ class District:
 
     def teacher(self, t: int) -> dict:
         """The logical record of teacher `t` (teachers_per_school of them per regular school)."""
-        h = _mix(self._teacher_key ^ t)
+        h = mix64(self._teacher_key ^ t)
         given, given_slug = self._given[(h >> 24) % len(self._given)]
         family, family_slug = self._family[(h >> 32) % len(self._family)]
         number = f"E{self._number_prefix}{t:05d}"
@@ -333,12 +293,12 @@ class District:
                 if self.guid("student", i) == sourced_id:
                     return i
             if self._student_lookup is None:
-                keys = np.fromiter((_guid_key(self.guid("student", i)) for i in range(self.shape.students)),
+                keys = np.fromiter((guid_key(self.guid("student", i)) for i in range(self.shape.students)),
                                    dtype=np.uint64, count=self.shape.students)
                 order = np.argsort(keys, kind="stable")
                 self._student_lookup = (keys[order], order)
         try:
-            key = _guid_key(sourced_id)
+            key = guid_key(sourced_id)
         except ValueError:
             return None
         keys, order = self._student_lookup
@@ -459,10 +419,3 @@ class District:
             counts["district_only_students"] += s["orgs"] == [self.district_id]
             counts["closed_school_students"] += s["orgs"] == [self.closed_school_id]
         return {key: counts[key] for key in COUNT_KEYS}
-
-
-def _guid_key(sourced_id: str) -> int:
-    """The first 64 bits of a GUID string, as an int (ValueError for anything else)."""
-    if len(sourced_id) != 36:
-        raise ValueError(sourced_id)
-    return int(sourced_id[:8] + sourced_id[9:13] + sourced_id[14:18], 16)

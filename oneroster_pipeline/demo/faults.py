@@ -1,10 +1,9 @@
-"""Error payloads and injected faults of the demo provider.
+"""Error payloads and injected faults of the demo provider."""
 
-`imsx_error` builds the OneRoster 1.2 status-info payload (codeMinor values from the spec's vocabulary, e.g.
-`unknownobject`, `invalid_filter_field`, `unauthorisedrequest`, `forbidden`, `server_busy`); `edfi_error` and
-`status_info_set_error` are the variants some servers send instead (personas.py). `Faults` queues
-one-off failures (`fail_next`) for the next API requests, in the shapes real providers and gateways produce.
-"""
+# `imsx_error` builds the OneRoster 1.2 status-info payload (codeMinor values from the spec's vocabulary, e.g.
+# `unknownobject`, `invalid_filter_field`, `unauthorisedrequest`, `forbidden`, `server_busy`); `edfi_error` and
+# `status_info_set_error` are the variants some servers send instead (personas.py). `Faults` queues one-off failures
+# (`fail_next`) for the next API requests, in the shapes real providers and gateways produce.
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Name tables for the synthetic district: diverse, with non-ASCII letters and apostrophes on purpose.
+"""Name tables for the synthetic district: diverse, with non-ASCII letters and apostrophes on purpose."""
 
-Each table is a tuple so a record can pick an entry by index; `ascii_slug` turns a name into the ASCII fragment
-used in usernames and e-mail addresses (Zoë -> zoe, O'Brien -> obrien, Nguyễn -> nguyen).
-"""
+# Each table is a tuple so a record can pick an entry by index; `ascii_slug` turns a name into the ASCII fragment used
+# in usernames and e-mail addresses (Zoë -> zoe, O'Brien -> obrien, Nguyễn -> nguyen).
 
 from __future__ import annotations
 

@@ -1,28 +1,27 @@
-"""Provider personas: what real OneRoster servers do differently on the wire, as named quirks.
+"""Provider personas: what real OneRoster servers do differently on the wire, as named quirks."""
 
-A quirk changes only the wire format, never the logical district: every persona serves the same people, names,
-orgs and statuses, so a lenient client produces identical normalised rows from each (the one intended exception:
-Infinite Campus 1.1 user sourcedIds carry a role prefix, see `IC_ROLE_PREFIXED_IDS`). A `Persona` is a named,
-frozen set of quirks; `DemoSettings(persona=..., quirks=...)` serves a persona's quirks plus any extra ones, so a
-test can switch a single quirk on with `DemoSettings(quirks={"no_total_count"})`.
-
-Where each persona's quirks come from (D = documented by the vendor or visible in its public source code,
-N = from the shared OneRoster notes, A = assumed: the notes name the behaviour but no vendor, so it is assigned
-where it is plausible, to give every quirk a persona; adjust the table if a real trace says otherwise):
-- `infinite_campus`: role-prefixed 1.1 user ids and `metadata.ic.legacysourceId` in 1.2 (N); districts granting
-  only the roster-core scope (N).
-- `classlink`: `statusInfoSet` error arrays (A: the 1.1-era "array of errors" payload, as Microsoft's 1.1 sample
-  server sends it), JSON boolean `enabledUser` (A), legacy `inactive` status (A), `/schools` and `/students` under
-  their own envelope keys (A), `sort` and `fields` refused (A), an off-by-one `Link` next offset (A).
-  Real ClassLink direct access signs requests with OAuth 1.0a (N): `Persona.auth` says so, the CLI uses it.
-- `aeries`: the token response sets load-balancer cookies that every later call must send (D: Aeries' OneRoster
-  authentication article); `"identifier": null, "parent": null, "metadata": null` and `~/ims/...` hrefs (D: the
-  same article's sample response); an empty 401 body (A: ASP.NET default) and `"True"`/`"False"` (A: .NET's
-  `bool.ToString()`).
-- `edfi`: flat string `imsx_codeMinor` (D), no `X-Total-Count` and no `Link` (D: the collection handler sends the
-  JSON body only), hrefs relative to the base URL, `/orgs/{id}` (D: the users view builds them so), no
-  dateLastModified filter (A: its views filter on the fields they select, and it keeps no change tracking).
-"""
+# A quirk changes only the wire format, never the logical district: every persona serves the same people, names, orgs
+# and statuses, so a lenient client produces identical normalised rows from each (the one intended exception: Infinite
+# Campus 1.1 user sourcedIds carry a role prefix, see `IC_ROLE_PREFIXED_IDS`). A `Persona` is a named, frozen set of
+# quirks; `DemoSettings(persona=..., quirks=...)` serves a persona's quirks plus any extra ones, so a test can switch
+# a single quirk on with `DemoSettings(quirks={"no_total_count"})`.
+#
+# Where each persona's quirks come from (D = documented by the vendor or visible in its public source code,
+# N = from the shared OneRoster notes, A = assumed: the notes name the behaviour but no vendor, so it is assigned
+# where it is plausible, to give every quirk a persona; adjust the table if a real trace says otherwise):
+# - `infinite_campus`: role-prefixed 1.1 user ids and `metadata.ic.legacysourceId` in 1.2 (N); districts granting
+#   only the roster-core scope (N).
+# - `classlink`: `statusInfoSet` error arrays (A: the 1.1-era "array of errors" payload, as Microsoft's 1.1 sample
+#   server sends it), JSON boolean `enabledUser` (A), legacy `inactive` status (A), `/schools` and `/students` under
+#   their own envelope keys (A), `sort` and `fields` refused (A), an off-by-one `Link` next offset (A).
+#   Real ClassLink direct access signs requests with OAuth 1.0a (N): `Persona.auth` says so, the CLI uses it.
+# - `aeries`: the token response sets load-balancer cookies that every later call must send (D: Aeries' OneRoster
+#   authentication article); `"identifier": null, "parent": null, "metadata": null` and `~/ims/...` hrefs (D: the
+#   same article's sample response); an empty 401 body (A: ASP.NET default) and `"True"`/`"False"` (A: .NET's
+#   `bool.ToString()`).
+# - `edfi`: flat string `imsx_codeMinor` (D), no `X-Total-Count` and no `Link` (D: the collection handler sends the
+#   JSON body only), hrefs relative to the base URL, `/orgs/{id}` (D: the users view builds them so), no
+#   dateLastModified filter (A: its views filter on the fields they select, and it keeps no change tracking).
 
 from __future__ import annotations
 
@@ -106,7 +105,7 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in (
             description="Infinite Campus: role-prefixed 1.1 user ids, 1.2 legacy id in metadata, core scope only"),
     Persona("classlink", frozenset({STATUS_INFO_SET_ERRORS, ENABLED_USER_BOOLEAN, INACTIVE_STATUS, PLURAL_ENVELOPES,
                                     REJECT_SORT, REJECT_FIELDS, LINK_OFF_BY_ONE}), auth="oauth1",
-            description="ClassLink Roster Server (1.1-era variants; see the module docstring for what is assumed)"),
+            description="ClassLink Roster Server (1.1-era variants; demo/personas.py notes what is assumed)"),
     Persona("aeries", frozenset({SESSION_COOKIE, NULL_FIELDS, APP_RELATIVE_HREFS, EMPTY_AUTH_ERROR,
                                  ENABLED_USER_CAPITALISED}),
             description="Aeries: cookies from the token response, nulls, ~/ hrefs, empty 401, \"True\""),

@@ -1,9 +1,8 @@
-"""OneRoster collection query parameters: `filter`, `sort`/`orderBy`, `fields`, `limit`/`offset`.
+"""OneRoster collection query parameters: `filter`, `sort`/`orderBy`, `fields`, `limit`/`offset`."""
 
-Filters are evaluated on the district's logical records (see district.py). Which field names a request may use
-depends on the entity and the OneRoster version (1.1 `role`; 1.2 `role` or `roles.role`). Any problem raises
-`QueryError`, which the server turns into a 400 imsx payload with the error's codeMinor.
-"""
+# Filters are evaluated on the district's logical records (see district.py). Which field names a request may use
+# depends on the entity and the OneRoster version (1.1 `role`; 1.2 `role` or `roles.role`). Any problem raises
+# `QueryError`, which the server turns into a 400 imsx payload with the error's codeMinor.
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from oneroster_pipeline.demo.district import format_timestamp, parse_timestamp
+from oneroster_pipeline.demo.records import format_timestamp, parse_timestamp
 
 Accessor = Callable[[dict], object]
 

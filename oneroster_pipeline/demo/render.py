@@ -1,12 +1,11 @@
-"""Logical district records -> OneRoster 1.1 or 1.2 JSON objects (never a `password`).
+"""Logical district records -> OneRoster 1.1 or 1.2 JSON objects (never a `password`)."""
 
-1.1 users carry a single `role`, `orgs[]` refs and `enabledUser` as the string "true"/"false". 1.2 users carry
-`roles[]` (the primary org's role is `primary`, the others `secondary`, as Infinite Campus reports them),
-`primaryOrg` and the 1.2 fields; the 1.2 schema also types `enabledUser` as a string, so booleans are only sent
-when asked for (`boolean_enabled_user`, as some servers do). A `Wire` carries the value-level persona quirks (see
-personas.py): enabledUser spelling, `inactive`, JSON nulls, Infinite Campus ids; envelopes, hrefs, headers and
-errors are the server's business.
-"""
+# 1.1 users carry a single `role`, `orgs[]` refs and `enabledUser` as the string "true"/"false". 1.2 users carry
+# `roles[]` (the primary org's role is `primary`, the others `secondary`, as Infinite Campus reports them),
+# `primaryOrg` and the 1.2 fields; the 1.2 schema also types `enabledUser` as a string, so booleans are only sent when
+# asked for (`boolean_enabled_user`, as some servers do). A `Wire` carries the value-level persona quirks (see
+# personas.py): enabledUser spelling, `inactive`, JSON nulls, Infinite Campus ids; envelopes, hrefs, headers and
+# errors are the server's business.
 
 from __future__ import annotations
 

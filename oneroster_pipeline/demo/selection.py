@@ -1,9 +1,8 @@
-"""Which record indexes a collection request covers, in order, without materialising a large district.
+"""Which record indexes a collection request covers, in order, without materialising a large district."""
 
-An unfiltered, unsorted collection without holes is just `range(size)`. Anything else (a filter, a sort, removed
-students, a school's students) is scanned once into a compact `array` of indexes and cached per query and overlay
-version, so paging through a million filtered records costs one scan, not one per page.
-"""
+# An unfiltered, unsorted collection without holes is just `range(size)`. Anything else (a filter, a sort, removed
+# students, a school's students) is scanned once into a compact `array` of indexes and cached per query and overlay
+# version, so paging through a million filtered records costs one scan, not one per page.
 
 from __future__ import annotations
 

@@ -1,15 +1,14 @@
-"""`DemoProvider`: a real OneRoster 1.1 + 1.2 HTTP server on loopback, serving a synthetic `District`.
+"""`DemoProvider`: a real OneRoster 1.1 + 1.2 HTTP server on loopback, serving a synthetic `District`."""
 
-Stdlib `ThreadingHTTPServer` speaking HTTP/1.1 (keep-alive, Content-Length) in a daemon thread. Each API request
-goes through: latency -> queued fault (`faults.fail_next`) -> periodic 429 / 503 -> base path (404) -> auth (401)
--> session cookie (401, `session_cookie` quirk) -> 1.2 scope (403) -> route (404) -> query parameters (400) -> JSON
-page with `X-Total-Count` and `Link` headers. The token endpoint (`POST /oauth2/token`, OAuth 2.0 mode only) is
-exempt from latency and faults.
-
-`DemoSettings.persona` / `.quirks` switch on what real providers do differently (personas.py): envelope keys,
-value spellings, hrefs, paging headers, error bodies, ids, cookies, scopes, refused parameters. The default persona
-`spec` is the behaviour described in docs/CONTRACTS.md.
-"""
+# Stdlib `ThreadingHTTPServer` speaking HTTP/1.1 (keep-alive, Content-Length) in a daemon thread. Each API request
+# goes through: latency -> queued fault (`faults.fail_next`) -> periodic 429 / 503 -> base path (404) -> auth (401) ->
+# session cookie (401, `session_cookie` quirk) -> 1.2 scope (403) -> route (404) -> query parameters (400) -> JSON
+# page with `X-Total-Count` and `Link` headers. The token endpoint (`POST /oauth2/token`, OAuth 2.0 mode only) is
+# exempt from latency and faults.
+#
+# `DemoSettings.persona` / `.quirks` switch on what real providers do differently (personas.py): envelope keys, value
+# spellings, hrefs, paging headers, error bodies, ids, cookies, scopes, refused parameters. The default persona `spec`
+# is the behaviour described in docs/CONTRACTS.md.
 
 from __future__ import annotations
 

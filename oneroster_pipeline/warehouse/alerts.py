@@ -1,13 +1,12 @@
-"""Sync alerts: logged, appended to DuckDB `sync_alerts`, and POSTed to a Slack-compatible webhook.
+"""Sync alerts: logged, appended to DuckDB `sync_alerts`, and POSTed to a Slack-compatible webhook."""
 
-Framework-free. Every message passes through `redact` so a secret that leaked into an exception text never
-reaches a log line, the table, or the webhook.
-"""
+# Framework-free. Every message passes through `redact` so a secret that leaked into an exception text never reaches a
+# log line, the table, or the webhook.
 
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,10 +18,14 @@ from . import store
 SECRET_ENV_VARS = ("ONEROSTER_CLIENT_SECRET", "ONEROSTER_ACCESS_TOKEN", "ONEROSTER_ALERT_WEBHOOK_URL")
 
 
-def redact(text: str, secrets: list[str] | None = None) -> str:
-    """Replace every known secret value (from the environment, plus `secrets`) with '***'."""
-    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS] + list(secrets or [])
-    for value in sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True):
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The values of SECRET_ENV_VARS in `env` (e.g. `os.environ`): what `redact` hides."""
+    return [env.get(name) or "" for name in SECRET_ENV_VARS]
+
+
+def redact(text: str, secrets: Iterable[str | None] | None = None) -> str:
+    """Replace every value of `secrets` (the caller's: e.g. `secret_values(os.environ)`) with '***'."""
+    for value in sorted({v for v in secrets or () if v and len(v) >= 4}, key=len, reverse=True):
         text = text.replace(value, "***")
     return text
 
@@ -45,9 +48,11 @@ def send_alert(
     database: str | Path,
     webhook_url: str | None = None,
     logger: logging.Logger | None = None,
-    secrets: list[str] | None = None,
+    secrets: Iterable[str | None] | None = None,
 ) -> None:
-    """Deliver an alert on every channel; one channel failing does not stop the others."""
+    """Deliver an alert on every channel; one channel failing does not stop the others. Every value of `secrets`
+    is masked first (the caller passes them: e.g. `secret_values(os.environ)`)."""
+    secrets = list(secrets or ())
     log = logger or logging.getLogger(__name__)
     alert = Alert(
         alert.kind, alert.job_name, alert.run_id, redact(alert.subject, secrets), redact(alert.message, secrets)

@@ -1,11 +1,10 @@
-"""The hold policy: which parts of a planned student sync look like a provider accident, and their approval.
+"""The hold policy: which parts of a planned student sync look like a provider accident, and their approval."""
 
-By default additions, updates and reactivations apply while deactivations above a threshold (district-wide or in
-one building, as a count or a percentage) are held; a plan that updates more than `max_update_pct` of the active
-students, or a full pull that returned zero students, holds everything (as Clever does). A hold is identified by
-the hash of the exact held diff: an approval names that hash, expires after `approval_hours`, and a re-run whose
-held diff differs (grew) is held again. Framework-free (no dagster import).
-"""
+# By default additions, updates and reactivations apply while deactivations above a threshold (district-wide or in one
+# building, as a count or a percentage) are held; a plan that updates more than `max_update_pct` of the active
+# students, or a full pull that returned zero students, holds everything (as Clever does). A hold is identified by the
+# hash of the exact held diff: an approval names that hash, expires after `approval_hours`, and a re-run whose held
+# diff differs (grew) is held again. Framework-free (no dagster import).
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""The sync steps, framework-free: pull a collection to Parquet, then apply it to DuckDB in one transaction.
+"""The sync steps, framework-free: pull a collection to Parquet, then apply it to DuckDB in one transaction."""
 
-The Dagster assets compose these; the benchmark runs the very same path without Dagster.
-"""
+# The Dagster assets compose these; the benchmark runs the very same path without Dagster.
 
 from __future__ import annotations
 

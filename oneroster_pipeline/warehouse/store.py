@@ -1,13 +1,11 @@
-"""The DuckDB store: table definitions, Parquet staging and atomic apply. Framework-free (no dagster import).
+"""The DuckDB store: table definitions, Parquet staging and atomic apply. Framework-free (no dagster import)."""
 
-Every table name here is a contract: scripts and dashboards query them. Pulls are staged to Parquet files
-outside the database (so the DuckDB write lock is held only while applying), then applied in one transaction:
-a run that fails at any point leaves every table as it was.
-"""
+# Every table name here is a contract: scripts and dashboards query them. Pulls are staged to Parquet files outside
+# the database (so the DuckDB write lock is held only while applying), then applied in one transaction: a run that
+# fails at any point leaves every table as it was.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
@@ -121,7 +119,7 @@ TABLES_DDL = {
             students_updated BIGINT, students_deactivated BIGINT, students_reactivated BIGINT,
             students_newly_ignored BIGINT, held_changes BIGINT, diff_hash VARCHAR, outcome VARCHAR,
             message VARCHAR)""",
-    # provider change (provider_switch.py): connections, the crosswalk, the staged new pull and the id history
+    # provider change (provider_switch/): connections, the crosswalk, the staged new pull and the id history
     "provider_connections": """
         CREATE TABLE IF NOT EXISTS provider_connections (
             connection_id VARCHAR PRIMARY KEY, label VARCHAR NOT NULL, provider VARCHAR NOT NULL, base_url VARCHAR,
@@ -171,9 +169,10 @@ TABLES_DDL = {
 }
 
 
-def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None = None) -> None:
-    """Cap DuckDB's buffer memory (ONEROSTER_DUCKDB_MEMORY_LIMIT, e.g. `512MB`, `2GB`; default 128MB)."""
-    limit = limit or os.environ.get(MEMORY_LIMIT_VAR, "").strip() or DEFAULT_MEMORY_LIMIT
+def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None = DEFAULT_MEMORY_LIMIT) -> None:
+    """Cap DuckDB's buffer memory at `limit` (the value of ONEROSTER_DUCKDB_MEMORY_LIMIT, e.g. `512MB`, `2GB`, which
+    the caller reads; empty or None means DEFAULT_MEMORY_LIMIT, 128MB)."""
+    limit = (limit or "").strip() or DEFAULT_MEMORY_LIMIT
     try:
         con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
     except duckdb.Error as error:
@@ -182,11 +181,13 @@ def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None = None) -> No
 
 
 @contextmanager
-def prepared(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Use a fresh connection: memory capped, every table created; closed at the end, whatever happens. Running
-    out of the memory cap becomes a MemoryLimitError that says which variable to raise."""
+def prepared(con: duckdb.DuckDBPyConnection,
+             memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Use a fresh connection: memory capped at `memory_limit` (see `limit_memory`), every table created; closed at
+    the end, whatever happens. Running out of the memory cap becomes a MemoryLimitError that says which variable to
+    raise."""
     try:
-        limit_memory(con)
+        limit_memory(con, memory_limit)
         ensure_schema(con)
         yield con
     except duckdb.OutOfMemoryException as error:
@@ -217,12 +218,13 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 
 @contextmanager
-def connect(path: str | Path, lock_wait_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived write connection (memory capped, every table created), waiting at most `lock_wait_seconds`
-    (default LOCK_WAIT_SECONDS) while another process holds DuckDB's single-writer lock; any other problem with
-    the path fails at once as a `DuckDBPathError` naming ONEROSTER_DUCKDB_PATH."""
+def connect(path: str | Path, lock_wait_seconds: float | None = None,
+            memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived write connection (memory capped at `memory_limit`, every table created), waiting at most
+    `lock_wait_seconds` (default LOCK_WAIT_SECONDS) while another process holds DuckDB's single-writer lock; any
+    other problem with the path fails at once as a `DuckDBPathError` naming ONEROSTER_DUCKDB_PATH."""
     con = open_duckdb(path, lock_wait_seconds)
-    with prepared(con):
+    with prepared(con, memory_limit):
         yield con
 
 

@@ -12,12 +12,13 @@ fails to initialise, the run is canceled) and skip what the run already recorded
 """
 
 
+import os
 from datetime import datetime, timezone
 
 import dagster as dg
 
 from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.alerts import Alert, redact, send_alert
+from oneroster_pipeline.warehouse.alerts import Alert, redact, secret_values, send_alert
 
 
 def root_cause(error) -> str:
@@ -56,7 +57,7 @@ def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 def alert_recorded(database, run_id: str, kind: str) -> bool:
     """Whether `sync_alerts` already holds an alert of this kind for the run (the run's hook sent it)."""
     try:
-        with store.connect(database) as con:
+        with store.connect(database, memory_limit=os.environ.get(store.MEMORY_LIMIT_VAR)) as con:
             return con.execute("SELECT count(*) FROM sync_alerts WHERE run_id = ? AND kind = ?",
                                [run_id, kind]).fetchall()[0][0] > 0
     except Exception:  # the warehouse is unavailable: better a second alert than none
@@ -73,20 +74,21 @@ def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, database, w
     held = "Sync held" in details
     if not alert_recorded(database, run.run_id, "run_failure"):
         send_alert(Alert("run_failure", run.job_name, run.run_id, f"{run.job_name} failed", details),
-                   database=database, webhook_url=webhook_url, logger=log)
+                   database=database, webhook_url=webhook_url, logger=log, secrets=secret_values(os.environ))
     record = instance.get_run_record_by_id(run.run_id)
     started = record.start_time if record else None
     finished = finished or (record.end_time if record else None) or datetime.now(timezone.utc).timestamp()
     try:
-        with store.connect(database) as con:  # the run's sync_runs row: steps that ran filled the rest
+        # the run's sync_runs row: steps that ran filled the rest
+        with store.connect(database, memory_limit=os.environ.get(store.MEMORY_LIMIT_VAR)) as con:
             store.upsert_sync_run(
                 con, run.run_id, job_name=run.job_name, trigger=run_trigger(run.tags),
                 started_at=datetime.fromtimestamp(started, timezone.utc) if started else None,
                 finished_at=datetime.fromtimestamp(finished, timezone.utc),
                 duration_seconds=finished - started if started else None,
-                outcome="held" if held else "failed", message=redact(details))
+                outcome="held" if held else "failed", message=redact(details, secret_values(os.environ)))
     except Exception as error:  # the alert went out; say why the row could not be written
-        log.error("could not record the failed run in sync_runs: %s", redact(str(error)))
+        log.error("could not record the failed run in sync_runs: %s", redact(str(error), secret_values(os.environ)))
 
 
 @dg.failure_hook(name="record_failed_run", required_resource_keys={"duckdb", "alerts"})
@@ -112,7 +114,7 @@ def alert_failed_checks(context: dg.HookContext) -> None:
             Alert("check_failure", context.job_name, context.run_id,
                   f"{len(checks)} asset check(s) failed in {context.job_name}", "; ".join(checks)),
             database=context.resources.duckdb.database, webhook_url=context.resources.alerts.webhook_url,
-            logger=context.log,
+            logger=context.log, secrets=secret_values(os.environ),
         )
 
 

@@ -7,11 +7,13 @@ its steps: a resource that failed to initialise, a dead run worker, a canceled r
 """
 
 
+import os
+
 import dagster as dg
 
 from oneroster_pipeline.defs.resources import AlertsResource, WarehouseResource
 from oneroster_pipeline.defs.sync.jobs import PROVIDER_SWITCH_JOBS, SYNC_JOBS
-from oneroster_pipeline.warehouse.alerts import Alert, send_alert
+from oneroster_pipeline.warehouse.alerts import Alert, secret_values, send_alert
 
 from .hooks import alert_recorded, failed_error_checks, record_failure, root_cause, step_errors
 
@@ -52,5 +54,5 @@ def failed_check_alert(
     send_alert(
         Alert("check_failure", run.job_name, run.run_id,
               f"{len(checks)} asset check(s) failed in {run.job_name}", "; ".join(checks)),
-        database=duckdb.database, webhook_url=alerts.webhook_url, logger=context.log,
+        database=duckdb.database, webhook_url=alerts.webhook_url, logger=context.log, secrets=secret_values(os.environ),
     )

@@ -5,6 +5,7 @@ DuckDB transaction: a failed run leaves every table as it was.
 """
 
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,8 @@ import dagster as dg
 from oneroster_pipeline.defs.provider_switch.partitions import activate_after_sync, guard_connection
 from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
 from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.alerts import Alert, send_alert
+from oneroster_pipeline.warehouse.alerts import Alert, secret_values, send_alert
+from oneroster_pipeline.warehouse.buildings import seed_buildings_from_csv, sync_buildings
 from oneroster_pipeline.warehouse.pulls import (
     StagedPull,
     StudentSyncOutcome,
@@ -26,7 +28,6 @@ from oneroster_pipeline.warehouse.pulls import (
     last_org_pull_complete,
     stage_pull,
 )
-from oneroster_pipeline.warehouse.students import seed_buildings_from_csv, sync_buildings
 
 GROUP = "oneroster"
 OWNERS = ["team:data-engineering"]
@@ -299,7 +300,8 @@ def student_sync_assets(
                    f"with the run tag {APPROVE_HELD_DIFF_TAG}={decision.diff_hash} within "
                    f"{sync_policy.approval_hours:g} h.")
         send_alert(Alert("sync_held", context.run.job_name, context.run.run_id, "deactivations held", message),
-                   database=duckdb.database, webhook_url=alerts.webhook_url, logger=context.log)
+                   database=duckdb.database, webhook_url=alerts.webhook_url, logger=context.log,
+                   secrets=secret_values(os.environ))
         yield dg.AssetCheckResult(asset_key="students", check_name="mass_change_guard", passed=False,
                                   severity=dg.AssetCheckSeverity.WARN, description=message, metadata=guard_metadata)
     else:

@@ -19,7 +19,7 @@ from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
 SHAPE = DistrictShape(schools=4, students=300, seed=9)
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def read(archive: Path, name: str) -> list[dict[str, str]]:

@@ -401,7 +401,7 @@ def test_cli_persona_and_quirk_flags(capsys):
 
 
 def test_cli_serves_a_persona_with_its_auth():
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     process = subprocess.Popen(
         [sys.executable, "-m", "oneroster_pipeline.demo", "--port", "0", "--students", "30", "--version", "1.1",
          "--persona", "classlink", "--quirk", "no_total_count"], stdout=subprocess.PIPE, text=True, env=env)

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from oneroster_pipeline.demo.district import District, DistrictShape, format_timestamp, parse_timestamp
+from oneroster_pipeline.demo.district import District, DistrictShape
+from oneroster_pipeline.demo.records import format_timestamp, parse_timestamp
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
 SHAPE = DistrictShape(schools=5, students=500, seed=42)

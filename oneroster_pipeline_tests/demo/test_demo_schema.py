@@ -21,7 +21,7 @@ from oneroster_pipeline.demo.auth import CORE_SCOPE
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
-SPEC_PATH = Path(__file__).resolve().parent / "data/spec/oneroster-v1p2-rostering-openapi.json"
+SPEC_PATH = Path(__file__).resolve().parents[1] / "data/spec/oneroster-v1p2-rostering-openapi.json"
 SHAPE = DistrictShape(schools=4, students=300, seed=11)
 
 

@@ -1,5 +1,7 @@
 """DuckDB runs under a memory cap (ONEROSTER_DUCKDB_MEMORY_LIMIT) and the sync stays correct beneath it."""
 
+import os
+
 import duckdb
 import pytest
 
@@ -7,11 +9,16 @@ from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 from oneroster_pipeline.warehouse import store
 
-from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
+from ..sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
+
+
+def connect_as_configured(path):
+    """store.connect with the limit the environment sets (the core reads no variable: its caller passes it)."""
+    return store.connect(path, memory_limit=os.environ.get(store.MEMORY_LIMIT_VAR))
 
 
 def memory_limit_of(path) -> str:
-    with store.connect(path) as con:
+    with connect_as_configured(path) as con:
         return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
 
 
@@ -32,10 +39,10 @@ def test_a_bad_memory_limit_names_the_variable(tmp_path, monkeypatch):
 def test_running_out_of_the_limit_names_the_variable_and_keeps_the_tables(tmp_path, monkeypatch):
     monkeypatch.setenv(store.MEMORY_LIMIT_VAR, "16MB")
     path = tmp_path / "c.duckdb"
-    with store.connect(path) as con:
+    with connect_as_configured(path) as con:
         con.execute("CREATE TABLE kept AS SELECT 1 AS x")
     with pytest.raises(store.MemoryLimitError, match="raise ONEROSTER_DUCKDB_MEMORY_LIMIT") as raised:
-        with store.connect(path) as con, store.transaction(con):
+        with connect_as_configured(path) as con, store.transaction(con):
             con.execute("DELETE FROM kept")
             con.execute("SELECT string_agg(i::VARCHAR, ',' ORDER BY i DESC) FROM range(20000000) t(i)")
     assert "15.2 MiB" in str(raised.value)

@@ -1,0 +1,112 @@
+"""Which provider connection a sync runs against: `connection_of(settings)`, the active-connection guard and
+activation after a first successful sync (table `provider_connections`)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from oneroster_pipeline.client.errors import redact_url
+
+from .. import store
+from .errors import PROCEDURE, ConnectionChanged
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A provider connection as the district configured it (never a credential)."""
+
+    connection_id: str  # short, stable, safe as a Dagster partition key: provider-version-hash
+    label: str
+    provider: str
+    base_url: str | None
+    version: str | None
+
+
+def connection_of(settings) -> Connection:
+    """The connection a `ConnectionSettings` points at.
+
+    The built-in demo district is one connection whatever port it starts on; a CSV connection is the folder its
+    exports are dropped into (dated exports in one folder are one connection).
+    """
+    if settings.needs_demo_provider:
+        label, base_url = "demo (built-in demo district)", None
+    elif not settings.is_rest:
+        base_url = str(Path(settings.csv_path).expanduser().resolve().parent)
+        label = f"csv {base_url}"
+    else:
+        base_url = redact_url(settings.base_url)
+        label = settings.connection_label()
+    version = settings.version
+    digest = hashlib.sha1(label.encode()).hexdigest()[:8]
+    connection_id = f"{settings.provider}-v{(version or 'x').replace('.', 'p')}-{digest}"
+    return Connection(connection_id, label, settings.provider, base_url, version)
+
+
+def active_connection(con: duckdb.DuckDBPyConnection) -> dict | None:
+    rows = store.query_dicts(con, "SELECT * FROM provider_connections WHERE status = 'active'")
+    return rows[0] if rows else None
+
+
+def register(con: duckdb.DuckDBPyConnection, connection: Connection, status: str, now: datetime) -> None:
+    """Insert the connection if it is new (an existing row keeps its status)."""
+    con.execute(
+        """INSERT INTO provider_connections VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)
+           ON CONFLICT (connection_id) DO NOTHING""",
+        [connection.connection_id, connection.label, connection.provider, connection.base_url, connection.version,
+         status, now, now if status == "active" else None])
+
+
+def require_active_connection(connect, settings, now: datetime | None = None) -> tuple[Connection, bool]:
+    """The sync guard: returns (the configured connection, whether it is the active one already).
+
+    `connect` opens the warehouse (a context manager yielding a DuckDB connection). While no connection is active
+    (a district's first sync, or first syncs that all failed), the configured connection is registered as a
+    `candidate` and the sync may run: `activate_connection` makes it active once the sync applied. When a
+    connection is active, a sync whose configured connection is another one raises ConnectionChanged naming both
+    connections and the procedure; a candidate left by a failed sync never blocks a different connection.
+    """
+    connection = connection_of(settings)
+    now = now or datetime.now().astimezone()
+    with connect() as con, store.transaction(con):
+        active = active_connection(con)
+        if active is None:
+            register(con, connection, "candidate", now)
+            return connection, False
+        if active["connection_id"] == connection.connection_id:
+            return connection, True
+    raise _changed(connection, active)
+
+
+def activate_connection(con: duckdb.DuckDBPyConnection, connection: Connection,
+                        now: datetime | None = None) -> bool:
+    """After a sync against `connection` applied: make it active when none is; True when this call activated it.
+
+    Raises ConnectionChanged when another connection became active meanwhile (a concurrent first sync).
+    """
+    now = now or datetime.now().astimezone()
+    with store.transaction(con):
+        active = active_connection(con)
+        if active is not None:
+            if active["connection_id"] != connection.connection_id:
+                raise _changed(connection, active)
+            return False
+        register(con, connection, "active", now)
+        con.execute("UPDATE provider_connections SET status = 'active', activated_at = ?, retired_at = NULL "
+                    "WHERE connection_id = ?", [now, connection.connection_id])
+    return True
+
+
+def _changed(connection: Connection, active: dict) -> ConnectionChanged:
+    return ConnectionChanged(
+        f"The configured OneRoster connection changed: configured {connection.label} "
+        f"[{connection.connection_id}], active {active['label']} [{active['connection_id']}] since "
+        f"{active['activated_at']:%Y-%m-%d %H:%M %Z}. Building and student syncs refuse to run against a new "
+        "connection until the provider switch is done: run the job provider_switch (it builds id_crosswalk from "
+        "the configured connection and applies it), then backfill rebuild_student_tables for partition "
+        f"{connection.connection_id} ({PROCEDURE}). If the change was not intended, restore the previous "
+        "connection's environment variables.")

@@ -1,0 +1,1 @@
+"""Tests of the demo OneRoster provider (framework-free, over real HTTP)."""
