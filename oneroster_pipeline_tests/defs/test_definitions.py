@@ -12,6 +12,7 @@ import yaml
 
 from oneroster_pipeline.defs.alerts.sensors import MONITORED_JOBS
 from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
+from oneroster_pipeline.defs.runs import RUN_TAGS
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +84,8 @@ def test_build_definitions_binds_the_resources_it_is_given(tmp_path):
     assert defs.resources["warehouse"] is warehouse
     with warehouse.connect() as con:  # the field reaches DuckDB, whatever the environment says
         assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] in ("256.0 MiB", "244.1 MiB")
+
+
+def test_run_tags_keep_their_names():
+    assert set(RUN_TAGS) == {"oneroster/approve_mass_change", "oneroster/approve_held_diff", "oneroster/sync_mode",
+                             "oneroster/approve_provider_switch"}
