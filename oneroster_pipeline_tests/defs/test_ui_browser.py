@@ -35,10 +35,10 @@ GROUPS = {  # asset group -> its assets: with several groups the global lineage 
 }
 ASSETS = [asset for assets in GROUPS.values() for asset in assets]
 CHECKS = {  # asset -> its checks
-    "oneroster_orgs": ["schools_present_guard", "pull_complete"],
+    "oneroster_orgs": ["schools_present_guard", "pull_complete", "rejections_within_tolerance"],
     "buildings": ["building_sis_matches_schools"],
-    "oneroster_users": ["fetched_count_matches_provider_total", "pull_complete"],
-    "students": ["mass_change_guard", "students_ids_unique", "students_buildings_exist"],
+    "oneroster_users": ["fetched_count_matches_provider_total", "pull_complete", "rejections_within_tolerance"],
+    "students": ["mass_change_guard", "students_ids_unique", "students_buildings_exist", "students_landed"],
 }
 JOBS = ["building_sync", "student_sync", "full_sync", "preview_student_sync", "test_connection",
         "provider_switch", "provider_switch_preview", "rebuild_student_tables"]
