@@ -86,7 +86,8 @@ class OneRosterResource(dg.ConfigurableResource):
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> "OneRosterResource":
         """Bind every set variable with its type; secrets as EnvVar so their values never show in the UI or run
-        config. A number that is not one fails here, naming its variable."""
+        config (Dagster reads them from the process environment when the resource initialises). A number that is
+        not one fails here, naming its variable."""
         env = os.environ if env is None else env
         kwargs: dict = {}
         for name, var in [*ENV_VARS.items(), *DEMO_ENV_VARS.items()]:  # the client's own table: none forgotten
