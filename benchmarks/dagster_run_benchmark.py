@@ -19,8 +19,8 @@ one row each:
   at the step's "fetched N students" log line (fetch+stage before, apply after), how many steps ran and in how
   many processes; from psutil samples of the whole process tree every 50 ms: peak RSS of the student step's process,
   the largest peak of any process, and the largest sum over processes alive at the same sample.
-  One row per `--executor` (`default`: the job's own multiprocess executor; `in_process`: adds the run config
-  `execution: {config: {in_process: {}}}`) and per `--concurrency` (`default`: the provider profile's, 8 for a
+  One row per `--executor` (`default`: the job's own executor, in process since the jobs set it; `in_process`: adds
+  the run config `execution: {config: {}}`, the same executor named explicitly) and per `--concurrency` (`default`: the provider profile's, 8 for a
   generic OneRoster server; a number sets ONEROSTER_MAX_CONCURRENCY). `--run-config FILE` adds a YAML run config
   to every student_sync run (dagster's `-c`), to measure a change without changing code.
 - `--library`: the same pull and apply without Dagster (benchmarks/student_sync_benchmark.py's measured process:
@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"  # the static provider's test credentials
 STUDENT_STEP = "student_sync_assets"
-IN_PROCESS_YAML = "execution:\n  config:\n    in_process: {}\n"
+IN_PROCESS_YAML = "execution:\n  config: {}\n"  # the jobs' in_process_executor, default config
 MB = 2**20
 
 
@@ -320,8 +320,8 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, nargs="+", default=[0],
                         help="per-request latency of the provider; one block of rows per value (e.g. 0 100)")
     parser.add_argument("--executor", nargs="+", choices=("default", "in_process"), default=["default"],
-                        help="default: the job's multiprocess executor; in_process: run config "
-                             "execution: {config: {in_process: {}}}")
+                        help="default: the job's own (in-process) executor; in_process: run config "
+                             "execution: {config: {}}")
     parser.add_argument("--concurrency", nargs="+", default=None, metavar="N|default",
                         help="ONEROSTER_MAX_CONCURRENCY per row ('default': unset, the profile's 8). Default: "
                              "'default' without latency, 'default 1' with latency")

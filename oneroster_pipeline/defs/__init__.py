@@ -1,3 +1,2 @@
-"""The Dagster layer, one folder per domain (assets, checks, jobs, schedules, sensors); `definitions.py`
-at the package root merges them.
-"""
+"""The Dagster layer, one folder per domain (sync, provider_switch, alerts, setup), each with its `definitions.py`;
+`oneroster_pipeline/definitions.py` merges them and binds the resources."""

@@ -1,2 +1,1 @@
-"""Alerts: run-failure and failed-check sensors, and the in-run hooks that record failures.
-"""
+"""Alerts: run-failure and failed-check sensors, and the in-run hooks that record failures."""

@@ -1,23 +1,22 @@
-"""Run records from inside the run: every failed run leaves its `sync_runs` row and its alert, daemon or not.
+"""Hooks on every monitored job: a failed run records its `sync_runs` row and alert from inside the run, and
+failed ERROR checks are alerted by the step that evaluated them (no daemon needed)."""
 
-The hooks are attached to every monitored job (`jobs.RUN_HOOKS`), so a run started from the CLI
-(`dagster job execute`), the launchpad, a schedule or a backfill records itself:
-- `record_failed_run` (failure hook, on the step that failed): the run's `sync_runs` row (`outcome` 'failed', or
-  'held' for a held sync, with the redacted errors of the run's failed steps and failed ERROR checks) and one
-  `run_failure` alert (`sync_alerts`, webhook) per run;
-- `alert_failed_checks` (success hook): one `check_failure` alert for the ERROR-severity checks that failed in the
-  step (a check's failure is alerted by the step that evaluated it).
-The sensors (`sensors.py`) still cover runs that fail where no step hook can run (the run worker dies, a resource
-fails to initialise, the run is canceled) and skip what the run already recorded (`alert_recorded`).
-"""
-
+# The hooks are attached to every monitored job (`RUN_HOOKS`), so a run started from the CLI
+# (`dagster job execute`), the launchpad, a schedule or a backfill records itself:
+# - `record_failed_run` (failure hook, on the step that failed): the run's `sync_runs` row (`outcome` 'failed', or
+#   'held' for a held sync, with the redacted errors of the run's failed steps and failed ERROR checks) and one
+#   `run_failure` alert (`sync_alerts`, webhook) per run;
+# - `alert_failed_checks` (success hook): one `check_failure` alert for the ERROR-severity checks that failed in the
+#   step (a check's failure is alerted by the step that evaluated it).
+# The sensors (`sensors.py`) still cover runs that fail where no step hook can run (the run worker dies, a resource
+# fails to initialise, the run is canceled) and skip what the run already recorded (`alert_recorded`).
 
 import os
 from datetime import datetime, timezone
 
 import dagster as dg
 
-from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.defs.runs import write_run_row
 from oneroster_pipeline.warehouse.alerts import Alert, redact, secret_values, send_alert
 
 
@@ -54,44 +53,37 @@ def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return lines
 
 
-def alert_recorded(database, run_id: str, kind: str) -> bool:
+def alert_recorded(warehouse, run_id: str, kind: str) -> bool:
     """Whether `sync_alerts` already holds an alert of this kind for the run (the run's hook sent it)."""
     try:
-        with store.connect(database, memory_limit=os.environ.get(store.MEMORY_LIMIT_VAR)) as con:
+        with warehouse.connect() as con:
             return con.execute("SELECT count(*) FROM sync_alerts WHERE run_id = ? AND kind = ?",
                                [run_id, kind]).fetchall()[0][0] > 0
     except Exception:  # the warehouse is unavailable: better a second alert than none
         return False
 
 
-def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, database, webhook_url: str | None, log,
+def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, webhook_url: str | None, log,
                    details: str, finished: float | None = None) -> None:
     """The failed run's `sync_runs` row, and its `run_failure` alert unless one was recorded already."""
-    from oneroster_pipeline.defs.sync.assets import (
-        run_trigger,  # assets imports partitions, which imports the jobs' hooks: import late
-    )
-
     held = "Sync held" in details
-    if not alert_recorded(database, run.run_id, "run_failure"):
+    if not alert_recorded(warehouse, run.run_id, "run_failure"):
         send_alert(Alert("run_failure", run.job_name, run.run_id, f"{run.job_name} failed", details),
-                   database=database, webhook_url=webhook_url, logger=log, secrets=secret_values(os.environ))
+                   database=warehouse.database, webhook_url=webhook_url, logger=log,
+                   secrets=secret_values(os.environ))
     record = instance.get_run_record_by_id(run.run_id)
     started = record.start_time if record else None
     finished = finished or (record.end_time if record else None) or datetime.now(timezone.utc).timestamp()
     try:
-        # the run's sync_runs row: steps that ran filled the rest
-        with store.connect(database, memory_limit=os.environ.get(store.MEMORY_LIMIT_VAR)) as con:
-            store.upsert_sync_run(
-                con, run.run_id, job_name=run.job_name, trigger=run_trigger(run.tags),
-                started_at=datetime.fromtimestamp(started, timezone.utc) if started else None,
-                finished_at=datetime.fromtimestamp(finished, timezone.utc),
-                duration_seconds=finished - started if started else None,
-                outcome="held" if held else "failed", message=redact(details, secret_values(os.environ)))
+        with warehouse.connect() as con:  # the run's sync_runs row: steps that ran filled the rest
+            write_run_row(con, run, datetime.fromtimestamp(started, timezone.utc) if started else None,
+                          datetime.fromtimestamp(finished, timezone.utc), outcome="held" if held else "failed",
+                          message=redact(details, secret_values(os.environ)))
     except Exception as error:  # the alert went out; say why the row could not be written
         log.error("could not record the failed run in sync_runs: %s", redact(str(error), secret_values(os.environ)))
 
 
-@dg.failure_hook(name="record_failed_run", required_resource_keys={"duckdb", "alerts"})
+@dg.failure_hook(name="record_failed_run", required_resource_keys={"warehouse", "alerts"})
 def record_failed_run(context: dg.HookContext) -> None:
     """A step failed: record the run as failed (sync_runs) and alert once per run, from inside the run."""
     run = context.instance.get_run_by_id(context.run_id)
@@ -101,11 +93,11 @@ def record_failed_run(context: dg.HookContext) -> None:
         text = exception.description if isinstance(exception, dg.Failure) else str(exception)
         errors.append(f"{context.step_key}: {type(exception).__name__}: {text}")
     details = "; ".join(errors + failed_error_checks(context.instance, context.run_id)) or "the run failed"
-    record_failure(context.instance, run, context.resources.duckdb.database, context.resources.alerts.webhook_url,
+    record_failure(context.instance, run, context.resources.warehouse, context.resources.alerts.webhook_url,
                    context.log, details)
 
 
-@dg.success_hook(name="alert_failed_checks", required_resource_keys={"duckdb", "alerts"})
+@dg.success_hook(name="alert_failed_checks", required_resource_keys={"warehouse", "alerts"})
 def alert_failed_checks(context: dg.HookContext) -> None:
     """A step succeeded: alert the ERROR-severity checks that failed in it (the run may still succeed)."""
     checks = failed_error_checks(context.instance, context.run_id, step_key=context.step_key)
@@ -113,7 +105,7 @@ def alert_failed_checks(context: dg.HookContext) -> None:
         send_alert(
             Alert("check_failure", context.job_name, context.run_id,
                   f"{len(checks)} asset check(s) failed in {context.job_name}", "; ".join(checks)),
-            database=context.resources.duckdb.database, webhook_url=context.resources.alerts.webhook_url,
+            database=context.resources.warehouse.database, webhook_url=context.resources.alerts.webhook_url,
             logger=context.log, secrets=secret_values(os.environ),
         )
 

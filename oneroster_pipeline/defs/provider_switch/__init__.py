@@ -1,2 +1,1 @@
-"""Changing provider: the crosswalk, applying the switch, and the per-connection rebuild.
-"""
+"""Changing provider: the crosswalk, applying the switch, the connection guard and the per-connection rebuild."""

@@ -1,84 +1,40 @@
-"""Dagster layer of the provider change: the `id_crosswalk` asset and its checks, and applying the switch.
+"""The provider change's assets: `id_crosswalk` (with its blocking checks), `provider_connections` (applies the
+switch) and `student_tables_by_connection` (the per-connection rebuild a backfill runs)."""
 
-`id_crosswalk` pulls the configured (new) connection's orgs and students and matches them to the registry; its
-blocking checks `crosswalk_ambiguous` and `crosswalk_unmatched` fail when a threshold is exceeded, which stops the
-switch before `provider_connections` applies it. A person reviews `id_crosswalk` (the checks' metadata list the
-records) and re-runs the job with the run tag `oneroster/approve_provider_switch=true`.
-"""
+# `id_crosswalk` pulls the configured (new) connection's orgs and students and matches them to the registry; its
+# blocking checks `crosswalk_ambiguous` and `crosswalk_unmatched` fail when a threshold is exceeded, which stops the
+# switch before `provider_connections` applies it. A person reviews `id_crosswalk` (the checks' metadata list the
+# records) and re-runs the job with the run tag `oneroster/approve_provider_switch=true`.
 
-
-import os
 from datetime import datetime, timezone
 
 import dagster as dg
 
-from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
+from oneroster_pipeline.defs.runs import APPROVE_MASS_CHANGE_TAG, APPROVE_SWITCH_TAG, markdown_table, tag_is_true
 from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.policy import (
-    DEFAULT_SCHOOL_RULES,
-    DEFAULT_STUDENT_RULES,
-    SCHOOL_RULES,
-    STUDENT_RULES,
-    SwitchPolicy,
-    parse_rules,
-)
+from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.provider_switch import (
     SwitchBlocked,
     SwitchError,
     apply_switch,
     build_crosswalk,
     connection_of,
+    rebuild_student_tables,
 )
 from oneroster_pipeline.warehouse.pulls import stage_pull
 
-from .partitions import add_connection_partition
+from .partitions import PROVIDER_CONNECTIONS, add_connection_partition
 
 GROUP = "provider_switch"
 OWNERS = ["team:data-engineering"]
-APPROVE_SWITCH_TAG = "oneroster/approve_provider_switch"  # "true": apply a crosswalk its checks blocked
-
-
-class SwitchPolicyResource(dg.ConfigurableResource):
-    """How a provider switch matches records and when it waits for a person (README, 'Changing provider')."""
-
-    school_match_order: str = ",".join(DEFAULT_SCHOOL_RULES)
-    student_match_order: str = ",".join(DEFAULT_STUDENT_RULES)
-    max_unmatched_pct: float = 5.0
-    max_ambiguous: int = 0
-
-    def policy(self) -> SwitchPolicy:
-        return SwitchPolicy(
-            school_rules=parse_rules(self.school_match_order, SCHOOL_RULES, "ONEROSTER_SWITCH_SCHOOL_MATCH"),
-            student_rules=parse_rules(self.student_match_order, STUDENT_RULES, "ONEROSTER_SWITCH_STUDENT_MATCH"),
-            max_unmatched_pct=self.max_unmatched_pct, max_ambiguous=self.max_ambiguous)
-
-    @classmethod
-    def from_environment(cls) -> "SwitchPolicyResource":
-        kwargs: dict = {}
-        for name, var, parse in (
-            ("school_match_order", "ONEROSTER_SWITCH_SCHOOL_MATCH", str),
-            ("student_match_order", "ONEROSTER_SWITCH_STUDENT_MATCH", str),
-            ("max_unmatched_pct", "ONEROSTER_SWITCH_MAX_UNMATCHED_PCT", float),
-            ("max_ambiguous", "ONEROSTER_SWITCH_MAX_AMBIGUOUS", int),
-        ):
-            if os.environ.get(var):
-                try:
-                    kwargs[name] = parse(os.environ[var])
-                except ValueError:
-                    raise ValueError(f"{var} must be a number, got {os.environ[var]!r}") from None
-        resource = cls(**kwargs)
-        resource.policy()  # a bad rule list fails at load, naming the variable
-        return resource
 
 
 def _approved(context) -> bool:
-    return (context.run.tags.get(APPROVE_SWITCH_TAG) or "").strip().lower() == "true"
+    return tag_is_true(context.run.tags, APPROVE_SWITCH_TAG)
 
 
 def _rows_md(rows: list[dict]) -> dg.MetadataValue:
-    from oneroster_pipeline.defs.sync.assets import markdown_table
-
     return dg.MetadataValue.md(markdown_table(rows, 50))
 
 
@@ -103,16 +59,16 @@ def _rows_md(rows: list[dict]) -> dg.MetadataValue:
     ],
     pool="duckdb", name="id_crosswalk",
 )
-def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource,
-                 switch_policy: SwitchPolicyResource):
-    policy = switch_policy.policy()
+def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
+                 sync_policy: dg.ResourceParam[SyncPolicy]):
+    policy = sync_policy.switch
     new = connection_of(oneroster.settings())
-    staging = duckdb.staging_dir(context.run.run_id, "provider-switch")
+    staging = warehouse.staging_dir(context.run.run_id, "provider-switch")
     try:
         with oneroster.open(context.log) as source:
             orgs = stage_pull(source, "orgs", staging, None, context.log)
             students = stage_pull(source, "students", staging, None, context.log)
-        with duckdb.connect() as con:
+        with warehouse.connect() as con:
             try:
                 report = build_crosswalk(con, context.run.run_id, new, orgs, students, policy,
                                          datetime.now(timezone.utc))
@@ -154,8 +110,8 @@ def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource
         "the new connection becomes active and the old one retired. Nothing is deleted."
     ),
 )
-def provider_connections(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    with duckdb.connect() as con:
+def provider_connections(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
         own = con.execute("SELECT switch_id FROM provider_switches WHERE switch_id = ?",
                           [context.run.run_id]).fetchall()
         latest = store.query_dicts(con, "SELECT switch_id FROM provider_switches ORDER BY built_at DESC LIMIT 1")
@@ -185,12 +141,35 @@ def provider_connections(context: dg.AssetExecutionContext, duckdb: WarehouseRes
     })
 
 
-provider_switch_job = dg.define_asset_job(
-    "provider_switch", selection=dg.AssetSelection.assets("id_crosswalk", "provider_connections"), hooks=RUN_HOOKS,
-    description=("Provider change: builds id_crosswalk from the configured (new) connection and applies it unless "
-                 f"its checks block it ({APPROVE_SWITCH_TAG}=true applies a blocked crosswalk)."),
+@dg.asset(
+    partitions_def=PROVIDER_CONNECTIONS, group_name=GROUP, owners=OWNERS,
+    kinds={"duckdb"}, pool="duckdb", deps=["oneroster_users", "oneroster_orgs", "buildings"],
+    description=(
+        "Rebuilds students, student_buildings and ignored_students for a provider connection from the stored raw "
+        "oneroster_users / oneroster_orgs (no provider request). Backfill the active connection's partition after a "
+        "provider switch. Deactivations above ONEROSTER_MAX_DEACTIVATE(_PCT) need the run tag "
+        f"{APPROVE_MASS_CHANGE_TAG}=true."
+    ),
 )
-provider_switch_preview_job = dg.define_asset_job(
-    "provider_switch_preview", selection=dg.AssetSelection.assets("id_crosswalk"), hooks=RUN_HOOKS,
-    description="Provider change, review only: builds id_crosswalk from the configured connection, applies nothing.",
-)
+def student_tables_by_connection(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_policy: dg.ResourceParam[SyncPolicy]
+) -> dg.MaterializeResult:
+    approved = tag_is_true(context.run.tags, APPROVE_MASS_CHANGE_TAG)
+    with warehouse.connect() as con:
+        try:
+            done = rebuild_student_tables(
+                con, context.partition_key, datetime.now(timezone.utc), context.run.run_id,
+                sync_policy.hold.max_deactivate_pct, sync_policy.hold.max_deactivate, approved)
+        except SwitchBlocked as blocked:
+            raise dg.Failure(description=(
+                f"Rebuild held, nothing changed: {blocked}. If this is expected (students the new provider does not "
+                f"have), re-run with {APPROVE_MASS_CHANGE_TAG}=true.")) from None
+        except SwitchError as error:
+            raise dg.Failure(description=str(error)) from None
+    result, plan = done.result, done.result.plan
+    return dg.MaterializeResult(metadata={
+        "connection": context.partition_key, "students_active": result.imported, "created": plan.created,
+        "updated": plan.updated, "deactivated": plan.deactivated, "reactivated": plan.reactivated,
+        "students_in_several_buildings": result.multi_building,
+        **{f"ignored_{reason}": n for reason, n in result.ignored_by_reason.items()},
+    })

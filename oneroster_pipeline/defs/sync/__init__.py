@@ -1,2 +1,1 @@
-"""Building sync and student sync: assets, checks, jobs and the daily schedule.
-"""
+"""Building sync and student sync: assets, checks, jobs and the daily schedule."""

@@ -1,9 +1,8 @@
-"""Dagster assets: OneRoster orgs -> buildings (building sync), OneRoster students -> students (student sync).
+"""Sync assets: OneRoster orgs -> buildings (building sync), OneRoster students -> students (student sync), and the
+student sync's dry run."""
 
-Each asset stages its pull to Parquet (no DuckDB lock held while the provider pages), then applies it in one
-DuckDB transaction: a failed run leaves every table as it was.
-"""
-
+# Each asset stages its pull to Parquet (no DuckDB lock held while the provider pages), then applies it in one
+# DuckDB transaction: a failed run leaves every table as it was.
 
 import os
 import time
@@ -13,11 +12,20 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from oneroster_pipeline.defs.provider_switch.partitions import activate_after_sync, guard_connection
-from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
+from oneroster_pipeline.defs.provider_switch.connection_guard import activate_after_sync, guard_connection
+from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
+from oneroster_pipeline.defs.runs import (
+    APPROVE_HELD_DIFF_TAG,
+    APPROVE_MASS_CHANGE_TAG,
+    SYNC_MODE_TAG,
+    markdown_table,
+    record_run,
+    tag_is_true,
+)
 from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.alerts import Alert, secret_values, send_alert
 from oneroster_pipeline.warehouse.buildings import seed_buildings_from_csv, sync_buildings
+from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.pulls import (
     StagedPull,
     StudentSyncOutcome,
@@ -31,49 +39,10 @@ from oneroster_pipeline.warehouse.pulls import (
 
 GROUP = "oneroster"
 OWNERS = ["team:data-engineering"]
-# run tags a person sets in the launchpad (or `dagster job execute --tags '{...}'`)
-APPROVE_TAG = "oneroster/approve_mass_change"  # "true": apply an org pull the schools guard held
-APPROVE_HELD_DIFF_TAG = "oneroster/approve_held_diff"  # the held diff's hash: apply exactly that held student diff
-SYNC_MODE_TAG = "oneroster/sync_mode"  # "full" or "delta": override the cadence for this run
-
-
-def markdown_table(rows: list[dict], limit: int = 10) -> str:
-    """A small markdown preview of the first rows (values escaped for table cells)."""
-    if not rows:
-        return "_no rows_"
-    columns = list(rows[0])
-    def cell(value) -> str:
-        return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows[:limit]]
-    return "\n".join(lines)
 
 
 def approved_mass_change(context) -> bool:
-    return (context.run.tags.get(APPROVE_TAG) or "").strip().lower() == "true"
-
-
-def run_trigger(tags) -> str:
-    """How the run was started: schedule, sensor, backfill or manual (launchpad, CLI, API)."""
-    if tags.get("dagster/schedule_name"):
-        return "schedule"
-    if tags.get("dagster/backfill"):
-        return "backfill"
-    if tags.get("dagster/sensor_name"):
-        return "sensor"
-    return "manual"
-
-
-def record_run(context, con, **columns) -> None:
-    """Fill this run's `sync_runs` row with what this step knows (job, trigger, timing are always set)."""
-    run = context.run
-    record = context.instance.get_run_record_by_id(run.run_id)
-    started = datetime.fromtimestamp(record.start_time, timezone.utc) if record and record.start_time else None
-    finished = datetime.now(timezone.utc)
-    store.upsert_sync_run(
-        con, run.run_id, job_name=run.job_name, trigger=run_trigger(run.tags), started_at=started,
-        finished_at=finished, duration_seconds=(finished - started).total_seconds() if started else None,
-        **columns)
+    return tag_is_true(context.run.tags, APPROVE_MASS_CHANGE_TAG)
 
 
 @contextmanager
@@ -96,7 +65,7 @@ def _held(check_asset: str, check_name: str, held: SyncHeld):
         description="; ".join(held.reasons), metadata=held.plan,
     )
     approval = (f"{APPROVE_HELD_DIFF_TAG}={held.diff_hash} (the held diff is in sync_diffs)" if held.diff_hash
-                else f"{APPROVE_TAG}=true")
+                else f"{APPROVE_MASS_CHANGE_TAG}=true")
     raise dg.Failure(
         description=(
             f"Sync held, nothing applied: {'; '.join(held.reasons)}. Would change: {held.plan}. "
@@ -117,10 +86,10 @@ def _held(check_asset: str, check_name: str, held: SyncHeld):
     )],
     pool="duckdb", name="oneroster_orgs",
 )
-def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource):
-    connection = guard_connection(context, oneroster, duckdb)  # refuses a connection that is not the active one
+def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource):
+    connection = guard_connection(context, oneroster, warehouse)  # refuses a connection that is not the active one
     started = time.monotonic()
-    with staged(context, oneroster, duckdb, "orgs") as pull, duckdb.connect() as con:
+    with staged(context, oneroster, warehouse, "orgs") as pull, warehouse.connect() as con:
         try:
             schools = apply_org_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
                                      approved_mass_change(context))
@@ -153,10 +122,10 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
     ),
 )
 def buildings(
-    context: dg.AssetExecutionContext, duckdb: WarehouseResource, sync_policy: SyncPolicyResource
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_policy: dg.ResourceParam[SyncPolicy]
 ) -> dg.MaterializeResult:
     now = datetime.now(timezone.utc)
-    with duckdb.connect() as con, store.transaction(con):
+    with warehouse.connect() as con, store.transaction(con):
         seeded = seed_buildings_from_csv(con, sync_policy.buildings_csv, now) if sync_policy.buildings_csv else 0
         complete = last_org_pull_complete(con)
         if not complete:
@@ -209,9 +178,9 @@ GUARD_DESCRIPTION = (
 )
 
 
-def _pull_students(context, oneroster, duckdb, sync_policy):
+def _pull_students(context, oneroster, warehouse, sync_policy):
     """Stage today's student pull (delta or full, per the cadence and the run's sync-mode tag)."""
-    with duckdb.connect() as con:
+    with warehouse.connect() as con:
         modified_since = choose_student_pull(
             con, oneroster.settings().provider, (context.run.tags.get(SYNC_MODE_TAG) or "").strip().lower(),
             sync_policy.full_sync_every_days, sync_policy.delta_overlap_minutes)
@@ -223,7 +192,7 @@ def _pull_students(context, oneroster, duckdb, sync_policy):
         finish = datetime.now(timezone.utc).timestamp() + estimate
         context.log.info(f"the last {len(past)} runs of {context.run.job_name} took a median of {estimate:.0f} s: "
                          f"expected to finish around {datetime.fromtimestamp(finish, timezone.utc):%H:%M:%S} UTC")
-    return staged(context, oneroster, duckdb, "students", modified_since), (sorted(past)[len(past) // 2] if past else None)
+    return staged(context, oneroster, warehouse, "students", modified_since), (sorted(past)[len(past) // 2] if past else None)
 
 
 def _diff_preview(con, run_id: str, disposition: str | None = None) -> tuple[dict, str]:
@@ -244,18 +213,18 @@ def _diff_preview(con, run_id: str, disposition: str | None = None) -> tuple[dic
                                    description=GUARD_DESCRIPTION)],
 )
 def student_sync_assets(
-    context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource,
-    sync_policy: SyncPolicyResource, alerts: AlertsResource,
+    context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
+    sync_policy: dg.ResourceParam[SyncPolicy], alerts: AlertsResource,
 ):
     """Student sync: fetch students (delta or full), diff, apply what the hold policy lets through, one transaction."""
-    connection = guard_connection(context, oneroster, duckdb)  # refuses a connection that is not the active one
+    connection = guard_connection(context, oneroster, warehouse)  # refuses a connection that is not the active one
     started = time.monotonic()
-    pulling, estimate = _pull_students(context, oneroster, duckdb, sync_policy)
+    pulling, estimate = _pull_students(context, oneroster, warehouse, sync_policy)
     approved_hash = context.run.tags.get(APPROVE_HELD_DIFF_TAG)
-    with pulling as pull, duckdb.connect() as con:
+    with pulling as pull, warehouse.connect() as con:
         try:
             done = apply_student_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
-                                      sync_policy.hold_policy(), approved_hash)
+                                      sync_policy.hold, approved_hash)
         except SyncHeld as held:
             record_run(context, con, **_pull_columns(pull), diff_hash=held.diff_hash,
                        outcome="held", message="; ".join(held.reasons))
@@ -298,9 +267,9 @@ def student_sync_assets(
                    f"applied {plan.created} addition(s), {plan.updated} update(s), {plan.reactivated} "
                    f"reactivation(s). Review sync_diffs (disposition 'held'); if the deactivations are real, re-run "
                    f"with the run tag {APPROVE_HELD_DIFF_TAG}={decision.diff_hash} within "
-                   f"{sync_policy.approval_hours:g} h.")
+                   f"{sync_policy.hold.approval_hours:g} h.")
         send_alert(Alert("sync_held", context.run.job_name, context.run.run_id, "deactivations held", message),
-                   database=duckdb.database, webhook_url=alerts.webhook_url, logger=context.log,
+                   database=warehouse.database, webhook_url=alerts.webhook_url, logger=context.log,
                    secrets=secret_values(os.environ))
         yield dg.AssetCheckResult(asset_key="students", check_name="mass_change_guard", passed=False,
                                   severity=dg.AssetCheckSeverity.WARN, description=message, metadata=guard_metadata)
@@ -333,13 +302,13 @@ def _outcome_columns(done: StudentSyncOutcome) -> dict:
     ),
 )
 def student_sync_preview(
-    context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource,
-    sync_policy: SyncPolicyResource,
+    context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
+    sync_policy: dg.ResourceParam[SyncPolicy],
 ) -> dg.MaterializeResult:
-    pulling, _ = _pull_students(context, oneroster, duckdb, sync_policy)
-    with pulling as pull, duckdb.connect() as con:
+    pulling, _ = _pull_students(context, oneroster, warehouse, sync_policy)
+    with pulling as pull, warehouse.connect() as con:
         done = apply_student_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
-                                  sync_policy.hold_policy(), preview=True)
+                                  sync_policy.hold, preview=True)
         record_run(context, con, **_pull_columns(pull), **{**_outcome_columns(done), "outcome": "preview"})
         counts, preview = _diff_preview(con, context.run.run_id)
     decision = done.decision
@@ -351,32 +320,3 @@ def student_sync_preview(
         "diff_preview": dg.MetadataValue.md(preview),
         "query": f"SELECT * FROM sync_diffs WHERE run_id = '{context.run.run_id}'",
     })
-
-
-@dg.asset(
-    group_name="oneroster_setup", owners=OWNERS, kinds={"python"},
-    description=(
-        "A diagnostic test of the configured OneRoster connection, run before the first sync and after any change: "
-        "version path, auth mode, envelope keys, paging headers and whether they agree, sort / dateLastModified "
-        "filter / fields support, schools visible vs buildings, and hints (e.g. too few students per school). "
-        "Writes nothing to the warehouse tables; the report is this materialization's metadata."
-    ),
-)
-def provider_connection_test(
-    context: dg.AssetExecutionContext, oneroster: OneRosterResource, duckdb: WarehouseResource
-) -> dg.MaterializeResult:
-    from oneroster_pipeline.client.diagnostics import connection_test
-
-    with duckdb.connect() as con:
-        known = [sis for (sis,) in con.execute(
-            "SELECT building_sis FROM buildings WHERE status = 'active'").fetchall()]
-    with oneroster.open(context.log) as source:
-        report = connection_test(source, building_sis=known or None)
-    table = markdown_table([{"check": c, "result": r, "detail": d} for c, r, d in report.rows()], 100)
-    # a failure's error is said once in the log: by the Failure below
-    context.log.info("connection test:\n" + report.as_table(failure_detail="failed: see the step failure"))
-    metadata = {"connection": report.connection, "ok": report.ok, "warnings": len(report.warnings),
-                "report": dg.MetadataValue.md(table)}
-    if not report.ok:
-        raise dg.Failure(description=f"the connection test failed: {report.error}", metadata=metadata)
-    return dg.MaterializeResult(metadata=metadata)

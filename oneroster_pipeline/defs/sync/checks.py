@@ -5,11 +5,11 @@ import json
 
 import dagster as dg
 
-from oneroster_pipeline.defs.resources import SyncPolicyResource, WarehouseResource
+from oneroster_pipeline.defs.resources import WarehouseResource
+from oneroster_pipeline.defs.runs import markdown_table
 from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.pulls import rejection_findings
-
-from .assets import markdown_table
 
 ERROR = dg.AssetCheckSeverity.ERROR
 LISTED = 50  # offending records listed in a check's metadata
@@ -22,8 +22,8 @@ LISTED = 50  # offending records listed in a check's metadata
         "building. Failing does not stop student sync: it explains students ignored as school_not_a_building."
     ),
 )
-def building_sis_matches_schools(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    with duckdb.connect() as con:
+def building_sis_matches_schools(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
         unmatched_buildings = store.query_dicts(con, """
             SELECT b.building_id, b.name, b.building_sis, b.origin FROM buildings b
             WHERE b.status = 'active' AND b.building_sis NOT IN (
@@ -56,8 +56,8 @@ def building_sis_matches_schools(duckdb: WarehouseResource) -> dg.AssetCheckResu
 
 
 @dg.asset_check(asset="students", description="sourced_id and student_id are each unique in students.")
-def students_ids_unique(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    with duckdb.connect() as con:
+def students_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
         repeats = store.query_dicts(con, """
             SELECT 'sourced_id' AS column, sourced_id AS value, count(*) AS rows FROM students
             GROUP BY sourced_id HAVING count(*) > 1
@@ -72,8 +72,8 @@ def students_ids_unique(duckdb: WarehouseResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset="students", description="Every student's building_id exists in buildings.")
-def students_buildings_exist(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    with duckdb.connect() as con:
+def students_buildings_exist(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
         orphans = store.query_dicts(con, """
             SELECT s.student_id, s.sourced_id, s.building_id FROM students s
             ANTI JOIN buildings b ON b.building_id = s.building_id ORDER BY s.student_id""")
@@ -88,8 +88,8 @@ def students_buildings_exist(duckdb: WarehouseResource) -> dg.AssetCheckResult:
     description=("REST: the number of students received equals the total the provider reported (X-Total-Count). "
                  "CSV export: every row of users.csv was read (rows read, rejected) from a full (bulk) export."),
 )
-def fetched_count_matches_provider_total(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    with duckdb.connect() as con:
+def fetched_count_matches_provider_total(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
         latest = store.query_dicts(con, """
             SELECT reported_total, received, kept, duplicates, rejected, skipped, complete, incomplete_reason,
                    endpoint
@@ -124,8 +124,8 @@ def _pull_complete_check(asset: str, collection: str) -> dg.AssetChecksDefinitio
             "incomplete pull deactivates nothing by absence."
         ),
     )
-    def pull_complete(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-        with duckdb.connect() as con:
+    def pull_complete(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as con:
             latest = store.query_dicts(con, """
                 SELECT run_id, mode, complete, incomplete_reason, reported_total, received, duplicates, pages,
                        endpoint FROM pull_reports WHERE collection = ? ORDER BY fetched_at DESC LIMIT 1""",
@@ -172,9 +172,9 @@ def _rejections_check(asset: str, collection: str) -> dg.AssetChecksDefinition:
             "is not being synced. The rejected records are in rejected_records."
         ),
     )
-    def rejections_within_tolerance(duckdb: WarehouseResource,
-                                    sync_policy: SyncPolicyResource) -> dg.AssetCheckResult:
-        with duckdb.connect() as con:
+    def rejections_within_tolerance(warehouse: WarehouseResource,
+                                    sync_policy: dg.ResourceParam[SyncPolicy]) -> dg.AssetCheckResult:
+        with warehouse.connect() as con:
             pull = _latest_pull(con, collection)
             sample = _rejected_sample(con, collection, pull) if pull else []
         if pull is None:
@@ -221,8 +221,8 @@ users_rejections_within_tolerance = _rejections_check("oneroster_users", "studen
         "could not be read), never an empty district."
     ),
 )
-def students_landed(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    with duckdb.connect() as con:
+def students_landed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
         pull = _latest_pull(con, "students")
         sample = _rejected_sample(con, "students", pull) if pull else []
     if pull is None:
@@ -246,3 +246,10 @@ def students_landed(duckdb: WarehouseResource) -> dg.AssetCheckResult:
                   else "-", "rejected": pull["rejected"], "skipped": pull["skipped"],
                   "rejected_sample": dg.MetadataValue.md(markdown_table(sample, LISTED))},
     )
+
+
+SYNC_CHECKS = [
+    building_sis_matches_schools, students_ids_unique, students_buildings_exist, fetched_count_matches_provider_total,
+    orgs_pull_complete, students_pull_complete, orgs_rejections_within_tolerance, users_rejections_within_tolerance,
+    students_landed,
+]

@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from oneroster_pipeline.defs.resources import SyncPolicyResource
-from oneroster_pipeline.warehouse.policy import blackout_containing
+from oneroster_pipeline.warehouse.policy import SyncPolicy
 
 from .jobs import student_sync
 
@@ -31,7 +30,7 @@ def daily_student_sync_schedule(env=os.environ) -> dg.ScheduleDefinition:
         description=("Student sync every day (ONEROSTER_STUDENT_SYNC_CRON in ONEROSTER_TIMEZONE), skipped on "
                      "ONEROSTER_BLACKOUT_DATES; manual runs are never blocked."),
     )
-    def daily_student_sync(context: dg.ScheduleEvaluationContext, sync_policy: SyncPolicyResource):
+    def daily_student_sync(context: dg.ScheduleEvaluationContext, sync_policy: dg.ResourceParam[SyncPolicy]):
         # a tick always has its scheduled time; a context built by hand (a test, the UI's "test schedule") may not
         try:
             when = context.scheduled_execution_time
@@ -39,7 +38,7 @@ def daily_student_sync_schedule(env=os.environ) -> dg.ScheduleDefinition:
             when = None
         when = when or datetime.now(ZoneInfo(timezone))
         day = when.astimezone(ZoneInfo(timezone)).date()
-        blackout = blackout_containing(day, sync_policy.blackout_dates)
+        blackout = sync_policy.blackout_containing(day)
         if blackout:
             reason = f"{day} is in the blackout range {blackout[0]}..{blackout[1]} (ONEROSTER_BLACKOUT_DATES)"
             context.log.info(f"daily student sync skipped: {reason}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's Chromium as root on a machine with a closed network (see README, "Using the UI")

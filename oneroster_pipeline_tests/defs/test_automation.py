@@ -13,14 +13,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from oneroster_pipeline.defs.resources import SyncPolicyResource
 from oneroster_pipeline.defs.sync.schedules import daily_student_sync_schedule
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
+from oneroster_pipeline.warehouse.policy import SyncPolicy
 
 from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_daily_schedule_follows_environment():
     assert (custom.cron_schedule, custom.execution_timezone) == ("30 6 * * 1-5", "America/Chicago")
     assert custom.default_status == dg.DefaultScheduleStatus.RUNNING
 
-    context = dg.build_schedule_context(scheduled_execution_time=None, resources={"sync_policy": SyncPolicyResource()})
+    context = dg.build_schedule_context(scheduled_execution_time=None, resources={"sync_policy": SyncPolicy()})
     run_request = custom.evaluate_tick(context).run_requests[0]
     assert run_request.job_name in (None, "student_sync")
 

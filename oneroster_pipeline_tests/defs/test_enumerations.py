@@ -27,7 +27,7 @@ from oneroster_pipeline.warehouse import pulls, store
 from oneroster_pipeline.warehouse.buildings import sync_buildings
 from oneroster_pipeline.warehouse.policy import HoldPolicy
 
-from .client.client_fixtures import FAST
+from ..client.client_fixtures import FAST
 
 # ---- a OneRoster server of the test's own, and a CSV export ------------------------------------------------------
 

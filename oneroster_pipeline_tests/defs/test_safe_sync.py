@@ -165,7 +165,8 @@ def _run_cli(env: dict, job: str, kill_after_requests: int | None = None, provid
              extra_delay: float = 0.0) -> int:
     command = [str(Path(sys.executable).parent / "dagster"), "job", "execute",
                "-m", "oneroster_pipeline.definitions", "-j", job, "--tags", '{"oneroster/sync_mode": "full"}']
-    # its own process group: the multiprocess executor runs each step in a child, and a crash kills them all
+    # its own process group, killed whole: the jobs run in process (this process holds the DuckDB lock), and
+    # whatever child Dagster starts dies with it, as in a crash of the machine
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     if kill_after_requests is None:

@@ -19,15 +19,16 @@ import pytest
 
 from oneroster_pipeline.definitions import build_definitions
 from oneroster_pipeline.defs.provider_switch.partitions import PROVIDER_CONNECTIONS
-from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
+from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
+from oneroster_pipeline.warehouse.policy import SyncPolicy
 
 from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
 from .test_automation import _evaluate, webhook  # noqa: F401  (the webhook receiver fixture)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHAPE = DistrictShape(schools=3, students=60, seed=13)
 
 
@@ -94,8 +95,8 @@ def test_failed_first_sync_of_a_missing_csv_folder_pins_nothing(tmp_path):
 
 
 def _sensor_resources(database: str, webhook_url: str) -> dict:
-    return {"oneroster": OneRosterResource(), "duckdb": WarehouseResource(database=database),
-            "sync_policy": SyncPolicyResource(), "alerts": AlertsResource(webhook_url=webhook_url)}
+    return {"oneroster": OneRosterResource(), "warehouse": WarehouseResource(database=database),
+            "sync_policy": SyncPolicy(), "alerts": AlertsResource(webhook_url=webhook_url)}
 
 
 def test_a_failed_cli_run_records_itself_without_the_daemon(webhook, tmp_path):  # noqa: F811

@@ -8,7 +8,8 @@ import dagster as dg
 import duckdb
 
 from oneroster_pipeline.definitions import build_definitions
-from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, SyncPolicyResource, WarehouseResource
+from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
+from oneroster_pipeline.warehouse.policy import HoldPolicy, SyncPolicy
 
 CLIENT_ID, CLIENT_SECRET = "district-client", "district-secret-value"
 
@@ -23,7 +24,7 @@ def oneroster_for(provider, version: str = "1.2", **overrides) -> OneRosterResou
     """A OneRoster resource pointing at a running DemoProvider with OAuth2 client credentials."""
     fields = dict(
         provider="oneroster", base_url=provider.base_url(version), auth="oauth2",
-        token_url=provider.token_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, max_retries="2",
+        token_url=provider.token_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, max_retries=2,
     )
     fields.update(overrides)
     return OneRosterResource(**fields)
@@ -38,8 +39,8 @@ class SyncHarness:
         self.instance = dg.DagsterInstance.ephemeral()
         self.resources = {
             "oneroster": oneroster,
-            "duckdb": WarehouseResource(database=self.database),
-            "sync_policy": SyncPolicyResource(buildings_csv=buildings_csv, **policy),  # hold thresholds etc.
+            "warehouse": WarehouseResource(database=self.database),
+            "sync_policy": sync_policy(buildings_csv=buildings_csv, **policy),  # hold thresholds etc.
             "alerts": AlertsResource(webhook_url=webhook_url),
         }
         self.defs = build_definitions(self.resources)
@@ -54,6 +55,13 @@ class SyncHarness:
 
     def scalar(self, sql: str, params: list | None = None):
         return self.rows(sql, params)[0][0]
+
+
+def sync_policy(**settings) -> SyncPolicy:
+    """The core SyncPolicy from flat settings: HoldPolicy's fields (max_deactivate_pct, approval_hours...) and
+    SyncPolicy's own (buildings_csv, blackout_dates...)."""
+    hold = {name: settings.pop(name) for name in list(settings) if name in HoldPolicy.__dataclass_fields__}
+    return SyncPolicy(hold=HoldPolicy(**hold), **settings)
 
 
 def check_evaluation(result: dg.ExecuteInProcessResult, check_name: str):

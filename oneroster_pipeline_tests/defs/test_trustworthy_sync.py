@@ -14,12 +14,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from oneroster_pipeline.defs.resources import OneRosterResource, SyncPolicyResource
+from oneroster_pipeline.defs.resources import OneRosterResource
 from oneroster_pipeline.defs.sync.schedules import daily_student_sync_schedule
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
-from oneroster_pipeline.warehouse.policy import parse_blackout_dates
+from oneroster_pipeline.warehouse.policy import SyncPolicy, parse_blackout_dates
 
 from .sync_harness import CLIENT_ID, CLIENT_SECRET, STUDENT_CONTENT, SyncHarness, check_evaluation, oneroster_for
 from .test_automation import _evaluate
@@ -195,7 +195,7 @@ def test_updates_touching_most_students_hold_everything(provider, tmp_path):
 
 def test_blackout_dates_skip_the_scheduled_sync_but_not_other_days():
     schedule = daily_student_sync_schedule({"ONEROSTER_TIMEZONE": "America/Chicago"})
-    policy = SyncPolicyResource(blackout_dates="2026-06-15..2026-08-20, 2026-12-24")
+    policy = SyncPolicy(blackout_dates="2026-06-15..2026-08-20, 2026-12-24")
 
     def tick(when: datetime):
         context = dg.build_schedule_context(scheduled_execution_time=when, resources={"sync_policy": policy})

@@ -7,6 +7,7 @@ match by `identifier`, students by `identifier`, `username` or `email`, and what
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -17,11 +18,12 @@ import duckdb
 import pytest
 
 from oneroster_pipeline.definitions import build_definitions
-from oneroster_pipeline.defs.provider_switch.assets import APPROVE_SWITCH_TAG, SwitchPolicyResource
 from oneroster_pipeline.defs.provider_switch.partitions import PROVIDER_CONNECTIONS
-from oneroster_pipeline.defs.resources import OneRosterResource
+from oneroster_pipeline.defs.resources import OneRosterResource, default_resources
+from oneroster_pipeline.defs.runs import APPROVE_SWITCH_TAG
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
+from oneroster_pipeline.warehouse.policy import SwitchPolicy
 
 from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, check_evaluation, oneroster_for
 
@@ -62,7 +64,8 @@ def reconnect(harness: SyncHarness, oneroster, **switch_policy) -> None:
     """The data engineer changes the ONEROSTER_* variables (same DuckDB file, same Dagster instance)."""
     harness.resources["oneroster"] = oneroster
     if switch_policy:
-        harness.resources["switch_policy"] = SwitchPolicyResource(**switch_policy)
+        harness.resources["sync_policy"] = dataclasses.replace(harness.resources["sync_policy"],
+                                                               switch=SwitchPolicy(**switch_policy))
     harness.defs = build_definitions(harness.resources)
 
 
@@ -273,7 +276,7 @@ def test_rebuild_is_a_real_backfill_run_by_the_backfill_daemon(infinite_campus, 
             description=None, run_config=None))
         origin = InProcessCodeLocationOrigin(
             LoadableTargetOrigin(python_file=str(Path(__file__).with_name("backfill_location.py")), attribute="defs",
-                                 working_directory=str(Path(__file__).parents[1])),
+                                 working_directory=str(Path(__file__).parents[2])),
             location_name="oneroster_pipeline")
         with create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
             for _ in range(6):
@@ -322,13 +325,13 @@ def test_connection_identity_is_stable_and_never_holds_a_credential(tmp_path):
 def test_switch_policy_settings_fail_at_load_naming_the_variable(monkeypatch):
     monkeypatch.setenv("ONEROSTER_SWITCH_STUDENT_MATCH", "identifier,ssn")
     with pytest.raises(ValueError, match="ONEROSTER_SWITCH_STUDENT_MATCH"):
-        SwitchPolicyResource.from_environment()
+        default_resources()
     monkeypatch.setenv("ONEROSTER_SWITCH_STUDENT_MATCH", "email, identifier")
     monkeypatch.setenv("ONEROSTER_SWITCH_MAX_UNMATCHED_PCT", "lots")
     with pytest.raises(ValueError, match="ONEROSTER_SWITCH_MAX_UNMATCHED_PCT"):
-        SwitchPolicyResource.from_environment()
+        default_resources()
     monkeypatch.setenv("ONEROSTER_SWITCH_MAX_UNMATCHED_PCT", "2.5")
-    policy = SwitchPolicyResource.from_environment().policy()
+    policy = default_resources()["sync_policy"].switch
     assert policy.student_rules == ("email", "identifier") and policy.max_unmatched_pct == 2.5
 
 

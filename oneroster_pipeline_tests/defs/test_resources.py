@@ -1,12 +1,15 @@
-"""The Dagster OneRoster resource passes every client setting through from the environment."""
+"""The Dagster resources: the OneRoster resource passes every client setting through from the environment, typed;
+`default_resources` is the one loader, and a bad value fails there naming its variable."""
 
 import math
 import os
 
+import dagster as dg
 import pytest
 
 from oneroster_pipeline.client.settings import ENV_VARS
-from oneroster_pipeline.defs.resources import OneRosterResource
+from oneroster_pipeline.defs.resources import OneRosterResource, default_resources
+from oneroster_pipeline.warehouse.policy import SyncPolicy
 
 
 class Log:
@@ -84,3 +87,30 @@ def test_a_bad_demo_shape_names_its_variable(clean_env):
     with pytest.raises(ValueError, match="ONEROSTER_DEMO_SCHOOLS: must be at least 1"):
         with resource.open(Log()):
             pass
+
+
+def test_settings_are_typed_and_only_secrets_are_bound_by_name(clean_env):
+    clean_env.setenv("ONEROSTER_PROVIDER", "OneRoster")  # read case-insensitively, as the client reads it
+    clean_env.setenv("ONEROSTER_BASE_URL", "https://sis.example/ims/oneroster/v1p2")
+    clean_env.setenv("ONEROSTER_TOKEN_URL", "https://sis.example/token")
+    clean_env.setenv("ONEROSTER_CLIENT_ID", "district")
+    clean_env.setenv("ONEROSTER_CLIENT_SECRET", "s3cret-value")
+    clean_env.setenv("ONEROSTER_PAGE_SIZE", "50")
+    clean_env.setenv("ONEROSTER_TIMEOUT_SECONDS", "7.5")
+    clean_env.setenv("ONEROSTER_DUCKDB_MEMORY_LIMIT", "256MB")
+    resources = default_resources()
+    oneroster = resources["oneroster"]
+    assert (oneroster.page_size, oneroster.timeout_seconds) == (50, 7.5)
+    assert isinstance(oneroster.client_secret, dg.EnvVar) and not isinstance(oneroster.client_id, dg.EnvVar)
+    settings = oneroster.process_config_and_initialize().settings()
+    assert (settings.provider, settings.page_size, settings.timeout_seconds) == ("oneroster", 50, 7.5)
+    assert settings.client_secret.reveal() == "s3cret-value" and "s3cret-value" not in repr(settings)
+    assert resources["warehouse"].memory_limit == "256MB"
+    assert resources["sync_policy"] == SyncPolicy()
+
+
+@pytest.mark.parametrize("var", ["ONEROSTER_PAGE_SIZE", "ONEROSTER_BACKOFF_SECONDS", "ONEROSTER_MAX_DEACTIVATE_PCT"])
+def test_a_value_that_is_not_a_number_fails_at_load_naming_its_variable(clean_env, var):
+    clean_env.setenv(var, "lots")
+    with pytest.raises(ValueError, match=var):
+        default_resources()

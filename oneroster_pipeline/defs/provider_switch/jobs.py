@@ -1,0 +1,26 @@
+"""The provider change's jobs: build and apply the crosswalk, review it only, and the per-connection rebuild."""
+
+import dagster as dg
+
+from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS  # every run records its failure and failed checks itself
+from oneroster_pipeline.defs.runs import APPROVE_SWITCH_TAG
+
+provider_switch_job = dg.define_asset_job(
+    "provider_switch", selection=dg.AssetSelection.assets("id_crosswalk", "provider_connections"), hooks=RUN_HOOKS,
+    executor_def=dg.in_process_executor,
+    description=("Provider change: builds id_crosswalk from the configured (new) connection and applies it unless "
+                 f"its checks block it ({APPROVE_SWITCH_TAG}=true applies a blocked crosswalk)."),
+)
+provider_switch_preview_job = dg.define_asset_job(
+    "provider_switch_preview", selection=dg.AssetSelection.assets("id_crosswalk"), hooks=RUN_HOOKS,
+    executor_def=dg.in_process_executor,
+    description="Provider change, review only: builds id_crosswalk from the configured connection, applies nothing.",
+)
+rebuild_student_tables_job = dg.define_asset_job(
+    "rebuild_student_tables", selection=dg.AssetSelection.assets("student_tables_by_connection"), hooks=RUN_HOOKS,
+    executor_def=dg.in_process_executor,
+    description=("Backfill: rebuild students, student_buildings and ignored_students from the stored raw tables "
+                 "for a provider connection (pick the active connection's partition)."),
+)
+
+PROVIDER_SWITCH_JOBS = [provider_switch_job, provider_switch_preview_job, rebuild_student_tables_job]

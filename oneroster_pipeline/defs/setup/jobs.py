@@ -1,0 +1,9 @@
+"""The setup domain's job: `test_connection`, run before the first sync and after any change of provider."""
+
+import dagster as dg
+
+test_connection = dg.define_asset_job(
+    "test_connection", selection=dg.AssetSelection.assets("provider_connection_test"),
+    executor_def=dg.in_process_executor,
+    description="Diagnose the configured OneRoster connection (a table in the run's metadata); syncs nothing.",
+)
