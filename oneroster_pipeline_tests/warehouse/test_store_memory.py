@@ -9,7 +9,7 @@ from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 from oneroster_pipeline.warehouse import store
 
-from ..sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
+from ..defs.sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
 
 
 def connect_as_configured(path):
