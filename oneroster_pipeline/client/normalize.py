@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -392,6 +393,22 @@ def _pick(column: list, positions: list[int], n: int) -> list:
     return column if len(positions) == n else [column[i] for i in positions]
 
 
+@lru_cache(maxsize=8)
+def _offsets(n: int) -> pa.Array:
+    """0, 1, ..., n: the offsets of n one-element lists (a page size repeats: kept)."""
+    return pa.array(range(n + 1), pa.int32())
+
+
+def _org_list(listed: object) -> list[str]:
+    """A 1.1 user's org list, as `_user_row` makes it."""
+    return _unique(_ref(o) for o in listed) if listed.__class__ is list else []
+
+
+def _legacy_column(dicts: list[dict]) -> list:
+    """`_legacy` of each record's metadata (a metadata object without `ic` is the common case: None)."""
+    return [_legacy(m) if m.__class__ is dict and "ic" in m else None for m in (r.get("metadata") for r in dicts)]
+
+
 def _org_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[int, object]]]:
     """(ORG_SCHEMA arrays of the vouched records, their positions, the other (position, record) pairs)."""
     n = len(records)
@@ -403,7 +420,7 @@ def _org_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[i
     name = _text_column([r.get("name") for r in dicts])
     identifier = _text_column([r.get("identifier") for r in dicts])
     parent = [_ref(r.get("parent")) for r in dicts]
-    legacy = [None if m is None else _legacy(m) for m in (r.get("metadata") for r in dicts)]
+    legacy = _legacy_column(dicts)
     good, bad = _vouched([ids, status, kind, name, identifier], n, bad_dates)
     arrays = [pa.array(_pick(c, good, n), f.type) for c, f in
               zip((ids, status), ORG_SCHEMA)]
@@ -425,37 +442,40 @@ def _user_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[
     texts = [_text_column([r.get(key) for r in dicts])
              for key in ("username", "givenName", "familyName", "middleName", "email", "identifier")]
     enabled = _enum_column([r.get("enabledUser") for r in dicts], _enabled, booleans=True)
-    named, orgs = [], []
-    for r in dicts:
-        roles, listed = r.get("roles"), r.get("orgs")
-        if roles is None:  # 1.1 (as `_user_row`: role_names = [role], orgs = orgs[] when it is a list)
-            named.append(r.get("role"))
-            if listed.__class__ is list:
-                if len(listed) == 1 and (only := listed[0]).__class__ is dict \
-                        and (org := only.get("sourcedId")).__class__ is str:
-                    org = org.strip()
-                    orgs.append([org] if org else [])
-                else:
-                    orgs.append(_unique(_ref(o) for o in listed))
+    every_11 = [r.get("roles") for r in dicts].count(None) == n
+    if every_11:  # a 1.1 page (as `_user_row`: role_names = [role], orgs = orgs[] when it is a list)
+        named = [r.get("role") for r in dicts]
+        orgs = [([org] if (org := only.get("sourcedId").strip()) else [])
+                if listed.__class__ is list and len(listed) == 1 and (only := listed[0]).__class__ is dict
+                and only.get("sourcedId").__class__ is str else _org_list(listed)
+                for listed in (r.get("orgs") for r in dicts)]
+    else:
+        named, orgs = [], []
+        for r in dicts:
+            roles, listed = r.get("roles"), r.get("orgs")
+            if roles is None:
+                named.append(r.get("role"))
+                orgs.append(_org_list(listed))
+            elif roles.__class__ is list and len(roles) == 1 and (only := roles[0]).__class__ is dict \
+                    and listed is None:  # the common 1.2 shape, as in `_user_row`
+                named.append(only.get("role"))
+                org = _ref(only.get("org"))
+                orgs.append([org] if org else [])
             else:
-                orgs.append([])
-        elif roles.__class__ is list and len(roles) == 1 and (only := roles[0]).__class__ is dict and listed is None:
-            named.append(only.get("role"))
-            org = _ref(only.get("org"))
-            orgs.append([org] if org else [])
-        else:
-            named.append(_BAD)
-            orgs.append(None)
+                named.append(_BAD)
+                orgs.append(None)
     roles = _enum_column(named, _role)
     good, bad = _vouched([ids, status, enabled, roles, *texts], n, bad_dates)
     primary = [None if v is None else _ref(v) for v in (r.get("primaryOrg") for r in dicts)]
-    grades = [_grades(r.get("grades")) for r in dicts]
-    legacy = [None if m is None else _legacy(m) for m in (r.get("metadata") for r in dicts)]
+    grades = [([grade] if (grade := value[0].strip()) else [])
+              if value.__class__ is list and len(value) == 1 and value[0].__class__ is str else _grades(value)
+              for value in (r.get("grades") for r in dicts)]
+    legacy = _legacy_column(dicts)
     fields = list(USER_SCHEMA)
     arrays = [pa.array(_pick(c, good, n), f.type) for c, f in zip((ids, status), fields)]
     arrays.append(dates if not bad else dates.take(pa.array(good, pa.int64())))
     arrays += [pa.array(_pick(c, good, n), f.type) for c, f in zip((*texts, enabled), fields[3:10])]
     role_values = pa.array(_pick(roles, good, n), pa.string())
-    arrays.append(pa.ListArray.from_arrays(pa.array(range(len(good) + 1), pa.int32()), role_values))
+    arrays.append(pa.ListArray.from_arrays(_offsets(len(good)), role_values))
     arrays += [pa.array(_pick(c, good, n), f.type) for c, f in zip((orgs, primary, grades, legacy), fields[11:])]
     return arrays, good, [(i, records[i]) for i in bad]
