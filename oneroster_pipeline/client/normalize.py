@@ -362,7 +362,7 @@ def _timestamp_column(values: list) -> tuple[pa.Array, list[int]]:
     """`_timestamp` of each value as a UTC_TIMESTAMP array, and the positions it refuses (null in the array)."""
     try:
         strings = pa.array(values, pa.string())
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
+    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):  # a non-string; a lone surrogate
         strings = None
     if strings is not None:
         strings = pc.if_else(pc.equal(strings, ""), None, strings)

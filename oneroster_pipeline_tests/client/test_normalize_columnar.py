@@ -30,7 +30,8 @@ DATE_VALUES = (
               st.sampled_from(["Z", "z", "+00:00", "-00:00", "+05:30", "-05:00", "+23:59", "+24:00", "", "+0100",
                                "+01"]))
     | st.sampled_from(["", " ", "2024-06-15", "2024-06-15 10:00:00Z", "2024-06-15T10:00Z", " 2024-06-15T10:00:00Z",
-                       "2024-06-15T10:00:00,5Z", "15/06/2023", None])
+                       "2024-06-15T10:00:00,5Z", "15/06/2023", "2024-06-15T10:00:00Z\ud800",
+                       "\ud800", None])
     | JSON)
 ENABLED_VALUES = st.sampled_from([True, False, 0, 1, 1.0, "true", "FALSE", " True ", "", None, "yes", "1"]) | JSON
 ORG_LISTS = st.lists(st.sampled_from(["o1", " o1", "o2 ", "", " ", "school-9"]).map(ref)
@@ -133,6 +134,16 @@ def test_a_clean_page_takes_the_fast_path_only():
     assert skipped == 0 and table.column("status").to_pylist() == ["active", "tobedeleted"]
     assert table.column("org_sourced_ids").to_pylist() == [["o1"], ["o2"]]
     assert table.column("legacy_sourced_id").to_pylist() == ["L1", None]
+
+
+def test_a_date_arrow_cannot_encode_is_rejected_as_before():
+    """A lone surrogate (JSON "\\ud800") in dateLastModified: a rejection, as `_timestamp` decides, not an error."""
+    page = [{"sourcedId": "a", "role": "student", "dateLastModified": "\ud800"},
+            {"sourcedId": "b", "role": "student", "dateLastModified": "2024-06-15T10:00:00Z"}]
+    rejections: list = []
+    table, _ = users_table(page, "x", rejections)
+    assert table.column("sourced_id").to_pylist() == ["b"]
+    assert [(r.sourced_id, r.field) for r in rejections] == [("a", "dateLastModified")]
 
 
 def test_vouched_splits_positions():
