@@ -11,6 +11,9 @@ reclassified: the record becomes a `Rejection` naming the field and the value (e
 data; cut to 40 characters). Any other record that cannot be normalised (no sourcedId, an unparseable
 dateLastModified) is a `Rejection` too, with no payload value beyond its id; the rest of the page goes on.
 `password` is never read.
+
+A page is normalised column by column (the fast path at the end of this module); a record it cannot vouch for is
+normalised on its own by `_rows` (`_user_row` / `_org_row`), the reference the fast path is tested against.
 """
 
 from __future__ import annotations
