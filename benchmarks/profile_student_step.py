@@ -10,7 +10,8 @@ static provider (benchmarks/static_provider.py), and a page -> Arrow comparison 
    `Future.result`. Prints, per phase, the cumulative seconds of the known cost centres (JSON decode, normalise per
    field, Arrow building, Parquet writing, DuckDB statements) and the top functions by own time.
 2. Record paths (`--record-paths`, default on): the provider's /students pages fetched once as raw bytes, then,
-   per 100,000 records: `json.loads` alone; `json.loads` + today's `normalize.users_table`; DuckDB `read_text` +
+   per 100,000 records: `json.loads` alone; `json.loads` + today's `normalize.users_table` (and + its
+   per-record path `_users_per_record`, the whole normaliser before issue 15's columnar fast path); DuckDB `read_text` +
    `json_transform` over the raw page files with the normalisation written in SQL (a prototype, benchmarks only: trims, lower-cased
    enumerations, timestamps, enabledUser spellings, role/org lists; NOT the rejection rules of normalize.py);
    and, when importable, `orjson.loads` / `msgspec.json.decode` in place of `json.loads` (neither is a dependency:
@@ -44,6 +45,7 @@ COST_CENTRES = (
     ("wait for page requests (worker threads)", "concurrent/futures/_base.py", "result"),
     ("JSON decode (client.http.parse_json)", "client/http.py", "parse_json"),
     ("normalise per field (normalize._rows)", "client/normalize.py", "_rows"),
+    ("normalise columns (normalize._user_columns)", "client/normalize.py", "_user_columns"),
     ("normalise + Arrow (normalize.users_table)", "client/normalize.py", "users_table"),
     ("  of which _columns (zip rows->columns)", "client/normalize.py", "_columns"),
     ("pager: ids, duplicates (Pager.accept)", "client/paging.py", "accept"),
@@ -78,11 +80,11 @@ def report(title: str, profile: cProfile.Profile, wall: float, top: int, records
     # C extension calls (pyarrow's Cython, DuckDB's pybind11) get no entries of their own: their time is the own
     # time of the Python function that calls them
     arrow = cumulative(stats, "client/normalize.py", "users_table") - cumulative(stats, "client/normalize.py", "_rows") \
-        - cumulative(stats, "client/normalize.py", "_columns")
+        - cumulative(stats, "client/normalize.py", "_columns") - cumulative(stats, "client/normalize.py", "_user_columns")
     duck = sum(tt for (filename, _, _), (_, _, tt, _, _) in stats.stats.items()  # type: ignore[attr-defined]
                if filename.endswith(("oneroster_pipeline/store.py", "oneroster_pipeline/sync.py",
                                      "oneroster_pipeline/holds.py", "oneroster_pipeline/pipeline.py")))
-    for label, seconds in (("Arrow building (users_table own: pa.Table.from_pydict)", arrow),
+    for label, seconds in (("Arrow building (users_table own: Table.from_arrays, filter)", arrow),
                            ("own time in store/sync/holds/pipeline.py (~ DuckDB)", duck)):
         if seconds >= 0.05:
             print(f"  {label:<50} {seconds:>7.2f} s  ({seconds / wall:>4.0%})")
@@ -183,7 +185,7 @@ def record_paths(pages: list[bytes], records: int, threads: int, repeat: int) ->
     import duckdb
     import pyarrow as pa
 
-    from oneroster_pipeline.client.normalize import users_table
+    from oneroster_pipeline.client.normalize import _users_per_record, users_table
     from oneroster_pipeline.client.schemas import USER_SCHEMA
 
     per = 100_000 / records
@@ -207,6 +209,9 @@ def record_paths(pages: list[bytes], records: int, threads: int, repeat: int) ->
     timed("json.loads only (stdlib)", lambda: decode_only(json.loads))
     today = timed("json.loads + users_table (today)",
                   lambda: pa.concat_tables([users_table(json.loads(p)["users"], "bench", [])[0] for p in pages]))
+    per_record = timed("json.loads + per-record path (_users_per_record)",
+                       lambda: pa.concat_tables([_users_per_record(json.loads(p)["users"], "bench", [])[0]
+                                                 for p in pages]))
     for name, loads in _fast_decoders():
         timed(f"{name} only", lambda loads=loads: decode_only(loads))
         timed(f"{name} + users_table", lambda loads=loads: [users_table(loads(p)["users"], "bench", [])[0]
@@ -234,6 +239,7 @@ def record_paths(pages: list[bytes], records: int, threads: int, repeat: int) ->
     print(f"  {'':<50} {'wall s':>7} {'CPU s':>7}")
     for label, wall, cpu in results:
         print(f"  {label:<50} {wall:>7.2f} {cpu:>7.2f}")
+    print(f"  check: users_table and the per-record path give equal tables: {today.equals(per_record)}")
     print(f"  check: today {today.num_rows} rows, duckdb {via_duckdb.num_rows} rows; "
           f"same sourced_ids and org lists: {_same(today, via_duckdb, USER_SCHEMA)}")
 
