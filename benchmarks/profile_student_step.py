@@ -10,7 +10,7 @@ static provider (benchmarks/static_provider.py), and a page -> Arrow comparison 
    `Future.result`. Prints, per phase, the cumulative seconds of the known cost centres (JSON decode, normalise per
    field, Arrow building, Parquet writing, DuckDB statements) and the top functions by own time.
 2. Record paths (`--record-paths`, default on): the provider's /students pages fetched once as raw bytes, then,
-   per 100,000 records: `json.loads` alone; `json.loads` + today's `normalize.users_table` (and + its
+   per 100,000 records: `json.loads` alone; `json.loads` + today's `tables.users_table` (and + its
    per-record path `_users_per_record`, the whole normaliser before issue 15's columnar fast path); DuckDB `read_text` +
    `json_transform` over the raw page files with the normalisation written in SQL (a prototype, benchmarks only: trims, lower-cased
    enumerations, timestamps, enabledUser spellings, role/org lists; NOT the rejection rules of normalize.py);
@@ -45,8 +45,8 @@ COST_CENTRES = (
     ("wait for page requests (worker threads)", "concurrent/futures/_base.py", "result"),
     ("JSON decode (client.http.parse_json)", "client/http.py", "parse_json"),
     ("normalise per field (normalize._rows)", "client/normalize.py", "_rows"),
-    ("normalise columns (normalize._user_columns)", "client/normalize.py", "_user_columns"),
-    ("normalise + Arrow (normalize.users_table)", "client/normalize.py", "users_table"),
+    ("normalise columns (tables._user_columns)", "client/tables.py", "_user_columns"),
+    ("normalise + Arrow (tables.users_table)", "client/tables.py", "users_table"),
     ("  of which _columns (zip rows->columns)", "client/normalize.py", "_columns"),
     ("pager: ids, duplicates (Pager.accept)", "client/paging.py", "accept"),
     ("Parquet writing (ParquetWriter.write_table)", "pyarrow/parquet/core.py", "write_table"),
@@ -79,8 +79,8 @@ def report(title: str, profile: cProfile.Profile, wall: float, top: int, records
             print(f"  {label:<50} {seconds:>7.2f} s  ({seconds / wall:>4.0%})")
     # C extension calls (pyarrow's Cython, DuckDB's pybind11) get no entries of their own: their time is the own
     # time of the Python function that calls them
-    arrow = cumulative(stats, "client/normalize.py", "users_table") - cumulative(stats, "client/normalize.py", "_rows") \
-        - cumulative(stats, "client/normalize.py", "_columns") - cumulative(stats, "client/normalize.py", "_user_columns")
+    arrow = cumulative(stats, "client/tables.py", "users_table") - cumulative(stats, "client/normalize.py", "_rows") \
+        - cumulative(stats, "client/normalize.py", "_columns") - cumulative(stats, "client/tables.py", "_user_columns")
     duck = sum(tt for (filename, _, _), (_, _, tt, _, _) in stats.stats.items()  # type: ignore[attr-defined]
                if filename.endswith(("oneroster_pipeline/store.py", "oneroster_pipeline/sync.py",
                                      "oneroster_pipeline/holds.py", "oneroster_pipeline/pipeline.py")))
@@ -185,8 +185,8 @@ def record_paths(pages: list[bytes], records: int, threads: int, repeat: int) ->
     import duckdb
     import pyarrow as pa
 
-    from oneroster_pipeline.client.normalize import _users_per_record, users_table
     from oneroster_pipeline.client.schemas import USER_SCHEMA
+    from oneroster_pipeline.client.tables import _users_per_record, users_table
 
     per = 100_000 / records
     results: list[tuple[str, float, float]] = []

@@ -1,7 +1,7 @@
 """`RestSource`: pulls orgs and students from a OneRoster REST provider (1.1 or 1.2) as normalised Arrow batches.
 
 Every provider is served by this one class; what differs lives in the provider profile (profiles.py) and in the
-lenient parsing (normalize.py). After each pull, `reports[collection]` says what the server reported and what
+lenient parsing (normalize.py, tables.py). After each pull, `reports[collection]` says what the server reported and what
 arrived, and `rejections` lists the records of the latest pull that could not be normalised.
 """
 
@@ -20,9 +20,10 @@ import pyarrow as pa
 from .auth import build_auth
 from .errors import OneRosterHTTPError, OneRosterReadTimeout
 from .http import build_session, surface_read_timeouts
-from .normalize import Rejection, orgs_table, users_table
+from .normalize import Rejection
 from .paging import Page, Pager, PullReport, Throttle, delta_filter, fetch_page, page_from_response, request_page
 from .settings import ConnectionSettings, SettingsError
+from .tables import orgs_table, users_table
 
 __all__ = ["ORG_FIELDS", "SORT_FIELD", "USER_FIELDS", "RestSource"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from oneroster_pipeline.client.normalize import orgs_table, users_table
 from oneroster_pipeline.client.schemas import ORG_SCHEMA, USER_SCHEMA
 from oneroster_pipeline.client.sources import open_source
+from oneroster_pipeline.client.tables import orgs_table, users_table
 from oneroster_pipeline.demo import personas as q
 
 from .client_fixtures import concat, serve, settings_for

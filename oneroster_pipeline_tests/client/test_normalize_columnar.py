@@ -15,10 +15,26 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oneroster_pipeline.client.normalize import (_BAD, _orgs_per_record, _users_per_record, _vouched, orgs_table,
-                                                 users_table)
+from oneroster_pipeline.client.tables import (
+    _BAD,
+    _orgs_per_record,
+    _users_per_record,
+    _vouched,
+    orgs_table,
+    users_table,
+)
 from oneroster_pipeline_tests.client.test_normalize_properties import (
-    JSON, ORG_KEYS, SETTINGS, USER_KEYS, WHITESPACE, any_meaning, clean_org, clean_user, ref, same_meaning)
+    JSON,
+    ORG_KEYS,
+    SETTINGS,
+    USER_KEYS,
+    WHITESPACE,
+    any_meaning,
+    clean_org,
+    clean_user,
+    ref,
+    same_meaning,
+)
 
 DIGITS = st.text("0123456789", min_size=1, max_size=7)
 DATE_VALUES = (
@@ -127,8 +143,8 @@ def test_a_clean_page_takes_the_fast_path_only():
             {"sourcedId": "b", "status": "Inactive", "dateLastModified": "2025-07-16T04:46:03-05:00",
              "roles": [{"roleType": "primary", "role": "Student", "org": ref("o2")}], "primaryOrg": ref("o2"),
              "enabledUser": False}]
-    from oneroster_pipeline.client import normalize
-    _, positions, slow = normalize._user_columns(page)
+    from oneroster_pipeline.client import tables
+    _, positions, slow = tables._user_columns(page)
     assert positions == [0, 1] and slow == []
     table, skipped = users_table(page, "x", [], role="student")
     assert skipped == 0 and table.column("status").to_pylist() == ["active", "tobedeleted"]

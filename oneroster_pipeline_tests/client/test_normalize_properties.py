@@ -20,7 +20,8 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oneroster_pipeline.client.normalize import ORG_TYPES, orgs_table, users_table
+from oneroster_pipeline.client.normalize import ORG_TYPES
+from oneroster_pipeline.client.tables import orgs_table, users_table
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CASES: dict[str, int] = {}  # generated cases per test (printed with -s; the report quotes them)
