@@ -186,28 +186,26 @@ def _status(value: object) -> str:
     return known
 
 
-def _role(value: object) -> str:
-    """A role of the vocabulary or an ext: role, lower-cased; missing or unknown is refused."""
-    if value.__class__ is str and value in ROLES:
+def _extensible(value: object, field: str, known: frozenset[str], kind: str) -> str:
+    """A value of the `known` vocabulary or an ext: value, lower-cased; missing or unknown is refused."""
+    if value.__class__ is str and value in known:
         return value
-    role = _enum_text(value, "role")
-    if role is None:
-        raise _Reject("role", MISSING)
-    if role in ROLES or _EXT.fullmatch(role):
-        return role
-    raise _unknown("role", "1.1/1.2 role", role)
+    text = _enum_text(value, field)
+    if text is None:
+        raise _Reject(field, MISSING)
+    if text in known or _EXT.fullmatch(text):
+        return text
+    raise _unknown(field, kind, text)
+
+
+def _role(value: object) -> str:
+    """A role of the 1.1/1.2 vocabulary or an ext: role, lower-cased; missing or unknown is refused."""
+    return _extensible(value, "role", ROLES, "1.1/1.2 role")
 
 
 def _org_type(value: object) -> str:
     """An org type of the vocabulary or an ext: type, lower-cased; missing or unknown is refused."""
-    if value.__class__ is str and value in ORG_TYPES:
-        return value
-    kind = _enum_text(value, "type")
-    if kind is None:
-        raise _Reject("type", MISSING)
-    if kind in ORG_TYPES or _EXT.fullmatch(kind):
-        return kind
-    raise _unknown("type", "org type", kind)
+    return _extensible(value, "type", ORG_TYPES, "org type")
 
 
 def _timestamp(value: object) -> datetime | None:
