@@ -364,7 +364,7 @@ def main() -> int:
                         for executor in args.executor:
                             configs = args.run_config + ([in_process] if executor == "in_process" else [])
                             result = measure_dagster_run(provider, args.page_size, limit, configs, args.keep)
-                            label = f"dagster {'in_process' if executor == 'in_process' else 'multiprocess'}, " \
+                            label = f"dagster {'in_process (run config)' if executor == 'in_process' else 'job executor'}, " \
                                     f"{label_c}"
                             if result.code:
                                 print(row({**base, "run": label, "wall s": result.wall}) + f"  FAILED (exit "
