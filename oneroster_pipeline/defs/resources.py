@@ -19,6 +19,7 @@ from oneroster_pipeline.client.builtin_demo import DemoShape, start_demo_distric
 from oneroster_pipeline.client.settings import ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings, Secret, SettingsError
 from oneroster_pipeline.client.sources import open_source
 from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.alerts import secret_values
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 
 # the built-in demo district's shape: one definition (client/builtin_demo.py) for the sync and the connection test
@@ -158,6 +159,12 @@ class AlertsResource(dg.ConfigurableResource):
         if (env.get("ONEROSTER_ALERT_WEBHOOK_URL") or "").strip():
             return cls(webhook_url=dg.EnvVar("ONEROSTER_ALERT_WEBHOOK_URL"))
         return cls()
+
+
+def secrets_to_hide() -> list[str]:
+    """The values of the secret variables (client secret, access token, webhook URL) as Dagster's EnvVars resolve
+    them: what an alert or a recorded error must never show (`warehouse.alerts.redact`)."""
+    return secret_values(os.environ)
 
 
 def default_resources(env: Mapping[str, str] | None = None) -> dict:

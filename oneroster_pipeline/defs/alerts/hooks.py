@@ -11,13 +11,13 @@ failed ERROR checks are alerted by the step that evaluated them (no daemon neede
 # The sensors (`sensors.py`) still cover runs that fail where no step hook can run (the run worker dies, a resource
 # fails to initialise, the run is canceled) and skip what the run already recorded (`alert_recorded`).
 
-import os
 from datetime import datetime, timezone
 
 import dagster as dg
 
+from oneroster_pipeline.defs.resources import secrets_to_hide
 from oneroster_pipeline.defs.runs import write_run_row
-from oneroster_pipeline.warehouse.alerts import Alert, redact, secret_values, send_alert
+from oneroster_pipeline.warehouse.alerts import Alert, redact, send_alert
 
 
 def root_cause(error) -> str:
@@ -70,7 +70,7 @@ def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, 
     if not alert_recorded(warehouse, run.run_id, "run_failure"):
         send_alert(Alert("run_failure", run.job_name, run.run_id, f"{run.job_name} failed", details),
                    database=warehouse.database, webhook_url=webhook_url, logger=log,
-                   secrets=secret_values(os.environ))
+                   secrets=secrets_to_hide())
     record = instance.get_run_record_by_id(run.run_id)
     started = record.start_time if record else None
     finished = finished or (record.end_time if record else None) or datetime.now(timezone.utc).timestamp()
@@ -78,9 +78,9 @@ def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, 
         with warehouse.connect() as con:  # the run's sync_runs row: steps that ran filled the rest
             write_run_row(con, run, datetime.fromtimestamp(started, timezone.utc) if started else None,
                           datetime.fromtimestamp(finished, timezone.utc), outcome="held" if held else "failed",
-                          message=redact(details, secret_values(os.environ)))
+                          message=redact(details, secrets_to_hide()))
     except Exception as error:  # the alert went out; say why the row could not be written
-        log.error("could not record the failed run in sync_runs: %s", redact(str(error), secret_values(os.environ)))
+        log.error("could not record the failed run in sync_runs: %s", redact(str(error), secrets_to_hide()))
 
 
 @dg.failure_hook(name="record_failed_run", required_resource_keys={"warehouse", "alerts"})
@@ -106,7 +106,7 @@ def alert_failed_checks(context: dg.HookContext) -> None:
             Alert("check_failure", context.job_name, context.run_id,
                   f"{len(checks)} asset check(s) failed in {context.job_name}", "; ".join(checks)),
             database=context.resources.warehouse.database, webhook_url=context.resources.alerts.webhook_url,
-            logger=context.log, secrets=secret_values(os.environ),
+            logger=context.log, secrets=secrets_to_hide(),
         )
 
 

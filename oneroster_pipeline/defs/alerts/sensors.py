@@ -6,14 +6,13 @@ checks of successful runs; each skips an alert the run already sent."""
 # daemon, skip an alert the run already sent and cover what no step hook sees (a run that failed before or outside
 # its steps: a resource that failed to initialise, a dead run worker, a canceled run).
 
-import os
 
 import dagster as dg
 
 from oneroster_pipeline.defs.provider_switch.jobs import PROVIDER_SWITCH_JOBS
-from oneroster_pipeline.defs.resources import AlertsResource, WarehouseResource
+from oneroster_pipeline.defs.resources import AlertsResource, WarehouseResource, secrets_to_hide
 from oneroster_pipeline.defs.sync.jobs import SYNC_JOBS
-from oneroster_pipeline.warehouse.alerts import Alert, secret_values, send_alert
+from oneroster_pipeline.warehouse.alerts import Alert, send_alert
 
 from .hooks import alert_recorded, failed_error_checks, record_failure, root_cause, step_errors
 
@@ -55,5 +54,5 @@ def failed_check_alert(
         Alert("check_failure", run.job_name, run.run_id,
               f"{len(checks)} asset check(s) failed in {run.job_name}", "; ".join(checks)),
         database=warehouse.database, webhook_url=alerts.webhook_url, logger=context.log,
-        secrets=secret_values(os.environ),
+        secrets=secrets_to_hide(),
     )

@@ -4,7 +4,6 @@ student sync's dry run."""
 # Each asset stages its pull to Parquet (no DuckDB lock held while the provider pages), then applies it in one
 # DuckDB transaction: a failed run leaves every table as it was.
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +12,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from oneroster_pipeline.defs.provider_switch.connection_guard import activate_after_sync, guard_connection
-from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
+from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource, secrets_to_hide
 from oneroster_pipeline.defs.runs import (
     APPROVE_HELD_DIFF_TAG,
     APPROVE_MASS_CHANGE_TAG,
@@ -23,7 +22,7 @@ from oneroster_pipeline.defs.runs import (
     tag_is_true,
 )
 from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.alerts import Alert, secret_values, send_alert
+from oneroster_pipeline.warehouse.alerts import Alert, send_alert
 from oneroster_pipeline.warehouse.buildings import seed_buildings_from_csv, sync_buildings
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.pulls import (
@@ -270,7 +269,7 @@ def student_sync_assets(
                    f"{sync_policy.hold.approval_hours:g} h.")
         send_alert(Alert("sync_held", context.run.job_name, context.run.run_id, "deactivations held", message),
                    database=warehouse.database, webhook_url=alerts.webhook_url, logger=context.log,
-                   secrets=secret_values(os.environ))
+                   secrets=secrets_to_hide())
         yield dg.AssetCheckResult(asset_key="students", check_name="mass_change_guard", passed=False,
                                   severity=dg.AssetCheckSeverity.WARN, description=message, metadata=guard_metadata)
     else:
