@@ -61,10 +61,10 @@ def evaluate_holds(con: duckdb.DuckDBPyConnection, plan: StudentSyncPlan, fetche
             f"ONEROSTER_MAX_DEACTIVATE_PCT={policy.max_deactivate_pct:g}%")
     by_building = con.execute(
         """
-        SELECT e.building_sis, count(*) FILTER (WHERE n._deactivated) AS deactivated,
-               count(*) FILTER (WHERE e.deactivated_at IS NULL) AS active
-        FROM students e JOIN _next_students n USING (student_id)
-        GROUP BY e.building_sis ORDER BY e.building_sis
+        SELECT _old_building_sis, count(*) FILTER (WHERE _deactivated) AS deactivated,
+               count(*) FILTER (WHERE _was_active) AS active
+        FROM _next_students WHERE _old_building_sis IS NOT NULL  -- the students stored before this sync
+        GROUP BY _old_building_sis ORDER BY _old_building_sis
         """
     ).fetchall()
     for sis, deactivated, active in by_building:
