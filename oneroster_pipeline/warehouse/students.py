@@ -201,7 +201,9 @@ def apply_student_sync(
     imported, multi = con.execute(
         """
         SELECT (SELECT count(*) FROM students WHERE deactivated_at IS NULL),
-               (SELECT count(*) FROM (SELECT sourced_id FROM student_buildings GROUP BY 1 HAVING count(*) > 1))
+               -- student_buildings is _building_links with student ids: a student in more than one building has
+               -- a link that is not their primary one (no aggregation over the whole table)
+               (SELECT count(DISTINCT sourced_id) FILTER (WHERE NOT is_primary) FROM _building_links)
         """
     ).fetchall()[0]
     return StudentSyncResult(
