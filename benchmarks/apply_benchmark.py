@@ -147,7 +147,10 @@ def child(phase: str, folder: Path, database: Path, memory_limit: str | None, du
                 con.execute(f"COPY (SELECT * FROM {table} ORDER BY {key}) TO '{target / table}.parquet'")
     print(json.dumps({"phase": phase, "seconds": round(seconds, 2), "peak_rss_mb": round(rss),
                       "rss_before_apply_mb": round(rss_before), "outcome": outcome.outcome,
-                      "plan": outcome.plan.as_metadata()}))
+                      "plan": outcome.plan.as_metadata(),
+                      "result": outcome.result and {"imported": outcome.result.imported,
+                                                    "multi_building": outcome.result.multi_building,
+                                                    "ignored": outcome.result.ignored_by_reason}}))
 
 
 def run_child(*args: str) -> dict:
@@ -209,7 +212,7 @@ def main() -> None:
             for result in (first, second):
                 print(f"{students:>8} {result['phase']:<6} sync: {result['seconds']:>6.2f} s  peak RSS "
                       f"{result['peak_rss_mb']} MB (before apply {result['rss_before_apply_mb']} MB)  "
-                      f"{result['outcome']}  {result['plan']}  load {load[0]:.2f}")
+                      f"{result['outcome']}  {result['plan']}  {result['result']}  load {load[0]:.2f}")
 
 
 if __name__ == "__main__":
