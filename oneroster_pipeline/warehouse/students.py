@@ -102,10 +102,13 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
     # a row to write: new, or any column differs from the stored row (unchanged rows are not rewritten)
     dirty = (f"{created} OR ({', '.join(next_values.values())}) "
              f"IS DISTINCT FROM ({', '.join(f'e.{c}' for c in next_values)})")
-    # student_id stays NULL for a new student here: numbered below, in sourcedId order after the highest id
+    # only the rows to write are kept (every created, updated, deactivated or reactivated row is one of them): the
+    # unchanged students are neither materialised nor rewritten. student_id stays NULL for a new student here:
+    # numbered below, in sourcedId order after the highest id
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _next_students AS
+        SELECT * FROM (
         SELECT e.student_id AS student_id,
                coalesce(i.sourced_id, e.sourced_id) AS sourced_id,
                {", ".join(f"{v} AS {c}" for c, v in next_values.items() if c in _STUDENT_FIELDS)},
@@ -117,13 +120,12 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
                {inactive_now} AND NOT {created} AND e.deactivated_at IS NULL AS _deactivated,
                NOT {inactive_now} AND e.deactivated_at IS NOT NULL AS _reactivated,
                {dirty} AS _dirty,
-               i.sourced_id IS NOT NULL AS _fetched,
                e.status AS _old_status,
                e.building_sis AS _old_building_sis,
-               e.sourced_id IS NOT NULL AND e.deactivated_at IS NULL AS _was_active,
                CASE WHEN {updated} THEN list_filter([{field_changes}], lambda c: c IS NOT NULL) END AS _changes
         FROM _incoming i
-        FULL OUTER JOIN students e ON e.sourced_id = i.sourced_id
+        FULL OUTER JOIN students e ON e.sourced_id = i.sourced_id)
+        WHERE _dirty OR _created OR _updated OR _deactivated OR _reactivated
         """,
         {"now": now},
     )
@@ -140,7 +142,7 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
     _plan_diff(con)
     counts = con.execute(
         """
-        SELECT count(*) FILTER (WHERE _was_active), count(*) FILTER (WHERE _fetched),
+        SELECT (SELECT count(*) FROM students WHERE deactivated_at IS NULL), (SELECT count(*) FROM _incoming),
                count(*) FILTER (WHERE _created), count(*) FILTER (WHERE _updated),
                count(*) FILTER (WHERE _deactivated), count(*) FILTER (WHERE _reactivated),
                (SELECT count(*) FROM _diff WHERE change = 'ignore')
