@@ -8,7 +8,7 @@ students in two schools, ~0.5% with no school org): pull 1, and pull 2 = pull 1 
 is its own): (a) the first sync: org pull + building sync (untimed), then `apply_student_pull(pull 1)` timed into
 the empty warehouse; (b) the second sync: a copy of (a)'s database, then `apply_student_pull(pull 2)` timed. Both
 run under `store.connect`'s memory limit (default 128MB) with a hold policy that holds nothing, so the whole
-apply runs. `--dump DIR` writes every table the apply touches (sorted) to DIR/<size>/<phase>/<table>.parquet, to
+apply runs (`--default-holds`: the default HoldPolicy, which holds the second sync's deactivations). `--dump DIR` writes every table the apply touches (sorted) to DIR/<size>/<phase>/<table>.parquet, to
 compare two versions of the code row for row (`--compare A B`).
 Not a test: numbers depend on the machine (and on what else runs on it: `uptime` is printed beside them).
 """
@@ -123,8 +123,9 @@ def child(phase: str, folder: Path, database: Path, memory_limit: str | None, du
     from oneroster_pipeline.warehouse.policy import HoldPolicy
     from oneroster_pipeline.warehouse.pulls import apply_org_pull, apply_student_pull
 
-    policy = HoldPolicy(max_deactivate_pct=100.0, max_deactivate=10**9, building_max_deactivate_pct=100.0,
-                        building_max_deactivate=10**9)
+    policy = HoldPolicy() if os.environ.get("APPLY_BENCH_DEFAULT_HOLDS") else HoldPolicy(
+        max_deactivate_pct=100.0, max_deactivate=10**9, building_max_deactivate_pct=100.0,
+        building_max_deactivate=10**9)
     start = datetime(2026, 11, 1, tzinfo=timezone.utc)
     with store.connect(database, memory_limit=memory_limit) as con:
         if phase == "first":
@@ -185,6 +186,7 @@ def main() -> None:
                         help="where the staging files are kept between runs")
     parser.add_argument("--dump", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--default-holds", action="store_true")
     parser.add_argument("--child", nargs=4, metavar=("PHASE", "FOLDER", "DATABASE", "DUMP"))
     parser.add_argument("--compare", nargs=2, type=Path)
     args = parser.parse_args()
@@ -195,6 +197,8 @@ def main() -> None:
         child(phase, Path(folder), Path(database), args.memory_limit, Path(dump) if dump != "-" else None)
         return
     limit = ["--memory-limit", args.memory_limit] if args.memory_limit else []
+    if args.default_holds:
+        os.environ["APPLY_BENCH_DEFAULT_HOLDS"] = "1"
     for students in args.students:
         folder = args.data / str(students)
         if not (folder / "pull2.parquet").exists():
