@@ -56,7 +56,9 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
     """Compute the next `students` state from `oneroster_users` and `buildings` into temp tables, and count it.
 
     Students keep their `student_id` (by sourcedId) forever; one absent from `oneroster_users` stays, with
-    status 'inactive' and `deactivated_at`; one that returns is reactivated under the same id.
+    status 'inactive' and `deactivated_at`; one that returns is reactivated under the same id. `_next_students`
+    holds only the rows that change (with their old status and building, and the changed fields of an update), so
+    the diff, the holds and the apply never re-join `students`; the students absent from it stay as they are.
     """
     # one scan of the users: each membership carries the user's primary org (no join back to oneroster_users)
     con.execute(
