@@ -61,10 +61,12 @@ def evaluate_holds(con: duckdb.DuckDBPyConnection, plan: StudentSyncPlan, fetche
             f"ONEROSTER_MAX_DEACTIVATE_PCT={policy.max_deactivate_pct:g}%")
     by_building = con.execute(
         """
-        SELECT e.building_sis, count(*) FILTER (WHERE n._deactivated) AS deactivated,
-               count(*) FILTER (WHERE e.deactivated_at IS NULL) AS active
-        FROM students e JOIN _next_students n USING (student_id)
-        GROUP BY e.building_sis ORDER BY e.building_sis
+        WITH deactivated AS (  -- per building of the stored students the plan deactivates
+            SELECT _old_building_sis AS building_sis, count(*) AS deactivated
+            FROM _next_students WHERE _deactivated GROUP BY 1)
+        SELECT d.building_sis, d.deactivated, count(*) FILTER (WHERE e.deactivated_at IS NULL) AS active
+        FROM deactivated d JOIN students e ON e.building_sis = d.building_sis
+        GROUP BY d.building_sis, d.deactivated ORDER BY d.building_sis
         """
     ).fetchall()
     for sis, deactivated, active in by_building:

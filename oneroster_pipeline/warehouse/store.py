@@ -319,15 +319,15 @@ def replace_from_parquet(
         )
         kept = con.execute("SELECT count(*) FROM _kept_rows").fetchall()[0][0]
     con.execute(f"DELETE FROM {table}")
-    con.execute(
+    rows = con.execute(  # an INSERT answers the number of rows it inserted: no count(*) of the table after
         f"INSERT INTO {table} BY NAME SELECT *, ? AS provider, ? AS fetched_at FROM read_parquet(?)",
         [provider, fetched_at, str(parquet)],
-    )
+    ).fetchall()[0][0]
     if len(ids):
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _kept_rows")
         con.execute("DROP TABLE _kept_rows")
         con.execute("DROP TABLE _keep_ids")
-    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0], kept
+    return rows + kept, kept
 
 
 def merge_from_parquet(

@@ -56,27 +56,23 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
     """Compute the next `students` state from `oneroster_users` and `buildings` into temp tables, and count it.
 
     Students keep their `student_id` (by sourcedId) forever; one absent from `oneroster_users` stays, with
-    status 'inactive' and `deactivated_at`; one that returns is reactivated under the same id.
+    status 'inactive' and `deactivated_at`; one that returns is reactivated under the same id. `_next_students`
+    holds only the rows that change (with their old status and building, and the changed fields of an update), so
+    the diff, the holds and the apply never re-join `students`; the students absent from it stay as they are.
     """
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _memberships AS
-        SELECT sourced_id, org, pos FROM (
-            SELECT sourced_id, unnest(org_sourced_ids) AS org,
-                   unnest(range(1, len(org_sourced_ids) + 1)) AS pos
-            FROM oneroster_users)
-        """
-    )
+    # one scan of the users: each membership carries the user's primary org (no join back to oneroster_users)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _building_links AS
         SELECT m.sourced_id, b.building_id, b.building_sis, m.pos::INTEGER AS pos,
                row_number() OVER (PARTITION BY m.sourced_id
-                                  ORDER BY (m.org = u.primary_org_sourced_id) DESC NULLS LAST, m.pos) = 1
+                                  ORDER BY (m.org = m.primary_org) DESC NULLS LAST, m.pos) = 1
                    AS is_primary
-        FROM _memberships m
+        FROM (
+            SELECT sourced_id, primary_org_sourced_id AS primary_org, unnest(org_sourced_ids) AS org,
+                   unnest(range(1, len(org_sourced_ids) + 1)) AS pos
+            FROM oneroster_users) m
         JOIN buildings b ON b.building_sis = m.org
-        JOIN oneroster_users u ON u.sourced_id = m.sourced_id
         QUALIFY row_number() OVER (PARTITION BY m.sourced_id, b.building_id ORDER BY m.pos) = 1
         """
     )
@@ -91,45 +87,64 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
     )
     changed = (f"({', '.join(f'i.{f}' for f in _STUDENT_FIELDS)}) "
                f"IS DISTINCT FROM ({', '.join(f'e.{f}' for f in _STUDENT_FIELDS)})")
-    kept_or_new = ",\n               ".join(
-        f"CASE WHEN i.sourced_id IS NULL THEN e.{f} ELSE i.{f} END AS {f}"
-        for f in _STUDENT_FIELDS if f != "status")
+    next_values = {f: f"CASE WHEN i.sourced_id IS NULL THEN e.{f} ELSE i.{f} END"
+                   for f in _STUDENT_FIELDS if f != "status"}
     created = "e.sourced_id IS NULL"
     updated = f"(i.sourced_id IS NOT NULL AND e.sourced_id IS NOT NULL AND {changed})"
     inactive_now = "(i.sourced_id IS NULL OR i.status <> 'active')"
+    next_values["status"] = "CASE WHEN i.sourced_id IS NULL THEN 'inactive' ELSE i.status END"
+    next_values["updated_at"] = (f"CASE WHEN {created} OR {updated} OR (i.sourced_id IS NULL AND e.status <> "
+                                 "'inactive') THEN $now ELSE e.updated_at END")
+    next_values["deactivated_at"] = f"CASE WHEN {inactive_now} THEN coalesce(e.deactivated_at, $now) END"
+    # the changed fields of an update, each as {field, old, new} (the old values are gone once applied)
+    field_changes = ", ".join(
+        f"CASE WHEN i.{f} IS DISTINCT FROM e.{f} THEN "
+        f"{{'field': '{f}', 'old': e.{f}::VARCHAR, 'new': i.{f}::VARCHAR}} END"
+        for f in _STUDENT_FIELDS)
+    # a row to write: new, or any column differs from the stored row (unchanged rows are not rewritten)
+    dirty = (f"{created} OR ({', '.join(next_values.values())}) "
+             f"IS DISTINCT FROM ({', '.join(f'e.{c}' for c in next_values)})")
+    # only the rows to write are kept (every created, updated, deactivated or reactivated row is one of them): the
+    # unchanged students are neither materialised nor rewritten. student_id stays NULL for a new student here:
+    # numbered below, in sourcedId order after the highest id
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _next_students AS
-        WITH new_ids AS (
-            SELECT i.sourced_id,
-                   (SELECT coalesce(max(student_id), 0) FROM students)
-                       + row_number() OVER (ORDER BY i.sourced_id) AS student_id
-            FROM _incoming i ANTI JOIN students e ON e.sourced_id = i.sourced_id
-        )
-        SELECT coalesce(e.student_id, n.student_id) AS student_id,
+        SELECT * FROM (
+        SELECT e.student_id AS student_id,
                coalesce(i.sourced_id, e.sourced_id) AS sourced_id,
-               {kept_or_new},
-               CASE WHEN i.sourced_id IS NULL THEN 'inactive' ELSE i.status END AS status,
+               {", ".join(f"{v} AS {c}" for c, v in next_values.items() if c in _STUDENT_FIELDS)},
                coalesce(e.created_at, $now) AS created_at,
-               CASE WHEN {created} OR {updated} OR (i.sourced_id IS NULL AND e.status <> 'inactive')
-                    THEN $now ELSE e.updated_at END AS updated_at,
-               CASE WHEN {inactive_now} THEN coalesce(e.deactivated_at, $now) END AS deactivated_at,
+               {next_values["updated_at"]} AS updated_at,
+               {next_values["deactivated_at"]} AS deactivated_at,
                {created} AS _created,
                {updated} AS _updated,
                {inactive_now} AND NOT {created} AND e.deactivated_at IS NULL AS _deactivated,
-               NOT {inactive_now} AND e.deactivated_at IS NOT NULL AS _reactivated
+               NOT {inactive_now} AND e.deactivated_at IS NOT NULL AS _reactivated,
+               {dirty} AS _dirty,
+               e.status AS _old_status,
+               e.building_sis AS _old_building_sis,
+               CASE WHEN {updated} THEN list_filter([{field_changes}], lambda c: c IS NOT NULL) END AS _changes
         FROM _incoming i
-        FULL OUTER JOIN students e ON e.sourced_id = i.sourced_id
-        LEFT JOIN new_ids n ON n.sourced_id = i.sourced_id
+        FULL OUTER JOIN students e ON e.sourced_id = i.sourced_id)
+        WHERE _dirty OR _created OR _updated OR _deactivated OR _reactivated
         """,
         {"now": now},
+    )
+    con.execute(
+        """
+        UPDATE _next_students n SET student_id = ids.student_id
+        FROM (SELECT sourced_id, (SELECT coalesce(max(student_id), 0) FROM students)
+                                 + row_number() OVER (ORDER BY sourced_id) AS student_id
+              FROM _next_students WHERE _created) ids
+        WHERE n._created AND n.sourced_id = ids.sourced_id
+        """
     )
     _plan_ignored(con, now)
     _plan_diff(con)
     counts = con.execute(
         """
-        SELECT (SELECT count(*) FROM students WHERE deactivated_at IS NULL),
-               (SELECT count(*) FROM _incoming),
+        SELECT (SELECT count(*) FROM students WHERE deactivated_at IS NULL), (SELECT count(*) FROM _incoming),
                count(*) FILTER (WHERE _created), count(*) FILTER (WHERE _updated),
                count(*) FILTER (WHERE _deactivated), count(*) FILTER (WHERE _reactivated),
                (SELECT count(*) FROM _diff WHERE change = 'ignore')
@@ -153,7 +168,8 @@ def apply_student_sync(
         con.execute("DELETE FROM _next_students WHERE _deactivated")
         con.execute("""
             INSERT INTO _next_students BY NAME
-            SELECT e.*, false AS _created, false AS _updated, false AS _deactivated, false AS _reactivated
+            SELECT e.*, false AS _created, false AS _updated, false AS _deactivated, false AS _reactivated,
+                   false AS _dirty
             FROM students e SEMI JOIN _held h ON h.sourced_id = e.sourced_id""")
         con.execute("DELETE FROM _diff WHERE sourced_id IN (SELECT sourced_id FROM _held)")
     con.execute(
@@ -164,12 +180,13 @@ def apply_student_sync(
         """,
         {"now": now, "run_id": run_id},
     )
-    con.execute("DELETE FROM students")
+    # only the rows that differ are rewritten: the others stay as they are
+    con.execute("DELETE FROM students WHERE student_id IN (SELECT student_id FROM _next_students WHERE _dirty)")
     con.execute(
         f"""
         INSERT INTO students BY NAME
         SELECT student_id, sourced_id, {", ".join(_STUDENT_FIELDS)}, created_at, updated_at, deactivated_at
-        FROM _next_students
+        FROM _next_students WHERE _dirty
         """
     )
     con.execute("DELETE FROM student_buildings")
@@ -188,7 +205,9 @@ def apply_student_sync(
     imported, multi = con.execute(
         """
         SELECT (SELECT count(*) FROM students WHERE deactivated_at IS NULL),
-               (SELECT count(*) FROM (SELECT sourced_id FROM student_buildings GROUP BY 1 HAVING count(*) > 1))
+               -- student_buildings is _building_links with student ids: a student in more than one building has
+               -- a link that is not their primary one (no aggregation over the whole table)
+               (SELECT count(DISTINCT sourced_id) FILTER (WHERE NOT is_primary) FROM _building_links)
         """
     ).fetchall()[0]
     return StudentSyncResult(
@@ -200,28 +219,23 @@ def apply_student_sync(
 def _plan_diff(con: duckdb.DuckDBPyConnection) -> None:
     """`_diff`: the record-level change the plan makes, one row per insert, deactivation and reactivation, one per
     changed field of an update, and one per student newly ignored (or ignored for a new reason)."""
-    field_changes = " UNION ALL ".join(
-        f"""SELECT n.student_id, n.sourced_id, n.building_sis, '{f}' AS field, e.{f}::VARCHAR AS old_value,
-                   n.{f}::VARCHAR AS new_value, n._deactivated OR n._reactivated AS lifecycle
-            FROM _next_students n JOIN students e USING (student_id)
-            WHERE n._updated AND n.{f} IS DISTINCT FROM e.{f}"""
-        for f in _STUDENT_FIELDS
-    )
     con.execute(
-        f"""
+        """
         CREATE OR REPLACE TEMP TABLE _diff AS
-        SELECT student_id, sourced_id, building_sis, change, 'status' AS field, old_status AS old_value,
+        SELECT student_id, sourced_id, building_sis, change, 'status' AS field, _old_status AS old_value,
                status AS new_value, NULL::VARCHAR AS reason
         FROM (
-            SELECT n.*, e.status AS old_status,
+            SELECT student_id, sourced_id, building_sis, status, _old_status,
                    CASE WHEN _created THEN 'insert' WHEN _deactivated THEN 'deactivate'
                         WHEN _reactivated THEN 'reactivate' END AS change
-            FROM _next_students n LEFT JOIN students e USING (student_id))
+            FROM _next_students WHERE _created OR _deactivated OR _reactivated)
         WHERE change IS NOT NULL
         UNION ALL
-        SELECT student_id, sourced_id, building_sis, 'update', field, old_value, new_value, NULL
-        FROM ({field_changes})
-        WHERE NOT (lifecycle AND field = 'status')
+        SELECT student_id, sourced_id, building_sis, 'update', c.field, c.old, c.new, NULL
+        FROM (SELECT student_id, sourced_id, building_sis, _deactivated OR _reactivated AS lifecycle,
+                     unnest(_changes) AS c
+              FROM _next_students WHERE _updated)
+        WHERE NOT (lifecycle AND c.field = 'status')
         UNION ALL
         SELECT NULL, n.sourced_id, NULL, 'ignore', NULL, NULL, NULL, n.reason
         FROM _next_ignored n ANTI JOIN ignored_students i ON i.sourced_id = n.sourced_id AND i.reason = n.reason
