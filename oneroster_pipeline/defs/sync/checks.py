@@ -83,6 +83,23 @@ def students_buildings_exist(warehouse: WarehouseResource) -> dg.AssetCheckResul
     )
 
 
+# the pull_reports columns each check reads (and shows as metadata)
+COUNT_COLUMNS = ("reported_total", "received", "kept", "duplicates", "rejected", "skipped", "complete",
+                 "incomplete_reason", "endpoint")
+COMPLETENESS_COLUMNS = ("run_id", "mode", "complete", "incomplete_reason", "reported_total", "received", "duplicates",
+                        "pages", "endpoint")
+REJECTION_COLUMNS = ("run_id", "mode", "reported_total", "received", "kept", "duplicates", "rejected",
+                     "rejected_unidentified", "rejected_kept", "skipped", "received_by_file", "rejected_by_file",
+                     "complete", "fetched_at")
+
+
+def _latest_pull(con, collection: str, columns: tuple[str, ...]) -> dict | None:
+    """The latest `pull_reports` row of a collection (those columns), or None before any pull."""
+    rows = store.query_dicts(con, f"SELECT {', '.join(columns)} FROM pull_reports WHERE collection = ? "
+                                  "ORDER BY fetched_at DESC LIMIT 1", [collection])
+    return rows[0] if rows else None
+
+
 @dg.asset_check(
     asset="oneroster_users",
     description=("REST: the number of students received equals the total the provider reported (X-Total-Count). "
@@ -90,13 +107,9 @@ def students_buildings_exist(warehouse: WarehouseResource) -> dg.AssetCheckResul
 )
 def fetched_count_matches_provider_total(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
-        latest = store.query_dicts(con, """
-            SELECT reported_total, received, kept, duplicates, rejected, skipped, complete, incomplete_reason,
-                   endpoint
-            FROM pull_reports WHERE collection = 'students' ORDER BY fetched_at DESC LIMIT 1""")
-    if not latest:
+        pull = _latest_pull(con, "students", COUNT_COLUMNS)
+    if pull is None:
         return dg.AssetCheckResult(passed=False, severity=ERROR, description="no student pull recorded yet")
-    pull = latest[0]
     total = pull["reported_total"]
     # `received` counts every record the provider sent (duplicates, rejected and skipped ones included), which is
     # what X-Total-Count counts; a provider that sends no total is judged by the pager's completeness verdict alone
@@ -126,13 +139,9 @@ def _pull_complete_check(asset: str, collection: str) -> dg.AssetChecksDefinitio
     )
     def pull_complete(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
-            latest = store.query_dicts(con, """
-                SELECT run_id, mode, complete, incomplete_reason, reported_total, received, duplicates, pages,
-                       endpoint FROM pull_reports WHERE collection = ? ORDER BY fetched_at DESC LIMIT 1""",
-                [collection])
-        if not latest:
+            pull = _latest_pull(con, collection, COMPLETENESS_COLUMNS)
+        if pull is None:
             return dg.AssetCheckResult(passed=False, severity=ERROR, description=f"no {collection} pull recorded yet")
-        pull = latest[0]
         return dg.AssetCheckResult(
             passed=bool(pull["complete"]), severity=ERROR,
             description=("complete" if pull["complete"] else
@@ -145,14 +154,6 @@ def _pull_complete_check(asset: str, collection: str) -> dg.AssetChecksDefinitio
 
 orgs_pull_complete = _pull_complete_check("oneroster_orgs", "orgs")
 students_pull_complete = _pull_complete_check("oneroster_users", "students")
-
-
-def _latest_pull(con, collection: str) -> dict | None:
-    rows = store.query_dicts(con, """
-        SELECT run_id, mode, reported_total, received, kept, duplicates, rejected, rejected_unidentified,
-               rejected_kept, skipped, received_by_file, rejected_by_file, complete, fetched_at
-        FROM pull_reports WHERE collection = ? ORDER BY fetched_at DESC LIMIT 1""", [collection])
-    return rows[0] if rows else None
 
 
 def _rejected_sample(con, collection: str, pull: dict) -> list[dict]:
@@ -175,7 +176,7 @@ def _rejections_check(asset: str, collection: str) -> dg.AssetChecksDefinition:
     def rejections_within_tolerance(warehouse: WarehouseResource,
                                     sync_policy: dg.ResourceParam[SyncPolicy]) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
-            pull = _latest_pull(con, collection)
+            pull = _latest_pull(con, collection, REJECTION_COLUMNS)
             sample = _rejected_sample(con, collection, pull) if pull else []
         if pull is None:
             return dg.AssetCheckResult(passed=False, severity=ERROR, description=f"no {collection} pull recorded yet")
@@ -223,7 +224,7 @@ users_rejections_within_tolerance = _rejections_check("oneroster_users", "studen
 )
 def students_landed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
-        pull = _latest_pull(con, "students")
+        pull = _latest_pull(con, "students", REJECTION_COLUMNS)
         sample = _rejected_sample(con, "students", pull) if pull else []
     if pull is None:
         return dg.AssetCheckResult(passed=False, severity=ERROR, description="no student pull recorded yet")
