@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 
 from oneroster_pipeline.warehouse import store
 
+OWNERS = ["team:data-engineering"]  # the owners every asset of this code location names
+
 # run tags a person sets in the launchpad (or `dagster job execute --tags '{...}'`)
 APPROVE_MASS_CHANGE_TAG = "oneroster/approve_mass_change"  # "true": apply a held org pull, or a held rebuild
 APPROVE_HELD_DIFF_TAG = "oneroster/approve_held_diff"  # the held diff's hash: apply exactly that held student diff

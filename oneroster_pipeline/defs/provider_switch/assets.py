@@ -11,7 +11,13 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
-from oneroster_pipeline.defs.runs import APPROVE_MASS_CHANGE_TAG, APPROVE_SWITCH_TAG, markdown_table, tag_is_true
+from oneroster_pipeline.defs.runs import (
+    APPROVE_MASS_CHANGE_TAG,
+    APPROVE_SWITCH_TAG,
+    OWNERS,
+    markdown_table,
+    tag_is_true,
+)
 from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.provider_switch import (
@@ -27,7 +33,6 @@ from oneroster_pipeline.warehouse.pulls import stage_pull
 from .partitions import PROVIDER_CONNECTIONS, add_connection_partition
 
 GROUP = "provider_switch"
-OWNERS = ["team:data-engineering"]
 
 
 def _approved(context) -> bool:

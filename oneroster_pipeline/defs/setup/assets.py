@@ -5,9 +5,7 @@ import dagster as dg
 
 from oneroster_pipeline.client.diagnostics import connection_test
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
-from oneroster_pipeline.defs.runs import markdown_table
-
-OWNERS = ["team:data-engineering"]
+from oneroster_pipeline.defs.runs import OWNERS, markdown_table
 
 
 @dg.asset(

@@ -16,6 +16,7 @@ from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource,
 from oneroster_pipeline.defs.runs import (
     APPROVE_HELD_DIFF_TAG,
     APPROVE_MASS_CHANGE_TAG,
+    OWNERS,
     SYNC_MODE_TAG,
     markdown_table,
     record_run,
@@ -37,7 +38,6 @@ from oneroster_pipeline.warehouse.pulls import (
 )
 
 GROUP = "oneroster"
-OWNERS = ["team:data-engineering"]
 
 
 def approved_mass_change(context) -> bool:
