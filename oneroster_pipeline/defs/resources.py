@@ -125,8 +125,8 @@ class WarehouseResource(DuckDBResource):
         DuckDBResource's get_connection, which retries every IO error for minutes): waits store.LOCK_WAIT_SECONDS
         for another process's lock, and any path problem fails at once with a `store.DuckDBPathError` naming
         ONEROSTER_DUCKDB_PATH. store.prepared closes it even on failure."""
-        con = store.open_duckdb(self.database, config=self.connection_config)
-        with store.prepared(con, self.memory_limit or store.DEFAULT_MEMORY_LIMIT):
+        with store.connect(self.database, memory_limit=self.memory_limit or store.DEFAULT_MEMORY_LIMIT,
+                           config=self.connection_config) as con:
             yield con
 
     @contextmanager

@@ -219,11 +219,13 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 @contextmanager
 def connect(path: str | Path, lock_wait_seconds: float | None = None,
-            memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> Iterator[duckdb.DuckDBPyConnection]:
+            memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+            config: dict | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived write connection (memory capped at `memory_limit`, every table created), waiting at most
     `lock_wait_seconds` (default LOCK_WAIT_SECONDS) while another process holds DuckDB's single-writer lock; any
-    other problem with the path fails at once as a `DuckDBPathError` naming ONEROSTER_DUCKDB_PATH."""
-    con = open_duckdb(path, lock_wait_seconds)
+    other problem with the path fails at once as a `DuckDBPathError` naming ONEROSTER_DUCKDB_PATH. `config`: DuckDB
+    connection settings."""
+    con = open_duckdb(path, lock_wait_seconds, config)
     with prepared(con, memory_limit):
         yield con
 
