@@ -4,6 +4,7 @@ the one loader that binds them (and the core `SyncPolicy`) from the `ONEROSTER_*
 # Secrets are bound as `EnvVar`s (shown by name in the UI, never by value). With no provider configured, the built-in
 # demo district is started in-process and the log says so.
 
+import dataclasses
 import os
 import typing
 from collections.abc import Iterator, Mapping
@@ -19,7 +20,8 @@ from oneroster_pipeline.client.builtin_demo import DemoShape, start_demo_distric
 from oneroster_pipeline.client.settings import ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings, Secret, SettingsError
 from oneroster_pipeline.client.sources import open_source
 from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.alerts import secret_values
+from oneroster_pipeline.districts import District, districts_from_env
+from oneroster_pipeline.warehouse.alerts import Alert, secret_values, send_alert
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 
 # the built-in demo district's shape: one definition (client/builtin_demo.py) for the sync and the connection test
@@ -85,10 +87,12 @@ class OneRosterResource(dg.ConfigurableResource):
         return DemoShape.from_env({var: str(getattr(self, name)) for name, var in DEMO_ENV_VARS.items()})
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None) -> "OneRosterResource":
+    def from_environment(cls, env: Mapping[str, str] | None = None, secrets_as_values: bool = False
+                         ) -> "OneRosterResource":
         """Bind every set variable with its type; secrets as EnvVar so their values never show in the UI or run
         config (Dagster reads them from the process environment when the resource initialises). A number that is
-        not one fails here, naming its variable."""
+        not one fails here, naming its variable. `secrets_as_values`: a resource built inside a step for one
+        district (never shown in the UI) takes the secrets' values from `env`."""
         env = os.environ if env is None else env
         kwargs: dict = {}
         for name, var in [*ENV_VARS.items(), *DEMO_ENV_VARS.items()]:  # the client's own table: none forgotten
@@ -96,7 +100,10 @@ class OneRosterResource(dg.ConfigurableResource):
             raw = (env.get(var) or "").strip()
             if not raw:
                 continue
-            kwargs[name] = dg.EnvVar(var) if name in SECRET_FIELDS else _typed(cls, name, var, raw)
+            if name in SECRET_FIELDS:
+                kwargs[name] = raw if secrets_as_values else dg.EnvVar(var)
+            else:
+                kwargs[name] = _typed(cls, name, var, raw)
         return cls(**kwargs)
 
 
@@ -118,6 +125,7 @@ class WarehouseResource(DuckDBResource):
     (`ONEROSTER_DUCKDB_MEMORY_LIMIT`) and its Parquet staging folder."""
 
     memory_limit: Optional[str] = None  # e.g. "512MB"; None: store.DEFAULT_MEMORY_LIMIT
+    district_id: Optional[str] = None  # set when bound to one district of ONEROSTER_DISTRICTS_FILE
 
     @contextmanager
     def connect(self) -> Iterator:
@@ -139,32 +147,65 @@ class WarehouseResource(DuckDBResource):
             con.close()
 
     def staging_dir(self, run_id: str, step: str) -> Path:
-        return Path(self.database).parent / "staging" / f"{run_id}-{step}"
+        # districts may share a folder and one run may sync several of them: the district's id keeps them apart
+        name = f"{run_id}-{self.district_id}-{step}" if self.district_id else f"{run_id}-{step}"
+        return Path(self.database).parent / "staging" / name
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None) -> "WarehouseResource":
+    def from_environment(cls, env: Mapping[str, str] | None = None, district_id: str | None = None
+                         ) -> "WarehouseResource":
         env = os.environ if env is None else env
         return cls(database=(env.get("ONEROSTER_DUCKDB_PATH") or "").strip() or store.DEFAULT_DUCKDB_PATH,
-                   memory_limit=(env.get(store.MEMORY_LIMIT_VAR) or "").strip() or None)
+                   memory_limit=(env.get(store.MEMORY_LIMIT_VAR) or "").strip() or None, district_id=district_id)
 
 
 class AlertsResource(dg.ConfigurableResource):
-    """Where alerts go besides the log and `sync_alerts`: an optional Slack-compatible webhook."""
+    """Where alerts go besides the log and `sync_alerts`: an optional Slack-compatible webhook; with many districts,
+    the district an alert is about (named in every alert)."""
 
     webhook_url: Optional[str] = None
+    district: Optional[str] = None  # "north (North Unified)" when bound to one district of ONEROSTER_DISTRICTS_FILE
+
+    def send(self, alert: Alert, database: str | Path, logger) -> None:
+        """Deliver `alert` (log, `sync_alerts` in `database`, webhook) naming this resource's district, with every
+        secret masked."""
+        if self.district:
+            alert = dataclasses.replace(alert, subject=f"[district {self.district}] {alert.subject}")
+        send_alert(alert, database=database, webhook_url=self.webhook_url, logger=logger, secrets=secrets_to_hide())
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None) -> "AlertsResource":
+    def from_environment(cls, env: Mapping[str, str] | None = None, secrets_as_values: bool = False,
+                         district: str | None = None) -> "AlertsResource":
         env = os.environ if env is None else env
-        if (env.get("ONEROSTER_ALERT_WEBHOOK_URL") or "").strip():
-            return cls(webhook_url=dg.EnvVar("ONEROSTER_ALERT_WEBHOOK_URL"))
-        return cls()
+        webhook = (env.get("ONEROSTER_ALERT_WEBHOOK_URL") or "").strip()
+        if webhook:
+            return cls(webhook_url=webhook if secrets_as_values else dg.EnvVar("ONEROSTER_ALERT_WEBHOOK_URL"),
+                       district=district)
+        return cls(district=district)
 
 
 def secrets_to_hide() -> list[str]:
     """The values of the secret variables (client secret, access token, webhook URL) as Dagster's EnvVars resolve
-    them: what an alert or a recorded error must never show (`warehouse.alerts.redact`)."""
-    return secret_values(os.environ)
+    them, and every district's (ONEROSTER_DISTRICTS_FILE): what an alert or a recorded error must never show
+    (`warehouse.alerts.redact`)."""
+    values = secret_values(os.environ)
+    for district in districts_from_env(os.environ) or ():
+        values += secret_values(district.env(os.environ))
+    return values
+
+
+def for_district(resource, district: District, env: Mapping[str, str]):
+    """`resource` bound to one district: its settings, DuckDB file, policy and alert label from the district's
+    environment `env` (`District.env`); built inside a step, so secrets are plain values never shown in the UI."""
+    if isinstance(resource, OneRosterResource):
+        return OneRosterResource.from_environment(env, secrets_as_values=True)
+    if isinstance(resource, WarehouseResource):
+        return WarehouseResource.from_environment(env, district_id=district.id)
+    if isinstance(resource, AlertsResource):
+        return AlertsResource.from_environment(env, secrets_as_values=True, district=district.label)
+    if isinstance(resource, SyncPolicy):
+        return SyncPolicy.from_env(env)
+    return resource
 
 
 def default_resources(env: Mapping[str, str] | None = None) -> dict:

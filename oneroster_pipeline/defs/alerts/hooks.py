@@ -15,9 +15,10 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from oneroster_pipeline.defs.districts import bound, districts_of_run
 from oneroster_pipeline.defs.resources import secrets_to_hide
 from oneroster_pipeline.defs.runs import write_run_row
-from oneroster_pipeline.warehouse.alerts import Alert, redact, send_alert
+from oneroster_pipeline.warehouse.alerts import Alert, redact
 
 
 def root_cause(error) -> str:
@@ -63,14 +64,22 @@ def alert_recorded(warehouse, run_id: str, kind: str) -> bool:
         return False
 
 
-def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, webhook_url: str | None, log,
-                   details: str, finished: float | None = None) -> None:
-    """The failed run's `sync_runs` row, and its `run_failure` alert unless one was recorded already."""
+def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, alerts, log,
+                   details: str, finished: float | None = None, only_districts: list[str] | None = None) -> None:
+    """The failed run's `sync_runs` row, and its `run_failure` alert unless one was recorded already: in each
+    district the run covers (`only_districts`: those of them that failed), with that district's warehouse."""
+    for district in districts_of_run(run):
+        if only_districts is not None and district not in only_districts:
+            continue
+        resources = bound(district, {"warehouse": warehouse, "alerts": alerts})
+        _record_failure(instance, run, resources["warehouse"], resources["alerts"], log, details, finished)
+
+
+def _record_failure(instance, run, warehouse, alerts, log, details: str, finished: float | None) -> None:
     held = "Sync held" in details
     if not alert_recorded(warehouse, run.run_id, "run_failure"):
-        send_alert(Alert("run_failure", run.job_name, run.run_id, f"{run.job_name} failed", details),
-                   database=warehouse.database, webhook_url=webhook_url, logger=log,
-                   secrets=secrets_to_hide())
+        alerts.send(Alert("run_failure", run.job_name, run.run_id, f"{run.job_name} failed", details),
+                    database=warehouse.database, logger=log)
     record = instance.get_run_record_by_id(run.run_id)
     started = record.start_time if record else None
     finished = finished or (record.end_time if record else None) or datetime.now(timezone.utc).timestamp()
@@ -93,8 +102,11 @@ def record_failed_run(context: dg.HookContext) -> None:
         text = exception.description if isinstance(exception, dg.Failure) else str(exception)
         errors.append(f"{context.step_key}: {type(exception).__name__}: {text}")
     details = "; ".join(errors + failed_error_checks(context.instance, context.run_id)) or "the run failed"
-    record_failure(context.instance, run, context.resources.warehouse, context.resources.alerts.webhook_url,
-                   context.log, details)
+    # a batched run's failure names the districts that failed: the others were synced
+    failed = getattr(context.op_exception, "metadata", None) or {}
+    only = failed["failed_districts"].value if "failed_districts" in failed else None
+    record_failure(context.instance, run, context.resources.warehouse, context.resources.alerts,
+                   context.log, details, only_districts=only)
 
 
 @dg.success_hook(name="alert_failed_checks", required_resource_keys={"warehouse", "alerts"})
@@ -102,12 +114,18 @@ def alert_failed_checks(context: dg.HookContext) -> None:
     """A step succeeded: alert the ERROR-severity checks that failed in it (the run may still succeed)."""
     checks = failed_error_checks(context.instance, context.run_id, step_key=context.step_key)
     if checks:
-        send_alert(
-            Alert("check_failure", context.job_name, context.run_id,
-                  f"{len(checks)} asset check(s) failed in {context.job_name}", "; ".join(checks)),
-            database=context.resources.warehouse.database, webhook_url=context.resources.alerts.webhook_url,
-            logger=context.log, secrets=secrets_to_hide(),
-        )
+        run = context.instance.get_run_by_id(context.run_id)
+        send_check_alert(run, checks, context.resources.warehouse, context.resources.alerts, context.log)
+
+
+def send_check_alert(run: dg.DagsterRun, checks: list[str], warehouse, alerts, log) -> None:
+    """One `check_failure` alert per district the run covers, naming the failed ERROR checks."""
+    for district in districts_of_run(run):
+        resources = bound(district, {"warehouse": warehouse, "alerts": alerts})
+        resources["alerts"].send(
+            Alert("check_failure", run.job_name, run.run_id,
+                  f"{len(checks)} asset check(s) failed in {run.job_name}", "; ".join(checks)),
+            database=resources["warehouse"].database, logger=log)
 
 
 RUN_HOOKS = {record_failed_run, alert_failed_checks}

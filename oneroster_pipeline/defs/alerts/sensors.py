@@ -10,15 +10,20 @@ checks of successful runs; each skips an alert the run already sent."""
 import dagster as dg
 
 from oneroster_pipeline.defs.provider_switch.jobs import PROVIDER_SWITCH_JOBS
-from oneroster_pipeline.defs.resources import AlertsResource, WarehouseResource, secrets_to_hide
+from oneroster_pipeline.defs.districts import bound, districts_of_run
+from oneroster_pipeline.defs.resources import AlertsResource, WarehouseResource
 from oneroster_pipeline.defs.sync.jobs import SYNC_JOBS
-from oneroster_pipeline.warehouse.alerts import Alert, send_alert
-
-from .hooks import alert_recorded, failed_error_checks, record_failure, root_cause, step_errors
+from .hooks import alert_recorded, failed_error_checks, record_failure, root_cause, send_check_alert, step_errors
 
 MONITORED_JOBS = [*SYNC_JOBS, *PROVIDER_SWITCH_JOBS]
 
 __all__ = ["MONITORED_JOBS", "failed_check_alert", "failed_error_checks", "root_cause", "sync_failure_alert"]
+
+
+def warehouse_of_run(run: dg.DagsterRun, warehouse: WarehouseResource) -> WarehouseResource:
+    """The warehouse of the run's (first) district: where its hook recorded what it sent."""
+    districts = districts_of_run(run) or [None]
+    return bound(districts[0], {"warehouse": warehouse})["warehouse"]
 
 
 @dg.run_failure_sensor(
@@ -33,7 +38,7 @@ def sync_failure_alert(
     checks = failed_error_checks(context.instance, run.run_id)
     details = "; ".join(step_errors(context.instance, run.run_id) + checks) or message
     # the run's own hook may have recorded it already: no second alert; the row gets the run's exact end time
-    record_failure(context.instance, run, warehouse, alerts.webhook_url, context.log, details)
+    record_failure(context.instance, run, warehouse, alerts, context.log, details)
 
 
 @dg.run_status_sensor(
@@ -48,11 +53,6 @@ def failed_check_alert(
 ) -> None:
     run = context.dagster_run
     checks = failed_error_checks(context.instance, run.run_id)
-    if not checks or alert_recorded(warehouse, run.run_id, "check_failure"):
+    if not checks or alert_recorded(warehouse_of_run(run, warehouse), run.run_id, "check_failure"):
         return
-    send_alert(
-        Alert("check_failure", run.job_name, run.run_id,
-              f"{len(checks)} asset check(s) failed in {run.job_name}", "; ".join(checks)),
-        database=warehouse.database, webhook_url=alerts.webhook_url, logger=context.log,
-        secrets=secrets_to_hide(),
-    )
+    send_check_alert(run, checks, warehouse, alerts, context.log)

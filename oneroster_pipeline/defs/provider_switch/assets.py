@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from oneroster_pipeline.defs.districts import DISTRICT_PARTITIONS, per_district
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import (
     APPROVE_MASS_CHANGE_TAG,
@@ -30,7 +31,7 @@ from oneroster_pipeline.warehouse.provider_switch import (
 )
 from oneroster_pipeline.warehouse.pulls import stage_pull
 
-from .partitions import PROVIDER_CONNECTIONS, add_connection_partition
+from .partitions import STUDENT_REBUILD_PARTITIONS, add_connection_partition, connection_of_partition, rebuild_partition
 
 GROUP = "provider_switch"
 
@@ -62,8 +63,9 @@ def _rows_md(rows: list[dict]) -> dg.MetadataValue:
             f"students match nothing in the new connection; {APPROVE_SWITCH_TAG}=true applies anyway. Unmatched "
             "new students are never merged onto old ones: they arrive as new students on the next sync.")),
     ],
-    pool="duckdb", name="id_crosswalk",
+    pool="duckdb", name="id_crosswalk", partitions_def=DISTRICT_PARTITIONS,
 )
+@per_district
 def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
                  sync_policy: dg.ResourceParam[SyncPolicy]):
     policy = sync_policy.switch
@@ -109,12 +111,14 @@ def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource
 
 @dg.asset(
     group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb", deps=["id_crosswalk"],
+    partitions_def=DISTRICT_PARTITIONS,
     description=(
         "Applies the latest crosswalk in one transaction: every building_id and student_id is kept, building_sis "
         "and sourced_id take the new connection's ids (old ones in id_history), the raw tables take the new pull, "
         "the new connection becomes active and the old one retired. Nothing is deleted."
     ),
 )
+@per_district
 def provider_connections(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:
         own = con.execute("SELECT switch_id FROM provider_switches WHERE switch_id = ?",
@@ -135,19 +139,20 @@ def provider_connections(context: dg.AssetExecutionContext, warehouse: Warehouse
             con, "SELECT connection_id, label, status, activated_at, retired_at FROM provider_connections "
                  "ORDER BY first_seen_at")
     add_connection_partition(context.instance, done.new_connection_id)
+    partition = rebuild_partition(warehouse.district_id, done.new_connection_id)
     context.log.info(f"provider switch applied: {done.old_connection_id} -> {done.new_connection_id}; now backfill "
-                     f"rebuild_student_tables for partition {done.new_connection_id}")
+                     f"rebuild_student_tables for partition {partition}")
     return dg.MaterializeResult(metadata={
         "switch_id": switch_id, "retired": done.old_connection_id, "active": done.new_connection_id,
         "buildings_rewritten": done.buildings_rewritten, "students_rewritten": done.students_rewritten,
         "ignored_rewritten": done.ignored_rewritten, "students_kept_unmatched": done.students_kept_unmatched,
-        "next_step": f"backfill the job rebuild_student_tables for partition {done.new_connection_id}",
+        "next_step": f"backfill the job rebuild_student_tables for partition {partition}",
         "connections": _rows_md(connections),
     })
 
 
 @dg.asset(
-    partitions_def=PROVIDER_CONNECTIONS, group_name=GROUP, owners=OWNERS,
+    partitions_def=STUDENT_REBUILD_PARTITIONS, group_name=GROUP, owners=OWNERS,
     kinds={"duckdb"}, pool="duckdb", deps=["oneroster_users", "oneroster_orgs", "buildings"],
     description=(
         "Rebuilds students, student_buildings and ignored_students for a provider connection from the stored raw "
@@ -156,14 +161,16 @@ def provider_connections(context: dg.AssetExecutionContext, warehouse: Warehouse
         f"{APPROVE_MASS_CHANGE_TAG}=true."
     ),
 )
+@per_district
 def student_tables_by_connection(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_policy: dg.ResourceParam[SyncPolicy]
 ) -> dg.MaterializeResult:
     approved = tag_is_true(context.run.tags, APPROVE_MASS_CHANGE_TAG)
+    connection_id = connection_of_partition(context)
     with warehouse.connect() as con:
         try:
             done = rebuild_student_tables(
-                con, context.partition_key, datetime.now(timezone.utc), context.run.run_id,
+                con, connection_id, datetime.now(timezone.utc), context.run.run_id,
                 sync_policy.hold.max_deactivate_pct, sync_policy.hold.max_deactivate, approved)
         except SwitchBlocked as blocked:
             raise dg.Failure(description=(
@@ -173,7 +180,7 @@ def student_tables_by_connection(
             raise dg.Failure(description=str(error)) from None
     result, plan = done.result, done.result.plan
     return dg.MaterializeResult(metadata={
-        "connection": context.partition_key, "students_active": result.imported, "created": plan.created,
+        "connection": connection_id, "students_active": result.imported, "created": plan.created,
         "updated": plan.updated, "deactivated": plan.deactivated, "reactivated": plan.reactivated,
         "students_in_several_buildings": result.multi_building,
         **{f"ignored_{reason}": n for reason, n in result.ignored_by_reason.items()},

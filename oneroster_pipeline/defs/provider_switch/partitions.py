@@ -10,7 +10,24 @@
 
 import dagster as dg
 
+from oneroster_pipeline.defs.districts import DISTRICT_DIMENSION, DISTRICT_PARTITIONS
+
 PROVIDER_CONNECTIONS = dg.DynamicPartitionsDefinition(name="provider_connection")
+# with many districts (ONEROSTER_DISTRICTS_FILE) a rebuild partition is a district and a connection: `north|<id>`
+STUDENT_REBUILD_PARTITIONS = (
+    dg.MultiPartitionsDefinition({DISTRICT_DIMENSION: DISTRICT_PARTITIONS, "provider_connection": PROVIDER_CONNECTIONS})
+    if DISTRICT_PARTITIONS else PROVIDER_CONNECTIONS)
+
+
+def rebuild_partition(district_id: str | None, connection_id: str) -> str:
+    """The rebuild's partition key for a connection (of a district, with many districts)."""
+    return f"{district_id}|{connection_id}" if district_id else connection_id
+
+
+def connection_of_partition(context) -> str:
+    """The provider connection a rebuild step works on: its partition key, or the key's connection dimension."""
+    key = context.partition_key
+    return key.keys_by_dimension["provider_connection"] if isinstance(key, dg.MultiPartitionKey) else key
 
 
 def add_connection_partition(instance: dg.DagsterInstance, connection_id: str) -> None:

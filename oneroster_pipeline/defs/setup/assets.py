@@ -4,12 +4,13 @@ the run's metadata; it syncs nothing."""
 import dagster as dg
 
 from oneroster_pipeline.client.diagnostics import connection_test
+from oneroster_pipeline.defs.districts import DISTRICT_PARTITIONS, per_district
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import OWNERS, markdown_table
 
 
 @dg.asset(
-    group_name="oneroster_setup", owners=OWNERS, kinds={"python"},
+    partitions_def=DISTRICT_PARTITIONS, group_name="oneroster_setup", owners=OWNERS, kinds={"python"},
     description=(
         "A diagnostic test of the configured OneRoster connection, run before the first sync and after any change: "
         "version path, auth mode, envelope keys, paging headers and whether they agree, sort / dateLastModified "
@@ -17,6 +18,7 @@ from oneroster_pipeline.defs.runs import OWNERS, markdown_table
         "Writes nothing to the warehouse tables; the report is this materialization's metadata."
     ),
 )
+@per_district
 def provider_connection_test(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:

@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from oneroster_pipeline.defs.districts import job_partitioning
+
 test_connection = dg.define_asset_job(
     "test_connection", selection=dg.AssetSelection.assets("provider_connection_test"),
-    executor_def=dg.in_process_executor,
+    executor_def=dg.in_process_executor, **job_partitioning(),
     description="Diagnose the configured OneRoster connection (a table in the run's metadata); syncs nothing.",
 )

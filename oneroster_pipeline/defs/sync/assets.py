@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from oneroster_pipeline.defs.districts import BACKFILL_POLICY, DISTRICT_PARTITIONS, per_district
 from oneroster_pipeline.defs.provider_switch.connection_guard import activate_after_sync, guard_connection
-from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource, secrets_to_hide
+from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import (
     APPROVE_HELD_DIFF_TAG,
     APPROVE_MASS_CHANGE_TAG,
@@ -23,7 +24,7 @@ from oneroster_pipeline.defs.runs import (
     tag_is_true,
 )
 from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.alerts import Alert, send_alert
+from oneroster_pipeline.warehouse.alerts import Alert
 from oneroster_pipeline.warehouse.buildings import seed_buildings_from_csv, sync_buildings
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.pulls import (
@@ -83,8 +84,9 @@ def _held(check_asset: str, check_name: str, held: SyncHeld):
         "schools_present_guard", asset="oneroster_orgs", blocking=True,
         description="Refuses an org pull with no active school while buildings exist (a provider accident).",
     )],
-    pool="duckdb", name="oneroster_orgs",
+    pool="duckdb", name="oneroster_orgs", partitions_def=DISTRICT_PARTITIONS, backfill_policy=BACKFILL_POLICY,
 )
+@per_district
 def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource):
     connection = guard_connection(context, oneroster, warehouse)  # refuses a connection that is not the active one
     started = time.monotonic()
@@ -114,12 +116,14 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
 
 @dg.asset(
     group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb", deps=["oneroster_orgs"],
+    partitions_def=DISTRICT_PARTITIONS, backfill_policy=BACKFILL_POLICY,
     description=(
         "The building registry. Building sync creates a building per active OneRoster school org "
         "(building_sis = the org's sourcedId), renames matched ones, flags buildings whose school vanished, "
         "and never deletes one."
     ),
 )
+@per_district
 def buildings(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_policy: dg.ResourceParam[SyncPolicy]
 ) -> dg.MaterializeResult:
@@ -207,10 +211,12 @@ def _diff_preview(con, run_id: str, disposition: str | None = None) -> tuple[dic
 
 
 @dg.multi_asset(
-    specs=STUDENT_SPECS, pool="duckdb", name="student_sync_assets",
+    specs=STUDENT_SPECS, pool="duckdb", name="student_sync_assets", partitions_def=DISTRICT_PARTITIONS,
+    backfill_policy=BACKFILL_POLICY,
     check_specs=[dg.AssetCheckSpec("mass_change_guard", asset="students", blocking=True,
                                    description=GUARD_DESCRIPTION)],
 )
+@per_district
 def student_sync_assets(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
     sync_policy: dg.ResourceParam[SyncPolicy], alerts: AlertsResource,
@@ -267,9 +273,8 @@ def student_sync_assets(
                    f"reactivation(s). Review sync_diffs (disposition 'held'); if the deactivations are real, re-run "
                    f"with the run tag {APPROVE_HELD_DIFF_TAG}={decision.diff_hash} within "
                    f"{sync_policy.hold.approval_hours:g} h.")
-        send_alert(Alert("sync_held", context.run.job_name, context.run.run_id, "deactivations held", message),
-                   database=warehouse.database, webhook_url=alerts.webhook_url, logger=context.log,
-                   secrets=secrets_to_hide())
+        alerts.send(Alert("sync_held", context.run.job_name, context.run.run_id, "deactivations held", message),
+                    database=warehouse.database, logger=context.log)
         yield dg.AssetCheckResult(asset_key="students", check_name="mass_change_guard", passed=False,
                                   severity=dg.AssetCheckSeverity.WARN, description=message, metadata=guard_metadata)
     else:
@@ -293,13 +298,14 @@ def _outcome_columns(done: StudentSyncOutcome) -> dict:
 
 @dg.asset(
     group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb",
-    deps=["buildings", "oneroster_orgs"],
+    deps=["buildings", "oneroster_orgs"], partitions_def=DISTRICT_PARTITIONS, backfill_policy=BACKFILL_POLICY,
     description=(
         "A dry run of student sync: pulls students as the next sync would and records the record-level diff it "
         "would apply (insert, update field old -> new, deactivate, reactivate, ignore with reason) in sync_diffs "
         "(disposition 'preview'), without changing any other table."
     ),
 )
+@per_district
 def student_sync_preview(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
     sync_policy: dg.ResourceParam[SyncPolicy],

@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from oneroster_pipeline.defs.districts import DISTRICT_PARTITIONS, per_district
 from oneroster_pipeline.defs.resources import WarehouseResource
 from oneroster_pipeline.defs.runs import markdown_table
 from oneroster_pipeline.warehouse import store
@@ -16,13 +17,14 @@ LISTED = 50  # offending records listed in a check's metadata
 
 
 @dg.asset_check(
-    asset="buildings", additional_deps=["oneroster_orgs"], blocking=False,
+    partitions_def=DISTRICT_PARTITIONS, asset="buildings", additional_deps=["oneroster_orgs"], blocking=False,
     description=(
         "Every active building's building_sis is an active OneRoster school, and every active school has a "
         "building. Failing does not stop student sync: it explains students ignored as school_not_a_building."
     ),
 )
-def building_sis_matches_schools(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+@per_district
+def building_sis_matches_schools(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
         unmatched_buildings = store.query_dicts(con, """
             SELECT b.building_id, b.name, b.building_sis, b.origin FROM buildings b
@@ -55,8 +57,9 @@ def building_sis_matches_schools(warehouse: WarehouseResource) -> dg.AssetCheckR
     )
 
 
-@dg.asset_check(asset="students", description="sourced_id and student_id are each unique in students.")
-def students_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+@dg.asset_check(partitions_def=DISTRICT_PARTITIONS, asset="students", description="sourced_id and student_id are each unique in students.")
+@per_district
+def students_ids_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
         repeats = store.query_dicts(con, """
             SELECT 'sourced_id' AS column, sourced_id AS value, count(*) AS rows FROM students
@@ -71,8 +74,9 @@ def students_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset="students", description="Every student's building_id exists in buildings.")
-def students_buildings_exist(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+@dg.asset_check(partitions_def=DISTRICT_PARTITIONS, asset="students", description="Every student's building_id exists in buildings.")
+@per_district
+def students_buildings_exist(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
         orphans = store.query_dicts(con, """
             SELECT s.student_id, s.sourced_id, s.building_id FROM students s
@@ -101,11 +105,12 @@ def _latest_pull(con, collection: str, columns: tuple[str, ...]) -> dict | None:
 
 
 @dg.asset_check(
-    asset="oneroster_users",
+    partitions_def=DISTRICT_PARTITIONS, asset="oneroster_users",
     description=("REST: the number of students received equals the total the provider reported (X-Total-Count). "
                  "CSV export: every row of users.csv was read (rows read, rejected) from a full (bulk) export."),
 )
-def fetched_count_matches_provider_total(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+@per_district
+def fetched_count_matches_provider_total(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
         pull = _latest_pull(con, "students", COUNT_COLUMNS)
     if pull is None:
@@ -130,14 +135,15 @@ def fetched_count_matches_provider_total(warehouse: WarehouseResource) -> dg.Ass
 
 def _pull_complete_check(asset: str, collection: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=asset, name="pull_complete",
+        partitions_def=DISTRICT_PARTITIONS, asset=asset, name="pull_complete",
         description=(
             f"The latest {collection} pull saw the whole collection: the pager reached the end as the server said, "
             "X-Total-Count stayed the same and matches the records received, and no sourcedId repeated. An "
             "incomplete pull deactivates nothing by absence."
         ),
     )
-    def pull_complete(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    @per_district
+    def pull_complete(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             pull = _latest_pull(con, collection, COMPLETENESS_COLUMNS)
         if pull is None:
@@ -165,7 +171,7 @@ def _rejected_sample(con, collection: str, pull: dict) -> list[dict]:
 
 def _rejections_check(asset: str, collection: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=asset, name="rejections_within_tolerance",
+        partitions_def=DISTRICT_PARTITIONS, asset=asset, name="rejections_within_tolerance",
         description=(
             f"At most ONEROSTER_MAX_REJECTED_PCT (default 1) % of the latest {collection} pull's records were rejected "
             "(could not be read: a bad date, enabledUser or enumeration value, a broken CSV line), overall and in "
@@ -173,7 +179,8 @@ def _rejections_check(asset: str, collection: str) -> dg.AssetChecksDefinition:
             "is not being synced. The rejected records are in rejected_records."
         ),
     )
-    def rejections_within_tolerance(warehouse: WarehouseResource,
+    @per_district
+    def rejections_within_tolerance(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                                     sync_policy: dg.ResourceParam[SyncPolicy]) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             pull = _latest_pull(con, collection, REJECTION_COLUMNS)
@@ -215,14 +222,15 @@ users_rejections_within_tolerance = _rejections_check("oneroster_users", "studen
 
 
 @dg.asset_check(
-    asset="students", additional_deps=["oneroster_users"],
+    partitions_def=DISTRICT_PARTITIONS, asset="students", additional_deps=["oneroster_users"],
     description=(
         "The latest student pull landed students when the provider sent (or reported) any: zero students kept "
         "from a pull of records means every one was rejected or lacked the student role (e.g. a roles.csv that "
         "could not be read), never an empty district."
     ),
 )
-def students_landed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+@per_district
+def students_landed(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
         pull = _latest_pull(con, "students", REJECTION_COLUMNS)
         sample = _rejected_sample(con, "students", pull) if pull else []

@@ -3,6 +3,8 @@ dry run; each runs its steps in one process, so a run holds the DuckDB file in o
 
 import dagster as dg
 
+from oneroster_pipeline.defs.districts import job_partitioning
+
 from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS  # every run records its failure and failed checks itself
 
 BUILDING_ASSETS = dg.AssetSelection.assets("oneroster_orgs", "buildings")
@@ -13,21 +15,21 @@ STUDENT_ASSETS = dg.AssetSelection.assets(
 BUILDING_MATCH_CHECK = dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("buildings"), "building_sis_matches_schools"))
 
 building_sync = dg.define_asset_job(
-    "building_sync", selection=BUILDING_ASSETS, hooks=RUN_HOOKS, executor_def=dg.in_process_executor,
+    "building_sync", selection=BUILDING_ASSETS, hooks=RUN_HOOKS, executor_def=dg.in_process_executor, **job_partitioning(),
     description="OneRoster orgs -> buildings. Run when a district connects and again when schools change.",
 )
 student_sync = dg.define_asset_job(
     "student_sync", selection=STUDENT_ASSETS | BUILDING_MATCH_CHECK, hooks=RUN_HOOKS,
-    executor_def=dg.in_process_executor,
+    executor_def=dg.in_process_executor, **job_partitioning(),
     description="OneRoster students -> students and ignored_students. Runs daily and on demand.",
 )
 full_sync = dg.define_asset_job(
-    "full_sync", selection=BUILDING_ASSETS | STUDENT_ASSETS, hooks=RUN_HOOKS, executor_def=dg.in_process_executor,
+    "full_sync", selection=BUILDING_ASSETS | STUDENT_ASSETS, hooks=RUN_HOOKS, executor_def=dg.in_process_executor, **job_partitioning(),
     description="Building sync then student sync: the first connection of a district.",
 )
 preview_student_sync = dg.define_asset_job(
     "preview_student_sync", selection=dg.AssetSelection.assets("oneroster_orgs", "student_sync_preview"),
-    hooks=RUN_HOOKS, executor_def=dg.in_process_executor,
+    hooks=RUN_HOOKS, executor_def=dg.in_process_executor, **job_partitioning(),
     description=("Dry run: refreshes the raw orgs, then records the record-level diff the next student sync would "
                  "apply in sync_diffs; buildings and the student tables are not touched."),
 )

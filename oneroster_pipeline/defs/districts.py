@@ -1,0 +1,198 @@
+"""Many districts (`ONEROSTER_DISTRICTS_FILE`): the district partitions, which districts a step or a run covers, and
+`per_district`, which runs an asset's or a check's body once per district with that district's resources.
+
+Without the file every name here is inert (`DISTRICTS` is None, `per_district` returns the function unchanged) and
+the code location is exactly the single-district one."""
+
+# A district is a static partition (the file's `id`): adding one is editing the file and reloading the code location.
+# Each district has its own DuckDB file, settings and policy (`District.env`: the file's values over the
+# environment), so a step binds `oneroster`, `warehouse`, `sync_policy` and `alerts` to the district it works on.
+# One district per run by default: a run's tags name the district and its provider host (the run queue limits runs
+# per host, see dagster.yaml), and a district fails alone. ONEROSTER_DISTRICTS_PER_RUN=N lets a backfill sync N
+# districts one after another in one run (Dagster's BackfillPolicy.multi_run): one process start per N districts;
+# such a run has no per-district tags, and a district that fails makes its run fail after the others were synced.
+
+import functools
+import inspect
+import os
+
+import dagster as dg
+
+from oneroster_pipeline.defs.resources import for_district
+from oneroster_pipeline.defs.runs import markdown_table
+from oneroster_pipeline.districts import District, districts_from_env
+
+DISTRICTS: list[District] | None = districts_from_env(os.environ)
+BY_ID = {district.id: district for district in DISTRICTS or ()}
+DISTRICT_PARTITIONS = dg.StaticPartitionsDefinition([d.id for d in DISTRICTS]) if DISTRICTS else None
+DISTRICT_DIMENSION = "district"  # the district's dimension in the provider-connection rebuild's partitions
+
+DISTRICT_TAG = "oneroster/district"  # run tags of a one-district run (schedules, job backfills, the launchpad)
+PROVIDER_HOST_TAG = "oneroster/provider_host"  # what dagster.yaml's per-host run limit counts
+DISTRICTS_PER_RUN_VAR = "ONEROSTER_DISTRICTS_PER_RUN"
+
+
+def _districts_per_run(env) -> int:
+    raw = (env.get(DISTRICTS_PER_RUN_VAR) or "1").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{DISTRICTS_PER_RUN_VAR}: must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+DISTRICTS_PER_RUN = _districts_per_run(os.environ)
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(DISTRICTS_PER_RUN) if DISTRICTS else None
+
+
+def district_tags(key: str) -> dict[str, str]:
+    """The run tags naming district `key` and its provider host."""
+    district = BY_ID[key]
+    return {DISTRICT_TAG: district.id, PROVIDER_HOST_TAG: district.provider_host}
+
+
+def job_partitioning() -> dict:
+    """`define_asset_job` keyword arguments: with one district per run, a partitioned config whose runs carry
+    `district_tags` (schedules, job backfills and the launchpad use it). Dagster refuses such a config with a
+    multi-district backfill policy, so batched runs go without."""
+    if not DISTRICTS or DISTRICTS_PER_RUN != 1:
+        return {}
+    return {"config": dg.PartitionedConfig(
+        partitions_def=DISTRICT_PARTITIONS, run_config_for_partition_key_fn=lambda key: {},
+        tags_for_partition_key_fn=district_tags)}
+
+
+def _district_of(key: str) -> str:
+    """The district of a partition key: the key itself, or its district dimension (`north|<connection>`)."""
+    return key if key in BY_ID else key.split("|")[0]
+
+
+def districts_of(context) -> list[str | None]:
+    """The districts a step works on: `[None]` without a districts file, else the step's partition(s)."""
+    if not DISTRICTS:
+        return [None]
+    if not (context.has_partition_key or context.has_partition_key_range):
+        raise dg.Failure(description=(
+            f"This code location syncs {len(DISTRICTS)} districts ({os.environ.get('ONEROSTER_DISTRICTS_FILE')}): "
+            "pick one, e.g. --tags '{\"dagster/partition\": \"" + DISTRICTS[0].id + "\"}', or a backfill."))
+    return [_district_of(key) for key in context.partition_keys]
+
+
+def districts_of_run(run: dg.DagsterRun) -> list[str | None]:
+    """The districts a run covers, from its tags (hooks and sensors): `[None]` without a districts file."""
+    if not DISTRICTS:
+        return [None]
+    tags = run.tags
+    key = tags.get(f"dagster/partition/{DISTRICT_DIMENSION}") or tags.get("dagster/partition")
+    if key:
+        return [_district_of(key)] if _district_of(key) in BY_ID else [None]
+    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    ids = [district.id for district in DISTRICTS]
+    if start in BY_ID and end in BY_ID:
+        return ids[ids.index(start): ids.index(end) + 1]
+    return [None]  # a run that names no district (e.g. launched without a partition): the environment's warehouse
+
+
+def bound(key: str | None, resources: dict) -> dict:
+    """`resources` (by parameter name) bound to district `key`; unchanged for None (no districts file)."""
+    if key is None:
+        return resources
+    district = BY_ID[key]
+    env = district.env(os.environ)
+    return {name: for_district(value, district, env) for name, value in resources.items()}
+
+
+def per_district(body):
+    """Run an asset's or a check's `body(context, **resources)` once per district of the step, each time with that
+    district's resources. One district (the usual run): exactly the body's results. Several (a batched backfill):
+    every district is synced; then one result per asset and check with a table by district, or, when some
+    district failed, a materialization per district that succeeded and a failure naming the ones that did not."""
+    if not DISTRICTS:
+        return body
+    if inspect.isgeneratorfunction(body):
+        @functools.wraps(body)
+        def each_district(context, **resources):
+            keys = districts_of(context)
+            if len(keys) == 1:
+                yield from body(context, **bound(keys[0], resources))
+                return
+            yield from _over_districts(context, keys, body, resources)
+        return each_district
+
+    @functools.wraps(body)
+    def each_district_returning(context, **resources):
+        keys = districts_of(context)
+        if len(keys) == 1:
+            return body(context, **bound(keys[0], resources))
+        (result,) = _over_districts(context, keys, body, resources)
+        return result
+    return each_district_returning
+
+
+def _events(context, key, body, resources, events: list) -> None:
+    """Run the body for one district, appending what it yields (or returns) to `events` as it goes."""
+    out = body(context, **bound(key, resources))
+    if inspect.isgenerator(out):
+        for event in out:
+            events.append(event)
+    else:
+        events.append(out)
+
+
+def _over_districts(context, keys: list[str], body, resources) -> list:
+    by_district: dict[str, list] = {}
+    failed: dict[str, str] = {}
+    for key in keys:
+        events: list = []
+        try:
+            _events(context, key, body, resources, events)
+            by_district[key] = events
+        except Exception as error:  # a district's failure must not stop the others in the run
+            message = error.description if isinstance(error, dg.Failure) else f"{type(error).__name__}: {error}"
+            failed[key] = message
+            context.log.error(f"district {BY_ID[key].label} failed: {message}")
+    if failed:
+        for key, events in by_district.items():
+            for event in events:
+                if isinstance(event, dg.MaterializeResult):
+                    context.log_event(dg.AssetMaterialization(
+                        asset_key=event.asset_key or context.asset_key, partition=key, metadata=event.metadata))
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(keys)} districts failed: "
+                        + "; ".join(f"{BY_ID[key].label}: {message}" for key, message in failed.items()),
+            metadata={"failed_districts": list(failed), "synced_districts": list(by_district)})
+    return _combined(by_district)
+
+
+def _scalars(metadata) -> dict:
+    return {name: value for name, value in (metadata or {}).items()
+            if isinstance(value, (str, int, float, bool)) and "\n" not in str(value)}
+
+
+def _combined(by_district: dict[str, list]) -> list:
+    """One MaterializeResult per asset and one check result per check, with a table by district."""
+    materialized: dict = {}
+    checks: dict = {}
+    for key, events in by_district.items():
+        for event in events:
+            if isinstance(event, dg.MaterializeResult):
+                materialized.setdefault(event.asset_key, []).append({"district": key, **_scalars(event.metadata)})
+            elif isinstance(event, dg.AssetCheckResult):
+                checks.setdefault((event.asset_key, event.check_name), []).append((key, event))
+    results: list = []
+    for asset_key, rows in materialized.items():
+        metadata = {"districts": dg.MetadataValue.md(markdown_table(rows, len(rows)))}
+        counts = [row.get("dagster/row_count") for row in rows]
+        if all(isinstance(n, int) for n in counts):
+            metadata["dagster/row_count"] = sum(counts)
+        results.append(dg.MaterializeResult(asset_key=asset_key, metadata=metadata))
+    for (asset_key, check_name), evaluated in checks.items():
+        failing = [(key, result) for key, result in evaluated if not result.passed]
+        severity = (dg.AssetCheckSeverity.ERROR if any(r.severity == dg.AssetCheckSeverity.ERROR for _, r in failing)
+                    else dg.AssetCheckSeverity.WARN)
+        rows = [{"district": key, "passed": r.passed, "description": r.description or ""} for key, r in evaluated]
+        results.append(dg.AssetCheckResult(
+            asset_key=asset_key, check_name=check_name, passed=not failing, severity=severity,
+            description=("; ".join(f"{key}: {r.description or 'failed'}" for key, r in failing)
+                         or f"passed in all {len(evaluated)} districts"),
+            metadata={"districts": dg.MetadataValue.md(markdown_table(rows, len(rows))),
+                      "failed_districts": [key for key, _ in failing]}))
+    return results
