@@ -82,11 +82,11 @@ class SyncPolicy:
             max_ambiguous=read(SWITCH_VARS[3], int, SwitchPolicy.max_ambiguous))
         return cls(
             hold=hold, switch=switch,
-            full_sync_every_days=read("ONEROSTER_FULL_SYNC_EVERY_DAYS", int, cls.full_sync_every_days),
-            delta_overlap_minutes=read("ONEROSTER_DELTA_OVERLAP_MINUTES", int, cls.delta_overlap_minutes),
-            max_rejected_pct=read("ONEROSTER_MAX_REJECTED_PCT", float, cls.max_rejected_pct),
-            blackout_dates=(env.get("ONEROSTER_BLACKOUT_DATES") or "").strip() or None,
-            buildings_csv=(env.get("ONEROSTER_BUILDINGS_CSV") or "").strip() or None)
+            full_sync_every_days=read(SYNC_VARS["full_sync_every_days"], int, cls.full_sync_every_days),
+            delta_overlap_minutes=read(SYNC_VARS["delta_overlap_minutes"], int, cls.delta_overlap_minutes),
+            max_rejected_pct=read(SYNC_VARS["max_rejected_pct"], float, cls.max_rejected_pct),
+            blackout_dates=(env.get(SYNC_VARS["blackout_dates"]) or "").strip() or None,
+            buildings_csv=(env.get(SYNC_VARS["buildings_csv"]) or "").strip() or None)
 
 
 # the variables of HoldPolicy's fields, in field order
@@ -94,6 +94,15 @@ HOLD_VARS = ("ONEROSTER_MAX_DEACTIVATE_PCT", "ONEROSTER_MAX_DEACTIVATE", "ONEROS
              "ONEROSTER_BUILDING_MAX_DEACTIVATE", "ONEROSTER_MAX_UPDATE_PCT", "ONEROSTER_APPROVAL_HOURS")
 SWITCH_VARS = ("ONEROSTER_SWITCH_SCHOOL_MATCH", "ONEROSTER_SWITCH_STUDENT_MATCH", "ONEROSTER_SWITCH_MAX_UNMATCHED_PCT",
                "ONEROSTER_SWITCH_MAX_AMBIGUOUS")
+# SyncPolicy's own fields -> their variables
+SYNC_VARS = {"full_sync_every_days": "ONEROSTER_FULL_SYNC_EVERY_DAYS",
+             "delta_overlap_minutes": "ONEROSTER_DELTA_OVERLAP_MINUTES",
+             "max_rejected_pct": "ONEROSTER_MAX_REJECTED_PCT", "blackout_dates": "ONEROSTER_BLACKOUT_DATES",
+             "buildings_csv": "ONEROSTER_BUILDINGS_CSV"}
+# the daily schedule's variables (read by the Dagster layer, defs/sync/schedules.py; blackout dates are the policy's)
+SCHEDULE_VARS = ("ONEROSTER_STUDENT_SYNC_CRON", "ONEROSTER_STUDENT_SYNC_ENABLED", "ONEROSTER_TIMEZONE")
+# every variable the policy reads, and the schedule's
+POLICY_VARS = (*HOLD_VARS, *SWITCH_VARS, *SYNC_VARS.values(), *SCHEDULE_VARS)
 
 
 def parse_rules(text: str | None, allowed: tuple[str, ...], variable: str,
