@@ -164,6 +164,8 @@ def test_missing_file_and_yaml_syntax_error(tmp_path):
     assert str(tmp_path / "missing.yaml") in str(caught.value) and "no such file" in str(caught.value)
     error = failure(tmp_path, "districts:\n  - id: north\n   name: [unclosed\n")
     assert "not valid YAML" in str(error) and "line" in str(error)
+    error = failure(tmp_path, f"districts:\n  - id: north\n    client_secret: '{SECRET}\n")  # an unclosed quote
+    assert "not valid YAML" in str(error) and SECRET not in str(error)
 
 
 @pytest.mark.parametrize("text, words", [
@@ -301,3 +303,12 @@ def test_every_variable_the_code_reads_is_a_key():
 def test_district_id_pattern():
     assert all(DISTRICT_ID.match(key) for key in ("north", "d-01", "a_b", "7"))
     assert not any(DISTRICT_ID.match(key) for key in ("North", "a b", "", "a.b", "é"))
+
+
+def test_the_readme_example_loads(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Many districts: ONEROSTER_DISTRICTS_FILE"):]
+    example = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)[1]
+    (north,) = load_districts(write(tmp_path, example))
+    assert north.secret_vars == {"ONEROSTER_CLIENT_SECRET": "NORTH_OR_SECRET"} and north.timezone == "America/Chicago"
+    assert ConnectionSettings.from_env(north.env({"NORTH_OR_SECRET": SECRET})).provider == "infinite_campus"
