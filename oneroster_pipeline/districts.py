@@ -72,6 +72,11 @@ class District:
         return hash((self.id, tuple(sorted(self.settings.items())), tuple(sorted(self.secret_vars.items()))))
 
     @property
+    def label(self) -> str:
+        """How logs and alerts name the district: `north (North Unified)`, or the id alone when it has no name."""
+        return self.id if self.name == self.id else f"{self.id} ({self.name})"
+
+    @property
     def duckdb_path(self) -> str:
         return self.settings[store.PATH_VAR]
 

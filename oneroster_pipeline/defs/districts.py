@@ -46,7 +46,7 @@ BACKFILL_POLICY = dg.BackfillPolicy.multi_run(DISTRICTS_PER_RUN) if DISTRICTS el
 def district_tags(key: str) -> dict[str, str]:
     """The run tags naming district `key` and its provider host."""
     district = BY_ID[key]
-    return {DISTRICT_TAG: district.id, PROVIDER_HOST_TAG: district.provider_host}
+    return {DISTRICT_TAG: district.id, PROVIDER_HOST_TAG: district.provider_host_in(os.environ)}
 
 
 def job_partitioning() -> dict:

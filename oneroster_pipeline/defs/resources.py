@@ -19,8 +19,8 @@ from oneroster_pipeline.client.builtin_demo import DEMO_ENV_VARS as DEMO_SHAPE_V
 from oneroster_pipeline.client.builtin_demo import DemoShape, start_demo_district
 from oneroster_pipeline.client.settings import ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings, Secret, SettingsError
 from oneroster_pipeline.client.sources import open_source
-from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.districts import District, districts_from_env
+from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.alerts import Alert, secret_values, send_alert
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 

@@ -9,10 +9,11 @@ checks of successful runs; each skips an alert the run already sent."""
 
 import dagster as dg
 
-from oneroster_pipeline.defs.provider_switch.jobs import PROVIDER_SWITCH_JOBS
 from oneroster_pipeline.defs.districts import bound, districts_of_run
+from oneroster_pipeline.defs.provider_switch.jobs import PROVIDER_SWITCH_JOBS
 from oneroster_pipeline.defs.resources import AlertsResource, WarehouseResource
 from oneroster_pipeline.defs.sync.jobs import SYNC_JOBS
+
 from .hooks import alert_recorded, failed_error_checks, record_failure, root_cause, send_check_alert, step_errors
 
 MONITORED_JOBS = [*SYNC_JOBS, *PROVIDER_SWITCH_JOBS]

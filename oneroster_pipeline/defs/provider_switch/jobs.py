@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import job_partitioning
-
 from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS  # every run records its failure and failed checks itself
+from oneroster_pipeline.defs.districts import job_partitioning
 from oneroster_pipeline.defs.runs import APPROVE_SWITCH_TAG
 
 provider_switch_job = dg.define_asset_job(

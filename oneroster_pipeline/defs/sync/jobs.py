@@ -3,9 +3,8 @@ dry run; each runs its steps in one process, so a run holds the DuckDB file in o
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import job_partitioning
-
 from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS  # every run records its failure and failed checks itself
+from oneroster_pipeline.defs.districts import job_partitioning
 
 BUILDING_ASSETS = dg.AssetSelection.assets("oneroster_orgs", "buildings")
 STUDENT_ASSETS = dg.AssetSelection.assets(

@@ -1,0 +1,176 @@
+"""Many districts (ONEROSTER_DISTRICTS_FILE), end to end with the real CLI: districts on different providers and auth
+modes synced by concurrent runs, each into its own DuckDB file; a district whose provider is down fails alone, with an
+alert naming it; a batched run (ONEROSTER_DISTRICTS_PER_RUN) syncs the others and fails naming the one that failed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from oneroster_pipeline.demo.csv_export import export_csv
+from oneroster_pipeline.demo.district import District, DistrictShape
+from oneroster_pipeline_tests.client.client_fixtures import serve
+
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+SECRETS = {"NORTH_OR_SECRET": "north-secret-QWERTY", "SOUTH_OR_TOKEN": "south-token-ASDFGH",
+           "DEAD_OR_SECRET": "dead-secret-ZXCVBN"}
+
+
+def dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+@pytest.fixture(scope="module")
+def three_providers(tmp_path_factory):
+    """North: OneRoster 1.2 over OAuth2; south: 1.1 with a bearer token; west: a 1.1 CSV export; dead: nothing
+    listens at its URL. Yields (districts file, folder, the providers' districts by id)."""
+    folder = tmp_path_factory.mktemp("districts")
+    north_shape, south_shape, west_shape = (DistrictShape(schools=3, students=120, seed=11),
+                                            DistrictShape(schools=2, students=80, seed=12),
+                                            DistrictShape(schools=2, students=60, seed=13))
+    with serve(north_shape, client_secret=SECRETS["NORTH_OR_SECRET"]) as north, \
+            serve(south_shape, auth="bearer", bearer_token=SECRETS["SOUTH_OR_TOKEN"]) as south:
+        west = District(west_shape, id_namespace="west")
+        export = export_csv(west, folder / "west.zip")
+        port = dead_port()
+        districts = f"""
+districts:
+  - id: north
+    name: North Unified
+    provider: oneroster
+    base_url: {north.base_url("1.2")}
+    auth: oauth2
+    token_url: {north.token_url}
+    client_id: {north.settings.client_id}
+    client_secret_env: NORTH_OR_SECRET
+    page_size: 40
+    timezone: America/Chicago
+  - id: south
+    name: South County
+    provider: oneroster
+    base_url: {south.base_url("1.1")}
+    auth: bearer
+    access_token_env: SOUTH_OR_TOKEN
+    page_size: 25
+  - id: west
+    provider: csv
+    csv_path: {export}
+  - id: dead
+    name: Dead Valley
+    provider: oneroster
+    base_url: http://127.0.0.1:{port}/ims/oneroster/v1p2
+    auth: oauth2
+    token_url: http://127.0.0.1:{port}/oauth2/token
+    client_id: nobody
+    client_secret_env: DEAD_OR_SECRET
+    max_retries: 0
+    timeout_seconds: 2
+"""
+        path = folder / "districts.yaml"
+        path.write_text(districts)
+        yield path, folder, {"north": north.district, "south": south.district, "west": west}
+
+
+def cli_env(folder: Path, districts_file: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEROSTER_")}
+    env.update(SECRETS, DAGSTER_HOME=str(folder), ONEROSTER_DISTRICTS_FILE=str(districts_file),
+               ONEROSTER_BACKOFF_SECONDS="0", **extra)
+    (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # a fresh SQLite instance creates its tables on first use: once, before runs start side by side
+    subprocess.run([DAGSTER, "instance", "migrate"], env=env, cwd=folder, check=True, capture_output=True)
+    return env
+
+
+def launch(env: dict, job: str, tags: dict, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [DAGSTER, "job", "execute", "-m", "oneroster_pipeline.definitions", "-j", job, "--tags", json.dumps(tags)],
+        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def rows(database: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def assert_landed(database: Path, district: District) -> None:
+    """Every student of the provider's district is in students or ignored_students; nothing else is."""
+    landed = {r[0] for r in rows(database, "SELECT sourced_id FROM students UNION ALL "
+                                           "SELECT sourced_id FROM ignored_students")}
+    assert landed == set(district.student_ids())
+    assert rows(database, "SELECT count(*) FROM students")[0][0] > 0
+    buildings = {r[0] for r in rows(database, "SELECT building_sis FROM buildings")}
+    assert buildings == set(schools(district))
+
+
+def schools(district: District) -> list[str]:
+    return [o["sourcedId"] for o in district.orgs() if o["type"] == "school" and o["status"] == "active"]
+
+
+def test_districts_on_three_providers_sync_concurrently_and_a_dead_one_fails_alone(three_providers):
+    districts_file, folder, providers = three_providers
+    work = folder / "concurrent"
+    work.mkdir()
+    env = cli_env(work, districts_file)
+    runs = {key: launch(env, "full_sync", {"dagster/partition": key}, work) for key in ("north", "south", "west", "dead")}
+    outputs = {key: run.communicate(timeout=300)[0] for key, run in runs.items()}
+    for key in ("north", "south", "west"):
+        assert runs[key].returncode == 0, outputs[key][-3000:]
+        database = work / "data" / "districts" / f"{key}.duckdb"  # the default path, relative to the run's folder
+        assert_landed(database, providers[key])
+        assert rows(database, "SELECT job_name, outcome FROM sync_runs") == [("full_sync", "applied")]
+        assert rows(database, "SELECT count(*) FROM sync_alerts")[0][0] == 0
+    # each file holds its own district only
+    north_ids = {r[0] for r in rows(work / "data/districts/north.duckdb", "SELECT sourced_id FROM students")}
+    south_ids = {r[0] for r in rows(work / "data/districts/south.duckdb", "SELECT sourced_id FROM students")}
+    assert north_ids and south_ids and not north_ids & south_ids
+    # the dead district failed alone, recorded in its own file, its alert naming it; no secret anywhere
+    assert runs["dead"].returncode != 0
+    dead = work / "data" / "districts" / "dead.duckdb"
+    alerts = rows(dead, "SELECT kind, subject, message FROM sync_alerts")
+    assert [a[0] for a in alerts] == ["run_failure"]
+    assert "district dead (Dead Valley)" in alerts[0][1]
+    assert rows(dead, "SELECT outcome FROM sync_runs") == [("failed",)]
+    for text in [*outputs.values(), *(str(a) for a in alerts)]:
+        for secret in SECRETS.values():
+            assert secret not in text
+
+
+def test_a_batched_run_syncs_every_district_and_fails_naming_the_dead_one(three_providers):
+    districts_file, folder, providers = three_providers
+    work = folder / "batched"
+    work.mkdir()
+    env = cli_env(work, districts_file, ONEROSTER_DISTRICTS_PER_RUN="4")
+    run = launch(env, "full_sync", {"dagster/asset_partition_range_start": "north",
+                                    "dagster/asset_partition_range_end": "dead"}, work)
+    output = run.communicate(timeout=300)[0]
+    assert run.returncode != 0
+    assert "1 of 4 districts failed: dead (Dead Valley)" in output, output[-3000:]
+    # the orgs step synced the three others in that one run (the later steps do not run after a failed step);
+    # the dead district alone has the failure and its alert
+    for key in ("north", "south", "west"):
+        database = work / "data" / "districts" / f"{key}.duckdb"
+        landed = {r[0] for r in rows(database, "SELECT sourced_id FROM oneroster_orgs WHERE type = 'school'")}
+        assert set(schools(providers[key])) <= landed
+        assert rows(database, "SELECT count(*) FROM sync_alerts")[0][0] == 0
+    alerts = rows(work / "data/districts/dead.duckdb", "SELECT subject FROM sync_alerts")
+    assert len(alerts) == 1 and "district dead (Dead Valley)" in alerts[0][0]
+
+
+def test_a_districts_file_with_an_inline_secret_fails_at_load_naming_file_district_and_key(tmp_path):
+    bad = tmp_path / "districts.yaml"
+    bad.write_text("districts:\n  - id: north\n    client_secret: hunter2-INLINE\n")
+    env = cli_env(tmp_path, bad)
+    run = launch(env, "full_sync", {"dagster/partition": "north"}, tmp_path)
+    output = run.communicate(timeout=120)[0]
+    assert run.returncode != 0
+    assert str(bad) in output and "north" in output and "client_secret" in output
+    assert "hunter2-INLINE" not in output
