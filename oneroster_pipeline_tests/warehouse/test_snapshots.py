@@ -36,6 +36,11 @@ NORTH_STUDENTS = [student("a", "n1"), student("b", "n1"), student("c", "n2"), st
                   student("x", "nowhere")]  # x: no school org, ignored
 SOUTH_SCHOOLS = [org("s1", "South Elementary")]
 SOUTH_STUDENTS = [student("p", "s1"), student("q", "s1")]
+README_SQL = """
+SELECT s.district_id, b.name AS building, count(*) AS students
+FROM students s JOIN buildings b USING (district_id, building_id)
+WHERE s.status = 'active'
+GROUP BY ALL ORDER BY ALL"""
 
 
 def make_district(path: Path, stage: Path, schools: list[dict], students: list[dict]) -> Path:
@@ -86,10 +91,8 @@ def test_two_districts_are_one_view_per_table_with_district_id(districts, root):
                 *contract(table), ("district_id", "VARCHAR")], table
             assert counts(con, table) == {d: n for d in published if (n := published[d][table])}, table
         # the README's example: students per district and building
-        assert con.execute(
-            "SELECT s.district_id, b.name, count(*) FROM students s JOIN buildings b "
-            "ON b.district_id = s.district_id AND b.building_id = s.building_id GROUP BY ALL ORDER BY ALL"
-        ).fetchall() == [("north", "North High", 2), ("north", "North Middle", 2), ("south", "South Elementary", 2)]
+        assert con.execute(README_SQL).fetchall() == [
+            ("north", "North High", 2), ("north", "North Middle", 2), ("south", "South Elementary", 2)]
         # each district's own ids (both start at 1): district_id tells them apart
         assert con.execute("SELECT district_id, sourced_id FROM students WHERE student_id = 1 ORDER BY 1").fetchall() \
             == [("north", "a"), ("south", "p")]
@@ -222,6 +225,14 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_the_command_line_prints_the_result(districts, root):
     for d, path in districts.items():
         publish(path, d, root)
+    # the README's command and query, as written there
+    readme = (REPO / "README.md").read_text()
+    assert f'.venv/bin/python -m oneroster_pipeline.warehouse.snapshots "{README_SQL}"' in readme
+    shown = cli(README_SQL, env={snapshots.SNAPSHOT_DIR_VAR: str(root)})
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split("│")[1:4] for line in shown.stdout.splitlines() if "South Elementary" in line] == [
+        [" south       ", " South Elementary ", "        2 "]]
+    assert shown.stdout.strip() in readme  # the README shows this very output
     sql = "SELECT district_id, count(*) AS students FROM students GROUP BY ALL ORDER BY 1"
     table = cli("--root", str(root), sql)
     assert table.returncode == 0, table.stderr
