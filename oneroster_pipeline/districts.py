@@ -27,8 +27,12 @@ from .client.settings import ENV_VARS, FALLBACK_ENV_VARS, SettingsError
 from .warehouse import store
 from .warehouse.alerts import SECRET_ENV_VARS
 from .warehouse.policy import POLICY_VARS, SyncPolicy
+from .warehouse.snapshots import SNAPSHOT_DIR_VAR
 
 DISTRICTS_FILE_VAR = "ONEROSTER_DISTRICTS_FILE"
+DISTRICTS_PER_RUN_VAR = "ONEROSTER_DISTRICTS_PER_RUN"  # how many districts a backfill run syncs (default 1)
+# the deployment's own variables, the same for every district: not keys of a district
+DEPLOYMENT_VARS = (DISTRICTS_FILE_VAR, DISTRICTS_PER_RUN_VAR, SNAPSHOT_DIR_VAR)
 DISTRICT_ID = re.compile(r"^[a-z0-9_-]+$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_DUCKDB_DIR = "data/districts"  # a district's DuckDB file: <dir>/<id>.duckdb unless duckdb_path is given
@@ -39,7 +43,7 @@ def _known_vars() -> dict[str, str]:
     """Every ONEROSTER_* variable the code reads, by its key in the districts file (the name in lower case)."""
     names = (*ENV_VARS.values(), *FALLBACK_ENV_VARS.values(), *POLICY_VARS, *DEMO_ENV_VARS.values(),
              store.PATH_VAR, store.MEMORY_LIMIT_VAR, *SECRET_ENV_VARS)
-    return {var.removeprefix(_PREFIX).lower(): var for var in dict.fromkeys(names) if var != DISTRICTS_FILE_VAR}
+    return {var.removeprefix(_PREFIX).lower(): var for var in dict.fromkeys(names) if var not in DEPLOYMENT_VARS}
 
 
 KNOWN_VARS: Mapping[str, str] = MappingProxyType(_known_vars())  # key -> ONEROSTER_* variable

@@ -20,7 +20,8 @@ import dagster as dg
 
 from oneroster_pipeline.defs.resources import for_district
 from oneroster_pipeline.defs.runs import markdown_table
-from oneroster_pipeline.districts import District, districts_from_env
+from oneroster_pipeline.districts import DISTRICTS_PER_RUN_VAR, District, districts_from_env
+from oneroster_pipeline.warehouse.snapshots import publish_snapshot, snapshot_root
 
 DISTRICTS: list[District] | None = districts_from_env(os.environ)
 BY_ID = {district.id: district for district in DISTRICTS or ()}
@@ -29,7 +30,6 @@ DISTRICT_DIMENSION = "district"  # the district's dimension in the provider-conn
 
 DISTRICT_TAG = "oneroster/district"  # run tags of a one-district run (schedules, job backfills, the launchpad)
 PROVIDER_HOST_TAG = "oneroster/provider_host"  # what dagster.yaml's per-host run limit counts
-DISTRICTS_PER_RUN_VAR = "ONEROSTER_DISTRICTS_PER_RUN"
 
 
 def _districts_per_run(env) -> int:
@@ -58,6 +58,18 @@ def job_partitioning() -> dict:
     return {"config": dg.PartitionedConfig(
         partitions_def=DISTRICT_PARTITIONS, run_config_for_partition_key_fn=lambda key: {},
         tags_for_partition_key_fn=district_tags)}
+
+
+def publish_district_snapshot(warehouse, log) -> None:
+    """After a district's sync applied: its final tables as Parquet snapshots for the cross-district view
+    (`warehouse/snapshots.py`; ONEROSTER_SNAPSHOT_DIR). Nothing without a districts file."""
+    if not warehouse.district_id:
+        return
+    root = snapshot_root(None)
+    with warehouse.connect() as con:
+        counts = publish_snapshot(con, warehouse.district_id, root)
+    log.info(f"published the snapshot of district {warehouse.district_id} to {root}: "
+             + ", ".join(f"{table} {rows}" for table, rows in counts.items()))
 
 
 def _district_of(key: str) -> str:

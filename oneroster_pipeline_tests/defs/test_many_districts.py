@@ -128,6 +128,14 @@ def test_districts_on_three_providers_sync_concurrently_and_a_dead_one_fails_alo
         assert_landed(database, providers[key])
         assert rows(database, "SELECT job_name, outcome FROM sync_runs") == [("full_sync", "applied")]
         assert rows(database, "SELECT count(*) FROM sync_alerts")[0][0] == 0
+    # the cross-district view: one query over every district that synced, with its district_id
+    query = subprocess.run(
+        [sys.executable, "-m", "oneroster_pipeline.warehouse.snapshots", "--csv",
+         "SELECT district_id, count(*) AS students FROM students GROUP BY ALL ORDER BY ALL"],
+        env=env, cwd=work, capture_output=True, text=True, check=True).stdout.split()
+    assert query == ["district_id,students"] + [
+        f"{key},{rows(work / 'data/districts' / f'{key}.duckdb', 'SELECT count(*) FROM students')[0][0]}"
+        for key in ("north", "south", "west")]
     # each file holds its own district only
     north_ids = {r[0] for r in rows(work / "data/districts/north.duckdb", "SELECT sourced_id FROM students")}
     south_ids = {r[0] for r in rows(work / "data/districts/south.duckdb", "SELECT sourced_id FROM students")}

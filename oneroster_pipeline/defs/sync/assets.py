@@ -11,7 +11,12 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import BACKFILL_POLICY, DISTRICT_PARTITIONS, per_district
+from oneroster_pipeline.defs.districts import (
+    BACKFILL_POLICY,
+    DISTRICT_PARTITIONS,
+    per_district,
+    publish_district_snapshot,
+)
 from oneroster_pipeline.defs.provider_switch.connection_guard import activate_after_sync, guard_connection
 from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import (
@@ -140,6 +145,8 @@ def buildings(
             con, "SELECT building_id, name, building_sis, status FROM buildings ORDER BY building_id LIMIT 20")
     if seeded:
         context.log.info(f"loaded {seeded} pre-existing buildings from {sync_policy.buildings_csv}")
+    if context.run.job_name == "building_sync":  # student sync publishes after it, in the other jobs
+        publish_district_snapshot(warehouse, context.log)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": result.total, "created": result.created, "renamed_or_reactivated": result.renamed,
         "school_missing": result.school_missing, "seeded_from_csv": seeded,
@@ -242,6 +249,7 @@ def student_sync_assets(
         ignored_preview = store.query_dicts(
             con, "SELECT sourced_id, reason, detail FROM ignored_students ORDER BY reason, sourced_id LIMIT 10")
         held_counts, held_preview = _diff_preview(con, context.run.run_id, "held")
+    publish_district_snapshot(warehouse, context.log)  # applied (perhaps partly held): the cross-district view
     result, plan, decision = done.result, done.plan, done.decision
     duration = round(time.monotonic() - started, 2)
     yield dg.MaterializeResult(asset_key="oneroster_users", metadata={
