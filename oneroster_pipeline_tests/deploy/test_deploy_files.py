@@ -100,7 +100,15 @@ def test_helm_values_keep_the_same_queue_and_code_location():
 def test_the_project_dagster_yaml_keeps_one_writer_at_a_time(tmp_path):
     """The single-district file (no ONEROSTER_DISTRICTS_FILE) has one DuckDB file and its runs carry no
     dagster/partition tag: only max_concurrent_runs 1 keeps two runs from writing it at once."""
+    text = (PROJECT_ROOT / "dagster.yaml").read_text()
     shutil.copy(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     dagster_instance_config(str(tmp_path))
-    config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    assert config["concurrency"]["runs"]["max_concurrent_runs"] == 1
+    config = yaml.safe_load(text)
+    assert config["concurrency"]["runs"] == {"max_concurrent_runs": 1}
+
+    # the commented many-district block, uncommented in place of `runs:`, is valid and has the deployment's limits
+    block = yaml.safe_load("\n".join(line[1:] for line in text.splitlines() if line.startswith("#  ")))
+    config["concurrency"]["runs"] = block["runs"]
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    loaded, _ = dagster_instance_config(str(tmp_path))
+    assert loaded["concurrency"]["runs"]["tag_concurrency_limits"] == QUEUE_LIMITS
