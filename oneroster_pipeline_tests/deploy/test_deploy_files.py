@@ -5,6 +5,7 @@ dagster.yaml stays one writer at a time."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import re
 import shutil
 
@@ -46,6 +47,8 @@ def test_deploy_dagster_yaml_is_a_postgres_instance_with_the_queue_limits(deploy
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 8
         assert queue.tag_concurrency_limits == QUEUE_LIMITS
+        # the `duckdb` pool counts across districts: a limit below max_concurrent_runs would hold districts back
+        assert instance.get_concurrency_config().pool_config.default_pool_limit >= queue.max_concurrent_runs
         assert instance.get_runs() == []
     finally:
         instance.dispose()
@@ -85,6 +88,7 @@ def test_helm_values_keep_the_same_queue_and_code_location():
     runs = values["concurrency"]["runs"]
     assert runs["maxConcurrentRuns"] == deploy["concurrency"]["runs"]["max_concurrent_runs"]
     assert runs["tagConcurrencyLimits"] == deploy["concurrency"]["runs"]["tag_concurrency_limits"] == QUEUE_LIMITS
+    assert values["concurrency"]["pools"]["defaultLimit"] == deploy["concurrency"]["pools"]["default_limit"]
     # the chart fails when the run coordinator sets the limits as well
     queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert not {"maxConcurrentRuns", "tagConcurrencyLimits"} & set(queued)
@@ -106,9 +110,14 @@ def test_the_project_dagster_yaml_keeps_one_writer_at_a_time(tmp_path):
     config = yaml.safe_load(text)
     assert config["concurrency"]["runs"] == {"max_concurrent_runs": 1}
 
-    # the commented many-district block, uncommented in place of `runs:`, is valid and has the deployment's limits
-    block = yaml.safe_load("\n".join(line[1:] for line in text.splitlines() if line.startswith("#  ")))
-    config["concurrency"]["runs"] = block["runs"]
+    # the commented many-district block, uncommented in place of `concurrency:`, is valid, has the deployment's
+    # limits, and lets the `duckdb` pool (shared by all districts) run as many applies as runs
+    lines = text.splitlines()
+    start = lines.index("#concurrency:")
+    block = yaml.safe_load("\n".join(line[1:] for line in itertools.takewhile(
+        lambda line: line.startswith("#"), lines[start:])))
+    config["concurrency"] = block["concurrency"]
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
     loaded, _ = dagster_instance_config(str(tmp_path))
     assert loaded["concurrency"]["runs"]["tag_concurrency_limits"] == QUEUE_LIMITS
+    assert loaded["concurrency"]["pools"]["default_limit"] == loaded["concurrency"]["runs"]["max_concurrent_runs"]
