@@ -81,6 +81,16 @@ class PostgresServer:
 
         return psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, dbname=self.db_name)
 
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """The rows of one query, on a connection closed afterwards."""
+        con = self.connect()
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            con.close()
+
 
 def _as_server_user() -> list[str]:
     """The command prefix that runs a PostgreSQL binary as a user it accepts (never root)."""

@@ -53,9 +53,8 @@ def test_deploy_dagster_yaml_is_a_postgres_instance_with_the_queue_limits(deploy
     finally:
         instance.dispose()
     # the storage created its tables in the test server's database
-    with postgres.connect() as con, con.cursor() as cur:
-        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
-        assert {"runs", "event_logs", "jobs", "instigators"} <= {row[0] for row in cur.fetchall()}
+    tables = postgres.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+    assert {"runs", "event_logs", "jobs", "instigators"} <= {row[0] for row in tables}
 
 
 def test_deploy_dagster_yaml_docker_launcher_config(deploy_home):

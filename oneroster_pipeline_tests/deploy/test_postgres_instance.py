@@ -50,9 +50,8 @@ def student_count(path) -> int:
 
 def queue_events(postgres, run_id: str) -> set[str]:
     """The run-queue events Postgres holds for a run: proof it went through the queue and the daemon."""
-    with postgres.connect() as con, con.cursor() as cur:
-        cur.execute("SELECT dagster_event_type FROM event_logs WHERE run_id = %s", (run_id,))
-        return {row[0] for row in cur.fetchall()} & {"PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_SUCCESS"}
+    rows = postgres.query("SELECT dagster_event_type FROM event_logs WHERE run_id = %s", (run_id,))
+    return {row[0] for row in rows} & {"PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_SUCCESS"}
 
 
 def test_runs_go_through_the_queue_and_land_in_postgres(deployment, postgres, tmp_path):
@@ -75,11 +74,10 @@ def test_runs_go_through_the_queue_and_land_in_postgres(deployment, postgres, tm
     # Postgres holds the runs and their events (SQLite files would be under DAGSTER_HOME: there are none)
     for run in (first, second):
         assert queue_events(postgres, run["runId"]) == {"PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_SUCCESS"}
-    with postgres.connect() as con, con.cursor() as cur:
-        cur.execute("SELECT pipeline_name, status FROM runs ORDER BY create_timestamp")
-        assert cur.fetchall() == [("full_sync", "SUCCESS"), ("student_sync", "SUCCESS")]
-        cur.execute("SELECT count(*) FROM daemon_heartbeats")
-        assert cur.fetchone()[0] > 0  # the daemon writes its heartbeats to the same database
+    assert postgres.query("SELECT pipeline_name, status FROM runs ORDER BY create_timestamp") == [
+        ("full_sync", "SUCCESS"), ("student_sync", "SUCCESS")]
+    # the daemon writes its heartbeats to the same database
+    assert postgres.query("SELECT count(*) FROM daemon_heartbeats")[0][0] > 0
     assert not list(dep.home.rglob("*.db")), "an instance store was written to SQLite under DAGSTER_HOME"
 
 
