@@ -148,6 +148,7 @@ def stop_server(server: PostgresServer) -> None:
     """Stop the server (fast shutdown: open connections are closed) and delete its folder."""
     try:
         subprocess.run([*_as_server_user(), str(server.bindir / "pg_ctl"), "-D", str(server.data_dir), "-m", "fast",
-                        "-w", "-t", "30", "stop"], check=False, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+                        "-w", "-t", "30", "stop"],
+                       check=False, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
     finally:
         shutil.rmtree(server.root, ignore_errors=True)
