@@ -1,0 +1,154 @@
+"""A throwaway PostgreSQL server for the deployment tests: Debian's `postgresql` binaries, `initdb` + `pg_ctl` in a
+temporary folder, trust authentication, a free loopback port, stopped (and deleted) at teardown.
+
+PostgreSQL refuses to run as root, and CI runs as root: then the server runs as the `postgres` system user (which
+Debian's package creates) through `runuser`; a developer's own user runs it directly. Missing binaries are a
+failure with the install command, not a skip: CI (.ci/run) installs them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVER_USER = "postgres"  # the system user Debian's postgresql package creates
+INSTALL_HINT = "install Debian's PostgreSQL: apt-get install -y postgresql (.ci/run does this)"
+
+
+def find_bindir() -> Path:
+    """The folder holding initdb and pg_ctl: Debian's /usr/lib/postgresql/<version>/bin (newest), else PATH."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
+                        if Path(p).parent.name.isdigit() else 0)
+    for folder in reversed(candidates):
+        if (Path(folder) / "initdb").exists() and (Path(folder) / "pg_ctl").exists():
+            return Path(folder)
+    initdb = shutil.which("initdb")
+    if initdb and shutil.which("pg_ctl"):
+        return Path(initdb).parent
+    raise AssertionError(f"PostgreSQL server binaries (initdb, pg_ctl) not found: {INSTALL_HINT}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class PostgresServer:
+    """One running server: connect as `user` (no password) to `db_name` on 127.0.0.1:`port`."""
+
+    bindir: Path
+    root: Path
+    port: int
+    user: str = "dagster"
+    db_name: str = "dagster"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def url(self) -> str:
+        # +psycopg2: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which dagster-postgres does not install
+        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{self.db_name}"
+
+    def env(self) -> dict[str, str]:
+        """The DAGSTER_PG_* variables deploy/dagster.yaml reads, pointing at this server."""
+        return {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USERNAME": self.user,
+                "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": self.db_name}
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def connect(self):
+        import psycopg2
+
+        return psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, dbname=self.db_name)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """The rows of one query, on a connection closed afterwards."""
+        con = self.connect()
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            con.close()
+
+
+def _as_server_user() -> list[str]:
+    """The command prefix that runs a PostgreSQL binary as a user it accepts (never root)."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam(SERVER_USER)
+    except KeyError as exc:
+        raise AssertionError(f"running as root and there is no {SERVER_USER!r} user to run PostgreSQL as: "
+                             f"{INSTALL_HINT}") from exc
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        raise AssertionError("running as root and `runuser` (util-linux) is missing: cannot drop to the postgres user")
+    return [runuser, "-u", SERVER_USER, "--"]
+
+
+def _run(command: list[str], what: str) -> None:
+    done = subprocess.run(command, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    if done.returncode != 0:
+        raise AssertionError(f"{what} failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+
+
+def start_server(timeout: float = 60.0) -> PostgresServer:
+    """initdb a fresh cluster in a temporary folder and start it on a free loopback port; wait until it accepts."""
+    bindir = find_bindir()
+    prefix = _as_server_user()
+    # not pytest's tmp_path: that sits under a root-only folder the postgres user cannot enter
+    root = Path(tempfile.mkdtemp(prefix="oneroster-pg-"))
+    server = PostgresServer(bindir=bindir, root=root, port=free_port())
+    if prefix:
+        entry = pwd.getpwnam(SERVER_USER)
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+    _run([*prefix, str(bindir / "initdb"), "-D", str(server.data_dir), "-U", server.user, "--auth=trust",
+          "-E", "UTF8", "--locale=C", "--no-sync"], "initdb")
+    # the Unix socket goes in the data folder: /var/run/postgresql may not exist or be writable
+    options = (f"-c listen_addresses=127.0.0.1 -c port={server.port} -c unix_socket_directories={server.data_dir} "
+               "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=100")
+    _run([*prefix, str(bindir / "pg_ctl"), "-D", str(server.data_dir), "-l", str(server.log_path),
+          "-o", options, "-w", "-t", str(int(timeout)), "start"], "pg_ctl start")
+    _run([*prefix, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", server.user,
+          server.db_name], "createdb")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            server.connect().close()
+            return server
+        except Exception as exc:  # psycopg2.OperationalError until the server accepts
+            if time.monotonic() > deadline:
+                stop_server(server)
+                raise AssertionError(f"PostgreSQL did not accept connections: {exc}\n{server.log_tail()}") from exc
+            time.sleep(0.2)
+
+
+def stop_server(server: PostgresServer) -> None:
+    """Stop the server (fast shutdown: open connections are closed) and delete its folder."""
+    try:
+        subprocess.run([*_as_server_user(), str(server.bindir / "pg_ctl"), "-D", str(server.data_dir), "-m", "fast",
+                        "-w", "-t", "30", "stop"],
+                       check=False, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    finally:
+        shutil.rmtree(server.root, ignore_errors=True)
