@@ -95,7 +95,6 @@ def most_at_once(runs: list[dict]) -> int:
 DISTRICTS = {"north": (300, 3), "south": (200, 2), "east": (150, 2)}
 
 
-@pytest.mark.xfail(reason="needs district partitions", strict=False)
 def test_a_backfill_over_districts_completes_through_the_daemon(deployment, postgres, tmp_path):
     files = {d: tmp_path / "districts" / f"{d}.duckdb" for d in DISTRICTS}
     districts_file = tmp_path / "districts.yaml"
