@@ -338,7 +338,10 @@ def test_the_count_check_of_a_csv_pull_speaks_of_rows_read_not_of_x_total_count(
             run_id="r1", collection="students", provider="csv", endpoint="users.csv + roles.csv", mode="full",
             started_at=now, reported_total=None, received=69, kept=58, duplicates=0, rejected=2, skipped=9,
             pages=1, complete=True, fetched_at=now)])
-    result = fetched_count_matches_provider_total(warehouse=WarehouseResource(database=str(path)))
+    import dagster as dg  # noqa: PLC0415
+
+    result = fetched_count_matches_provider_total(dg.build_asset_check_context(),
+                                                  warehouse=WarehouseResource(database=str(path)))
     assert result.passed
     assert "X-Total-Count" not in result.description
     assert result.description.startswith("CSV export (users.csv + roles.csv): 69 rows read, 2 rejected"), \
