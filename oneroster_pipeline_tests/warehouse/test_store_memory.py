@@ -72,3 +72,34 @@ def test_student_sync_before_building_sync_ignores_everyone_with_their_schools_i
         else:
             assert reason == "no_school_org" and "orgs are not schools" in detail
     assert any(len([o for o in users[sid] if o in schools]) > 1 for sid, _, _ in ignored), "no two-school student"
+
+
+def test_staging_pauses_the_cyclic_gc_and_restores_it(tmp_path):
+    """stage_batches runs its source with the cyclic GC off (a page's thousands of dicts would trigger collections
+    costing as much as normalising them), and leaves it as it found it, also when the source fails."""
+    import gc
+
+    import pyarrow as pa
+
+    schema = pa.schema([("sourced_id", pa.string())])
+    seen = []
+
+    def batches(fail: bool = False):
+        for i in range(3):
+            seen.append(gc.isenabled())
+            yield pa.table({"sourced_id": [f"s{i}"]}, schema=schema)
+        if fail:
+            raise RuntimeError("the provider went away")
+
+    assert gc.isenabled()
+    assert store.stage_batches(batches(), tmp_path / "a.parquet", schema) == 3
+    assert seen == [False] * 3 and gc.isenabled()
+    with pytest.raises(RuntimeError):
+        store.stage_batches(batches(fail=True), tmp_path / "b.parquet", schema)
+    assert gc.isenabled()
+    gc.disable()  # a caller that runs with it off keeps it off
+    try:
+        store.stage_batches(batches(), tmp_path / "c.parquet", schema)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
