@@ -103,3 +103,35 @@ def test_staging_pauses_the_cyclic_gc_and_restores_it(tmp_path):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_staging_writes_in_order_and_a_write_failure_reaches_the_caller(tmp_path, monkeypatch):
+    """The Parquet file is written by a thread of its own: every batch lands, in order; a batch the writer fails
+    to write fails stage_batches itself (that error, not a later one), and the source is not drained further."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("sourced_id", pa.string())])
+    batches = [pa.table({"sourced_id": [f"s{i}-{j}" for j in range(i % 3)]}, schema=schema) for i in range(50)]
+    assert store.stage_batches(iter(batches), tmp_path / "a.parquet", schema) == sum(b.num_rows for b in batches)
+    assert pq.read_table(tmp_path / "a.parquet").column("sourced_id").to_pylist() == \
+        [v for b in batches for v in b.column("sourced_id").to_pylist()]
+
+    written, pulled = [], []
+    write_table = pq.ParquetWriter.write_table
+
+    def failing_write(self, table, *args, **kwargs):
+        written.append(table)
+        if len(written) == 5:
+            raise OSError("No space left on device")
+        return write_table(self, table, *args, **kwargs)
+
+    def source():
+        for i in range(1000):
+            pulled.append(i)
+            yield pa.table({"sourced_id": [str(i)]}, schema=schema)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        store.stage_batches(source(), tmp_path / "b.parquet", schema)
+    assert len(written) == 5 and len(pulled) < 100  # the failure stopped the pull (the queue holds a few batches)
