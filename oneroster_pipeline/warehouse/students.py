@@ -105,15 +105,12 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
     dirty = (f"{created} OR ({', '.join(next_values.values())}) "
              f"IS DISTINCT FROM ({', '.join(f'e.{c}' for c in next_values)})")
     # only the rows to write are kept (every created, updated, deactivated or reactivated row is one of them): the
-    # unchanged students are neither materialised nor rewritten. A new student is numbered here, in sourcedId order
-    # after the highest id (the window runs after the WHERE, which keeps every created row)
+    # unchanged students are neither materialised nor rewritten. student_id stays NULL for a new student here:
+    # numbered below, in sourcedId order after the highest id
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _next_students AS
-        SELECT * REPLACE (CASE WHEN _created THEN (SELECT coalesce(max(student_id), 0) FROM students)
-                                                  + row_number() OVER (PARTITION BY _created ORDER BY sourced_id)
-                               ELSE student_id END AS student_id)
-        FROM (
+        SELECT * FROM (
         SELECT e.student_id AS student_id,
                coalesce(i.sourced_id, e.sourced_id) AS sourced_id,
                {", ".join(f"{v} AS {c}" for c, v in next_values.items() if c in _STUDENT_FIELDS)},
@@ -133,6 +130,15 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
         WHERE _dirty OR _created OR _updated OR _deactivated OR _reactivated
         """,
         {"now": now},
+    )
+    con.execute(
+        """
+        UPDATE _next_students n SET student_id = ids.student_id
+        FROM (SELECT sourced_id, (SELECT coalesce(max(student_id), 0) FROM students)
+                                 + row_number() OVER (ORDER BY sourced_id) AS student_id
+              FROM _next_students WHERE _created) ids
+        WHERE n._created AND n.sourced_id = ids.sourced_id
+        """
     )
     _plan_ignored(con, now)
     _plan_diff(con)
