@@ -276,7 +276,8 @@ def measure_dagster_run(provider: Provider, page_size: int, concurrency: int | N
     try:
         dagster_home = workdir / "dagster_home"
         dagster_home.mkdir()
-        env = {**_clean_environ(), "DAGSTER_HOME": str(dagster_home), "PYTHONPATH": str(ROOT),
+        path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))  # e.g. a folder of extras
+        env = {**_clean_environ(), "DAGSTER_HOME": str(dagster_home), "PYTHONPATH": path,
                **sync_env(provider, page_size, workdir, concurrency)}
         building_wall, code, tail, _ = dagster_execute("building_sync", env, [], sample=False)
         if code:
@@ -407,7 +408,8 @@ def library_row(provider: Provider, base: dict, page_size: int, concurrency: int
     return row({**base, "run": label, "wall s": run["wall"], "x floor": run["wall"] / floor,
                 "rows/s": f"{run['rows'] / run['wall']:.0f}", "step s": run["wall"], "fetch s": run["stage"],
                 "apply s": run["apply"], "step RSS MB": f"{run['peak_rss_mb']:.0f}",
-                "max RSS MB": f"{run['peak_rss_mb']:.0f}", "load": f"{os.getloadavg()[0]:.1f}"})
+                "max RSS MB": f"{run['peak_rss_mb']:.0f}", "load": f"{os.getloadavg()[0]:.1f}"}) + \
+        f"  CPU s: fetch+stage {run['cpu_stage']:.1f}, apply {run['cpu_apply']:.1f}"
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ static provider (benchmarks/static_provider.py), and a page -> Arrow comparison 
    per-record path `_users_per_record`, the whole normaliser before issue 15's columnar fast path); DuckDB `read_text` +
    `json_transform` over the raw page files with the normalisation written in SQL (a prototype, benchmarks only: trims, lower-cased
    enumerations, timestamps, enabledUser spellings, role/org lists; NOT the rejection rules of normalize.py);
-   and, when importable, `orjson.loads` / `msgspec.json.decode` in place of `json.loads` (neither is a dependency:
-   point `--extra-path` at a folder where they are installed, e.g. `pip install --target DIR orjson msgspec`).
+   and, when importable, `orjson.loads` / `msgspec.json.decode` in place of `json.loads` (msgspec is a dependency
+   since issue 15, orjson is not: point `--extra-path` at a folder where they are installed, e.g. `pip install
+   --target DIR orjson msgspec`). The rows marked "GC paused" run as the sync does (store.stage_batches pauses the
+   cyclic garbage collector while a pull is staged); the others with it on, as before.
 """
 
 from __future__ import annotations
@@ -212,6 +214,19 @@ def record_paths(pages: list[bytes], records: int, threads: int, repeat: int) ->
     per_record = timed("json.loads + per-record path (_users_per_record)",
                        lambda: pa.concat_tables([_users_per_record(json.loads(p)["users"], "bench", [])[0]
                                                  for p in pages]))
+    from oneroster_pipeline.client.http import loads as client_loads
+    from oneroster_pipeline.warehouse.store import gc_paused
+
+    def paused(work):
+        def run():
+            with gc_paused():
+                return work()
+        return run
+
+    timed("json.loads + users_table, GC paused", paused(
+        lambda: [users_table(json.loads(p)["users"], "bench", [])[0] for p in pages]))
+    timed("http.loads + users_table, GC paused (the client)", paused(
+        lambda: [users_table(client_loads(p)["users"], "bench", [])[0] for p in pages]))
     for name, loads in _fast_decoders():
         timed(f"{name} only", lambda loads=loads: decode_only(loads))
         timed(f"{name} + users_table", lambda loads=loads: [users_table(loads(p)["users"], "bench", [])[0]

@@ -83,13 +83,14 @@ def child(base_url: str, page_size: int, concurrency: int | None, workdir: str, 
         apply_org_pull(con, stage_pull(source, "orgs", Path(workdir) / "orgs"), "bench", now)
         with store.transaction(con):
             sync_buildings(con, now)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()  # CPU: every thread of this process
         pull = stage_pull(source, "students", Path(workdir) / "students")
-        staged, staged_rss = time.perf_counter(), peak_rss_mb()
+        staged, staged_rss, cpu_staged = time.perf_counter(), peak_rss_mb(), time.process_time()
         done = apply_student_pull(con, pull, "bench", now, HoldPolicy())
-        wall = time.perf_counter() - started
+        wall, cpu_applied = time.perf_counter() - started, time.process_time()
         report = source.reports["students"]
     print(json.dumps({"wall": wall, "stage": staged - started, "apply": wall - (staged - started),
+                      "cpu_stage": cpu_staged - cpu_started, "cpu_apply": cpu_applied - cpu_staged,
                       "rows": pull.rows, "outcome": done.outcome, "complete": report.complete,
                       "concurrency": report.concurrency, "pages": report.pages,
                       "stage_peak_rss_mb": staged_rss, "peak_rss_mb": peak_rss_mb()}))
@@ -106,12 +107,13 @@ def peak_rss_mb() -> float:
 def measure_sync(base_url: str, page_size: int, concurrency: int | None, memory_limit: str | None,
                  auth: dict[str, str] | None = None) -> dict:
     """The measured process's JSON line, or {"error": ...}. `auth`: ONEROSTER_AUTH and its variables (default none)."""
-    env = None
+    # this checkout's package first (not whichever one the virtualenv has installed), then PYTHONPATH's folders
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
     if auth:
         unknown = set(auth) - set(AUTH_VARIABLES)
         if unknown:
             raise ValueError(f"auth takes only {AUTH_VARIABLES}, not {sorted(unknown)}")
-        env = {**{k: v for k, v in os.environ.items() if k not in AUTH_VARIABLES}, **auth, _AUTH_FROM_ENV: "1"}
+        env = {**{k: v for k, v in env.items() if k not in AUTH_VARIABLES}, **auth, _AUTH_FROM_ENV: "1"}
     with tempfile.TemporaryDirectory() as workdir:
         command = [sys.executable, __file__, "--child", base_url, "--page-size", str(page_size),
                    "--workdir", workdir] + (["--concurrency", str(concurrency)] if concurrency else []) + \

@@ -126,7 +126,7 @@ class SeenIds:
     def add(self, ids: list[str]) -> np.ndarray:
         """Record `ids` (in order); returns a bool array: True where the id was not seen before (in earlier calls,
         or earlier in `ids`)."""
-        keys = np.fromiter((hash(i) for i in ids), dtype=np.int64, count=len(ids)).view(np.uint64)
+        keys = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids)).view(np.uint64)
         keys[keys == 0] = 1  # 0 marks an empty slot
         while (self._count + len(keys)) * 2 > len(self._table):
             self._grow()
@@ -274,9 +274,13 @@ class Pager:
     def _unique(self, records: list, ids: list) -> list:
         """The records whose sourcedId was not seen before in this pull (records without a string id are kept:
         normalisation rejects them)."""
-        string_ids = [(n, i) for n, i in enumerate(ids) if isinstance(i, str)]
-        fresh = self._seen.add([i for _, i in string_ids]) if string_ids else []
-        repeated = {n for (n, _), is_new in zip(string_ids, fresh) if not is_new}
+        if ids and all(i.__class__ is str for i in ids):  # the common page: every id a string
+            fresh = self._seen.add(ids)
+            repeated = set() if fresh.all() else set(np.flatnonzero(~fresh).tolist())
+        else:
+            string_ids = [(n, i) for n, i in enumerate(ids) if isinstance(i, str)]
+            fresh = self._seen.add([i for _, i in string_ids]) if string_ids else []
+            repeated = {n for (n, _), is_new in zip(string_ids, fresh) if not is_new}
         if not repeated:
             return list(records)
         for n in sorted(repeated):

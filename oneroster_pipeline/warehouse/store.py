@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+import gc
+import queue
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 import duckdb
 import pyarrow as pa
@@ -281,14 +285,72 @@ def _os_reason(error: OSError) -> str:
 
 
 def stage_batches(batches: Iterable[pa.Table], path: Path, schema: pa.Schema) -> int:
-    """Stream batches into one Parquet file (bounded memory: one batch at a time); returns the row count."""
+    """Stream batches into one Parquet file (bounded memory: one batch at a time); returns the row count.
+
+    Python's cyclic garbage collector is paused meanwhile (`gc_paused`): a page decodes into thousands of dicts and
+    lists, each allocation counts towards a collection, and the collections (which scan every young object, and
+    every object now and then) cost as much CPU as the normalising itself. The records form no cycles: reference
+    counting frees each page as the next one comes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    with pq.ParquetWriter(path, schema) as writer:
+    with gc_paused(), _WriterThread(path, schema) as writer:
         for batch in batches:
-            writer.write_table(batch.cast(schema) if batch.schema != schema else batch)
+            writer.write(batch.cast(schema) if batch.schema != schema else batch)
             rows += batch.num_rows
     return rows
+
+
+class _WriterThread:
+    """A ParquetWriter fed through a bounded queue by a thread of its own: encoding and compressing (C++, without
+    the GIL) overlap the caller's fetching and normalising. A failure to write is raised in the caller (at its next
+    batch or at the end); the file is closed whatever happens."""
+
+    def __init__(self, path: Path, schema: pa.Schema, depth: int = 4) -> None:
+        self._writer = pq.ParquetWriter(path, schema)
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="parquet-staging", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write_table(batch)
+                except BaseException as error:  # noqa: BLE001 - handed to the caller
+                    self._error = error
+
+    def write(self, batch: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            self._writer.close()
+        except Exception:
+            if kind is None and self._error is None:  # else the error already on its way is the one to tell
+                raise
+        if kind is None and self._error is not None:
+            raise self._error
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off inside the block (as it was after it); cycles made meanwhile are collected
+    by the next collection after it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def remove_staging(path: Path) -> None:

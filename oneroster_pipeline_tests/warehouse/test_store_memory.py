@@ -72,3 +72,66 @@ def test_student_sync_before_building_sync_ignores_everyone_with_their_schools_i
         else:
             assert reason == "no_school_org" and "orgs are not schools" in detail
     assert any(len([o for o in users[sid] if o in schools]) > 1 for sid, _, _ in ignored), "no two-school student"
+
+
+def test_staging_pauses_the_cyclic_gc_and_restores_it(tmp_path):
+    """stage_batches runs its source with the cyclic GC off (a page's thousands of dicts would trigger collections
+    costing as much as normalising them), and leaves it as it found it, also when the source fails."""
+    import gc
+
+    import pyarrow as pa
+
+    schema = pa.schema([("sourced_id", pa.string())])
+    seen = []
+
+    def batches(fail: bool = False):
+        for i in range(3):
+            seen.append(gc.isenabled())
+            yield pa.table({"sourced_id": [f"s{i}"]}, schema=schema)
+        if fail:
+            raise RuntimeError("the provider went away")
+
+    assert gc.isenabled()
+    assert store.stage_batches(batches(), tmp_path / "a.parquet", schema) == 3
+    assert seen == [False] * 3 and gc.isenabled()
+    with pytest.raises(RuntimeError):
+        store.stage_batches(batches(fail=True), tmp_path / "b.parquet", schema)
+    assert gc.isenabled()
+    gc.disable()  # a caller that runs with it off keeps it off
+    try:
+        store.stage_batches(batches(), tmp_path / "c.parquet", schema)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_staging_writes_in_order_and_a_write_failure_reaches_the_caller(tmp_path, monkeypatch):
+    """The Parquet file is written by a thread of its own: every batch lands, in order; a batch the writer fails
+    to write fails stage_batches itself (that error, not a later one), and the source is not drained further."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("sourced_id", pa.string())])
+    batches = [pa.table({"sourced_id": [f"s{i}-{j}" for j in range(i % 3)]}, schema=schema) for i in range(50)]
+    assert store.stage_batches(iter(batches), tmp_path / "a.parquet", schema) == sum(b.num_rows for b in batches)
+    assert pq.read_table(tmp_path / "a.parquet").column("sourced_id").to_pylist() == \
+        [v for b in batches for v in b.column("sourced_id").to_pylist()]
+
+    written, pulled = [], []
+    write_table = pq.ParquetWriter.write_table
+
+    def failing_write(self, table, *args, **kwargs):
+        written.append(table)
+        if len(written) == 5:
+            raise OSError("No space left on device")
+        return write_table(self, table, *args, **kwargs)
+
+    def source():
+        for i in range(1000):
+            pulled.append(i)
+            yield pa.table({"sourced_id": [str(i)]}, schema=schema)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        store.stage_batches(source(), tmp_path / "b.parquet", schema)
+    assert len(written) == 5 and len(pulled) < 100  # the failure stopped the pull (the queue holds a few batches)
