@@ -45,7 +45,11 @@ BACKFILL_POLICY = dg.BackfillPolicy.multi_run(DISTRICTS_PER_RUN) if DISTRICTS el
 
 def district_tags(key: str) -> dict[str, str]:
     """The run tags naming district `key` and its provider host."""
-    district = BY_ID[key]
+    return tags_of(BY_ID[key])
+
+
+def tags_of(district: District) -> dict[str, str]:
+    """The run tags naming `district` and its provider host (what dagster.yaml's per-host limit counts)."""
     return {DISTRICT_TAG: district.id, PROVIDER_HOST_TAG: district.provider_host_in(os.environ)}
 
 

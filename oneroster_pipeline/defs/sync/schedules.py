@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import DISTRICTS, district_tags
+from oneroster_pipeline.defs.districts import DISTRICTS, tags_of
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 
 from .jobs import student_sync
@@ -60,12 +60,12 @@ def daily_student_sync_schedule(env=os.environ) -> dg.ScheduleDefinition:
     return daily_student_sync
 
 
-def district_schedules(env=os.environ) -> list[dg.ScheduleDefinition]:
+def district_schedules(env=os.environ, districts=None) -> list[dg.ScheduleDefinition]:
     """One schedule per (cron, timezone) of the districts file: a tick requests one run per district of its group
     whose sync is enabled and not in a blackout (each district's own ONEROSTER_STUDENT_SYNC_*, ONEROSTER_TIMEZONE
     and ONEROSTER_BLACKOUT_DATES, from the file or the environment)."""
     groups: dict[tuple[str, str], list] = {}
-    for district in DISTRICTS or ():
+    for district in (DISTRICTS if districts is None else districts) or ():
         district_env = district.env(env)
         key = (district_env.get("ONEROSTER_STUDENT_SYNC_CRON") or DEFAULT_CRON,
                district_env.get("ONEROSTER_TIMEZONE") or "UTC")
@@ -95,7 +95,7 @@ def _group_schedule(cron: str, timezone: str, members: list, only: bool) -> dg.S
                 skipped.append(f"{district.id}: {reason}")
                 continue
             requests.append(dg.RunRequest(partition_key=district.id, run_key=district.id,
-                                          tags=district_tags(district.id)))
+                                          tags=tags_of(district)))
         if skipped:
             context.log.info("daily student sync skipped for " + "; ".join(skipped))
         return requests or dg.SkipReason("; ".join(skipped))
