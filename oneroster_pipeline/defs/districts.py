@@ -153,10 +153,29 @@ def _events(context, key, body, resources, events: list) -> None:
         events.append(out)
 
 
+# districts that failed in a batched run, by run id: the run's later steps skip them, and its last step fails naming
+# them (every step of a run executes in this one process: the jobs use the in-process executor)
+_FAILED_IN_RUN: dict[str, dict[str, str]] = {}
+
+
+def _last_step_of_run(context) -> bool:
+    """Whether no step of this run is left to start after this one (in-process: steps run one after another)."""
+    step_context = context.get_step_execution_context()
+    planned = len(step_context.execution_plan.step_keys_to_execute)
+    started = len(context.instance.all_logs(context.run.run_id, of_type=dg.DagsterEventType.STEP_START))
+    return started >= planned
+
+
 def _over_districts(context, keys: list[str], body, resources) -> list:
+    """Each district of a batched run in turn. A district that fails is recorded and the others go on, in this
+    step and the run's later ones (which skip it); the run's last step fails naming every failed district, after
+    recording a materialization per district it synced."""
+    failed = _FAILED_IN_RUN.setdefault(context.run.run_id, {})
     by_district: dict[str, list] = {}
-    failed: dict[str, str] = {}
     for key in keys:
+        if key in failed:
+            context.log.warning(f"district {BY_ID[key].label} skipped: it failed earlier in this run")
+            continue
         events: list = []
         try:
             _events(context, key, body, resources, events)
@@ -165,17 +184,18 @@ def _over_districts(context, keys: list[str], body, resources) -> list:
             message = error.description if isinstance(error, dg.Failure) else f"{type(error).__name__}: {error}"
             failed[key] = message
             context.log.error(f"district {BY_ID[key].label} failed: {message}")
-    if failed:
+    if failed and (not by_district or _last_step_of_run(context)):
         for key, events in by_district.items():
             for event in events:
                 if isinstance(event, dg.MaterializeResult):
                     context.log_event(dg.AssetMaterialization(
                         asset_key=event.asset_key or context.asset_key, partition=key, metadata=event.metadata))
+        _FAILED_IN_RUN.pop(context.run.run_id, None)
         raise dg.Failure(
             description=f"{len(failed)} of {len(keys)} districts failed: "
                         + "; ".join(f"{BY_ID[key].label}: {message}" for key, message in failed.items()),
             metadata={"failed_districts": list(failed), "synced_districts": list(by_district)})
-    return _combined(by_district)
+    return _combined(by_district, list(failed))
 
 
 def _scalars(metadata) -> dict:
@@ -183,8 +203,9 @@ def _scalars(metadata) -> dict:
             if isinstance(value, (str, int, float, bool)) and "\n" not in str(value)}
 
 
-def _combined(by_district: dict[str, list]) -> list:
-    """One MaterializeResult per asset and one check result per check, with a table by district."""
+def _combined(by_district: dict[str, list], failed: list[str]) -> list:
+    """One MaterializeResult per asset and one check result per check, with a table by district (and the districts
+    that failed earlier in the run, which the run's last step fails naming)."""
     materialized: dict = {}
     checks: dict = {}
     for key, events in by_district.items():
@@ -195,7 +216,9 @@ def _combined(by_district: dict[str, list]) -> list:
                 checks.setdefault((event.asset_key, event.check_name), []).append((key, event))
     results: list = []
     for asset_key, rows in materialized.items():
-        metadata = {"districts": dg.MetadataValue.md(markdown_table(rows, len(rows)))}
+        columns = list(dict.fromkeys(column for row in rows for column in row))  # districts may differ (CSV, REST)
+        rows = [{column: row.get(column) for column in columns} for row in rows]
+        metadata = {"districts": dg.MetadataValue.md(markdown_table(rows, len(rows))), "failed_districts": failed}
         counts = [row.get("dagster/row_count") for row in rows]
         if all(isinstance(n, int) for n in counts):
             metadata["dagster/row_count"] = sum(counts)
