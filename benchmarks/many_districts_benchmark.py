@@ -99,12 +99,16 @@ class Host:
     urls: dict[str, str]  # district id -> base URL
 
 
-def start_host(districts: list[dict], latency_ms: int, folder: Path, number: int) -> Host:
+def start_host(districts: list[dict], latency_ms: int, folder: Path, number: int) -> subprocess.Popen:
+    """Start one provider host (it renders, then prints its URLs and `ready`: see `host_ready`)."""
     spec = folder / f"host{number}.json"
     spec.write_text(json.dumps([{k: d[k] for k in ("id", "students", "schools", "seed")} for d in districts]))
     command = [sys.executable, str(ROOT / "benchmarks" / "static_provider.py"), "--port", "0", "--districts",
                str(spec), "--latency-ms", str(latency_ms), "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def host_ready(process: subprocess.Popen, latency_ms: int, number: int) -> Host:
     urls, found = {}, {}
     for line in process.stdout:
         if match := re.match(r"district (\S+): (\S+)", line):
@@ -418,11 +422,13 @@ def main() -> int:
           f"{sizes[len(sizes) // 2]}, smallest {sizes[-1]}", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="oneroster-many-hosts-"))
     hosts: list[Host] = []
+    started_hosts: list[subprocess.Popen] = []
     try:
         started = time.perf_counter()
-        for number in range(args.hosts):
-            latency = args.slow_latency_ms if number >= args.hosts - args.slow_hosts else 0
-            hosts.append(start_host([d for d in plan if d["host"] == number], latency, folder, number))
+        latencies = [args.slow_latency_ms if n >= args.hosts - args.slow_hosts else 0 for n in range(args.hosts)]
+        started_hosts = [start_host([d for d in plan if d["host"] == n], latencies[n], folder, n)
+                         for n in range(args.hosts)]  # they render side by side
+        hosts = [host_ready(process, latencies[n], n) for n, process in enumerate(started_hosts)]
         provider_rss = [psutil.Process(h.provider.process.pid).memory_info().rss for h in hosts]
         print(f"# providers: {args.hosts} processes ready in {time.perf_counter() - started:.0f} s; RSS "
               + ", ".join(f"{rss / MB:.0f} MB" for rss in provider_rss) + f" (sum {sum(provider_rss) / MB:.0f} MB); "
@@ -447,8 +453,8 @@ def main() -> int:
                                  f"{max(out.rss.peak_by_pid.values()) / MB:.0f}", f"{out.rss.peak_sum / MB:.0f}",
                                  f"{os.getloadavg()[0]:.1f}"))
     finally:
-        for host in hosts:
-            host.provider.stop()
+        for process in started_hosts:
+            Provider(process, "", "", "").stop()
         shutil.rmtree(folder, ignore_errors=True)
     print("\n| scenario | districts | students | per run | max runs | runs | wall s | students/s | ok/failed "
           "| max RSS MB (any process) | sum RSS MB | load |")
