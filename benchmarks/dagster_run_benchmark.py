@@ -161,7 +161,7 @@ class TreeSampler(threading.Thread):
                 total += rss
                 if rss > result.peak_by_pid.get(process.pid, 0):
                     result.peak_by_pid[process.pid] = rss
-                if process.pid not in result.name_by_pid:
+                if not result.name_by_pid.get(process.pid):  # empty while a process is being started: ask again
                     try:
                         result.name_by_pid[process.pid] = " ".join(process.cmdline()[1:5])[:120]
                     except psutil.Error:
