@@ -7,7 +7,8 @@
 Providers: `--hosts` processes of `benchmarks/static_provider.py --districts` (pre-rendered pages, OAuth 2.0), each
 serving its share of the districts under `/<id>/ims/oneroster/v1p1`; the last `--slow-hosts` of them answer every
 page after `--slow-latency-ms`. District sizes are skewed (size ~ rank^-0.8, a few large and many small, shuffled so
-batches mix sizes); one more district (`dead`, counted in `--districts`) points at a port nothing listens on.
+batches mix sizes); one more district (`dead`, counted in `--districts`, last in the file) points at a port nothing
+listens on (`--no-dead`: all `--districts` are live).
 
 Per scenario (each `--per-run` x each `--max-concurrent-runs`), in a fresh folder: the districts YAML
 (ONEROSTER_DISTRICTS_FILE), a DAGSTER_HOME whose `dagster.yaml` has SQLite storage, the run queue
@@ -77,10 +78,9 @@ DONE = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELE
 
 # ----------------------------------------------------------------------------------------------- districts
 
-def plan_districts(count: int, students: int, hosts: int, seed: int) -> list[dict]:
-    """`count - 1` live districts totalling `students` (size ~ rank^-0.8, at least 200), shuffled, spread over the
-    hosts round-robin by size; the dead one is added last."""
-    live = count - 1
+def plan_districts(live: int, students: int, hosts: int, seed: int) -> list[dict]:
+    """`live` districts totalling `students` (size ~ rank^-0.8, at least 200), shuffled, spread over the hosts
+    round-robin by size (the dead one is added after them, in `districts_yaml`)."""
     weights = [(rank + 1) ** -0.8 for rank in range(live)]
     sizes = [max(200, int(students * w / sum(weights))) for w in weights]
     sizes[0] += students - sum(sizes)
@@ -129,7 +129,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def districts_yaml(plan: list[dict], hosts: list[Host], folder: Path) -> str:
+def districts_yaml(plan: list[dict], hosts: list[Host], folder: Path, dead_district: bool) -> str:
     lines = ["districts:"]
     for d in plan:
         host = hosts[d["host"]]
@@ -137,6 +137,8 @@ def districts_yaml(plan: list[dict], hosts: list[Host], folder: Path) -> str:
                   "    auth: oauth2", f"    token_url: {host.provider.token_url}", f"    client_id: {CLIENT_ID}",
                   f"    client_secret_env: {SECRET_VAR}", "    page_size: 1000",
                   f"    duckdb_path: {folder / 'data' / (d['id'] + '.duckdb')}"]
+    if not dead_district:
+        return "\n".join(lines) + "\n"
     dead = free_port()  # closed again: nothing listens there
     lines += ["  - id: dead", "    name: Dead Valley", "    provider: oneroster",
               f"    base_url: http://127.0.0.1:{dead}/ims/oneroster/v1p1", "    auth: oauth2",
@@ -246,7 +248,7 @@ def backfill_params(kind: str, executor: str, keys: list[str], per_run: int) -> 
 
 
 def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: int, host_limit: int,
-                 executor: str, kind: str, timeout: float, keep: bool) -> Outcome:
+                 executor: str, kind: str, dead: bool, timeout: float, keep: bool) -> Outcome:
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
     outcome = Outcome(per_run, max_runs)
@@ -254,7 +256,7 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
     home = work / "dagster_home"
     home.mkdir()
     (work / "data").mkdir()
-    (work / "districts.yaml").write_text(districts_yaml(plan, hosts, work))
+    (work / "districts.yaml").write_text(districts_yaml(plan, hosts, work, dead))
     (home / "dagster.yaml").write_text(DAGSTER_YAML.format(runs=max_runs, host_limit=host_limit))
     (work / "workspace.yaml").write_text(WORKSPACE_YAML.format(root=ROOT))
     env = {**_clean_environ(), "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT), SECRET_VAR: CLIENT_SECRET,
@@ -274,7 +276,7 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
     instance = None
     try:
         wait_ready(url, time.monotonic() + 180)
-        params = backfill_params(kind, executor, [d["id"] for d in plan] + ["dead"], per_run)
+        params = backfill_params(kind, executor, [d["id"] for d in plan] + (["dead"] if dead else []), per_run)
         submitted = time.time()
         result = graphql(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
         if result["__typename"] != "LaunchBackfillSuccess":
@@ -387,6 +389,7 @@ def baseline(students: int, schools: int) -> tuple[float, int, TreeSample]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--districts", type=int, default=200, help="districts, the dead one included")
+    parser.add_argument("--no-dead", action="store_true", help="no dead district: all --districts are live")
     parser.add_argument("--students", type=int, default=1_000_000, help="students over the live districts")
     parser.add_argument("--per-run", type=int, nargs="+", default=[1, 25], help="ONEROSTER_DISTRICTS_PER_RUN")
     parser.add_argument("--max-concurrent-runs", type=int, nargs="+", default=[2])
@@ -412,13 +415,14 @@ def main() -> int:
     if not args.no_baseline:
         wall, code, rss = baseline(args.baseline_students, 40)
         rows.append(("one district (CLI full_sync)", 1, args.baseline_students, "-", "-", 1, wall,
-                     "ok" if code == 0 else "FAILED", f"{max(rss.peak_by_pid.values()) / MB:.0f}",
+                     "ok" if code == 0 else "FAILED", args.baseline_students if code == 0 else 0, f"{max(rss.peak_by_pid.values()) / MB:.0f}",
                      f"{rss.peak_sum / MB:.0f}", "-"))
         print(f"# baseline: {args.baseline_students} students, full_sync {wall:.1f} s, exit {code}, max RSS "
               f"{max(rss.peak_by_pid.values()) / MB:.0f} MB; load {os.getloadavg()[0]:.1f}", flush=True)
-    plan = plan_districts(args.districts, args.students, args.hosts, args.seed)
+    dead = not args.no_dead
+    plan = plan_districts(args.districts - dead, args.students, args.hosts, args.seed)
     sizes = sorted((d["students"] for d in plan), reverse=True)
-    print(f"# districts: {len(plan)} live + 1 dead; students {sum(sizes)}; largest {sizes[:5]}, median "
+    print(f"# districts: {len(plan)} live + {0 if args.no_dead else 1} dead; students {sum(sizes)}; largest {sizes[:5]}, median "
           f"{sizes[len(sizes) // 2]}, smallest {sizes[-1]}", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="oneroster-many-hosts-"))
     hosts: list[Host] = []
@@ -437,7 +441,7 @@ def main() -> int:
         for max_runs in args.max_concurrent_runs:
             for per_run in args.per_run:
                 out = run_scenario(plan, hosts, per_run, max_runs, args.host_limit, args.executor, args.backfill,
-                                   args.timeout, args.keep)
+                                   dead, args.timeout, args.keep)
                 roles = by_role(out.rss) if out.rss else {}
                 print(f"# {per_run} per run, max {max_runs} runs: " + (out.error or (
                     f"{out.runs} runs ({out.succeeded} ok, {out.failed} failed: {out.failed_districts}); last run "
@@ -448,8 +452,9 @@ def main() -> int:
                     + ", ".join(f"{role} {rss / MB:.0f}" for role, rss in sorted(roles.items()))
                     + f"; load {os.getloadavg()[0]:.1f}")), flush=True)
                 if not out.error:
-                    rows.append((f"{args.backfill} backfill, {per_run}/run", len(plan) + 1, sum(sizes), per_run,
-                                 max_runs, out.runs, out.wall, f"{out.succeeded}/{out.failed}",
+                    rows.append((f"{args.backfill} backfill, {per_run}/run" + ("" if dead else ", no dead"),
+                                 len(plan) + dead, sum(sizes), per_run,
+                                 max_runs, out.runs, out.wall, f"{out.succeeded}/{out.failed}", out.landed,
                                  f"{max(out.rss.peak_by_pid.values()) / MB:.0f}", f"{out.rss.peak_sum / MB:.0f}",
                                  f"{os.getloadavg()[0]:.1f}"))
     finally:
@@ -457,11 +462,11 @@ def main() -> int:
             Provider(process, "", "", "").stop()
         shutil.rmtree(folder, ignore_errors=True)
     print("\n| scenario | districts | students | per run | max runs | runs | wall s | students/s | ok/failed "
-          "| max RSS MB (any process) | sum RSS MB | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, districts, students, per_run, max_runs, runs, wall, status, peak, total, load1 in rows:
-        print(f"| {name} | {districts} | {students} | {per_run} | {max_runs} | {runs} | {wall:.1f} | "
-              f"{students / wall:.0f} | {status} | {peak} | {total} | {load1} |")
+          "| students landed | max RSS MB (any process) | sum RSS MB | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, districts, students, per_run, max_runs, runs, wall, status, landed, peak, total, load1 in rows:
+        print(f"| {name} | {districts} | {students:,} | {per_run} | {max_runs} | {runs} | {wall:.1f} | "
+              f"{students / wall:,.0f} | {status} | {landed:,} | {peak} | {total} | {load1} |")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
