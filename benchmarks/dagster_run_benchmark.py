@@ -128,19 +128,29 @@ class TreeSample:
 
 
 class TreeSampler(threading.Thread):
-    """RSS of a process and all its descendants every `interval` seconds, until stop()."""
+    """RSS of a process (or of several: `pid` a list) and all their descendants every `interval` seconds, until
+    stop(); the sum is over every process of every tree alive at the same sample."""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    def __init__(self, pid: int | list[int], interval: float = 0.05) -> None:
         super().__init__(daemon=True)
-        self.root, self.interval, self.result = psutil.Process(pid), interval, TreeSample()
+        self.roots = [psutil.Process(p) for p in (pid if isinstance(pid, list) else [pid])]
+        self.interval, self.result = interval, TreeSample()
         self._halt = threading.Event()
+
+    def _processes(self) -> list[psutil.Process]:
+        processes = []
+        for root in self.roots:
+            try:
+                processes += [root] + root.children(recursive=True)
+            except psutil.Error:
+                continue
+        return processes
 
     def run(self) -> None:
         result = self.result
         while not self._halt.is_set():
-            try:
-                processes = [self.root] + self.root.children(recursive=True)
-            except psutil.Error:
+            processes = self._processes()
+            if not processes:
                 break
             total = 0
             for process in processes:
@@ -151,9 +161,9 @@ class TreeSampler(threading.Thread):
                 total += rss
                 if rss > result.peak_by_pid.get(process.pid, 0):
                     result.peak_by_pid[process.pid] = rss
-                if process.pid not in result.name_by_pid:
+                if not result.name_by_pid.get(process.pid):  # empty while a process is being started: ask again
                     try:
-                        result.name_by_pid[process.pid] = " ".join(process.cmdline()[1:4])[:80]
+                        result.name_by_pid[process.pid] = " ".join(process.cmdline()[1:5])[:120]
                     except psutil.Error:
                         pass
             result.peak_sum = max(result.peak_sum, total)

@@ -26,6 +26,11 @@ What it serves (OneRoster 1.1, base path `/ims/oneroster/v1p1`; the spec persona
 - `--latency-ms`: a sleep before every API answer (not the token endpoint), in the request's own thread.
 
 It prints `base URL: ...`, `token URL: ...` and `ready` lines once it listens (the benchmark reads them).
+
+Many districts on one host (`--districts FILE`, a JSON list of `{"id", "students", "schools", "seed"}`): each
+district is served under its own prefix, `/<id>/ims/oneroster/v1p1/...`, from the same process and port, with one
+token endpoint and one set of credentials for the host (as one vendor's server hosting many districts). It then
+prints `district <id>: <base URL>` per district before `ready` (`--students` is ignored).
 """
 
 from __future__ import annotations
@@ -117,10 +122,16 @@ def _links(url: str, query: dict[str, str], limit: int, offset: int, total: int)
     return ", ".join(links)
 
 
+def district_base(district_id: str) -> str:
+    """The base path of one district of a many-district host."""
+    return f"/{district_id}{BASE_PATH}"
+
+
 class StaticProvider:
     def __init__(self, collections: dict[str, Collection], host: str, port: int, auth: str, client_id: str,
                  client_secret: str, latency_ms: int) -> None:
         self.collections, self.auth, self.latency = collections, auth, latency_ms / 1000
+        self.districts: dict[str, dict[str, Collection]] = {}  # base path -> collections (many-district mode)
         self._client = (client_id, client_secret)
         self._tokens: set[str] = set()
         self.server = ThreadingHTTPServer((host, port), _Handler)
@@ -154,9 +165,11 @@ class StaticProvider:
             if scheme.lower() != "bearer" or token.strip() not in self._tokens:
                 return 401, _imsx("unauthorisedrequest", "missing or unknown bearer token"), \
                     {"WWW-Authenticate": "Bearer"}
-        if not path.startswith(BASE_PATH + "/"):
+        base, _, name = path.rstrip("/").rpartition("/")
+        collections = self.collections if base == BASE_PATH else self.districts.get(base)
+        if collections is None:
             return 404, _imsx("unknownobject", f"no such path {path}"), {}
-        collection = self.collections.get(path[len(BASE_PATH) + 1:].strip("/"))
+        collection = collections.get(name)
         if collection is None:
             return 404, _imsx("unknownobject", f"no such collection {path} (this server: orgs, schools, students)"), {}
         if query.get("filter"):
@@ -204,6 +217,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def serve_districts(provider: StaticProvider, districts: list[dict], full_records: bool) -> None:
+    """Render each district and serve it under its own prefix; prints each district's base URL."""
+    for spec in districts:
+        base = district_base(spec["id"])
+        provider.districts[base] = build_collections(spec["students"], spec.get("schools", 40),
+                                                     spec.get("seed", 42), provider.origin + base, full_records)
+        print(f"district {spec['id']}: {provider.origin}{base}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
@@ -217,17 +239,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-ms", type=int, default=0, help="added to every API request")
     p.add_argument("--full-records", action="store_true",
                    help="serve whole records (userIds, sms, phone, agents ...), not the sync's field selection")
+    p.add_argument("--districts", type=Path, metavar="JSON",
+                   help='many districts on this host: a JSON list of {"id", "students", "schools", "seed"}, each '
+                        "served under /<id>/ims/oneroster/v1p1")
     args = p.parse_args(argv)
     # bind first: the records' hrefs need the port
     provider = StaticProvider({}, args.host, args.port, args.auth, args.client_id, args.client_secret,
                               args.latency_ms)
     started = time.perf_counter()
-    provider.collections = build_collections(args.students, args.schools, args.seed, provider.origin + BASE_PATH,
-                                             args.full_records)
-    students = provider.collections["students"]
-    print(f"rendered {students.total} students ({len(students.blob) / 2**20:.0f} MiB of JSON) and "
-          f"{provider.collections['orgs'].total} orgs in {time.perf_counter() - started:.1f} s", flush=True)
-    print(f"base URL: {provider.origin}{BASE_PATH}")
+    if args.districts:
+        serve_districts(provider, json.loads(args.districts.read_text()), args.full_records)
+    else:
+        provider.collections = build_collections(args.students, args.schools, args.seed,
+                                                 provider.origin + BASE_PATH, args.full_records)
+    everything = [provider.collections] if provider.collections else list(provider.districts.values())
+    students = sum(c["students"].total for c in everything)
+    size = sum(len(c["students"].blob) for c in everything)
+    print(f"rendered {students} students ({size / 2**20:.0f} MiB of JSON) and "
+          f"{sum(c['orgs'].total for c in everything)} orgs in {time.perf_counter() - started:.1f} s", flush=True)
+    if provider.collections:
+        print(f"base URL: {provider.origin}{BASE_PATH}")
     print(f"token URL: {provider.origin}{TOKEN_PATH}")
     print("ready", flush=True)
     thread = threading.Thread(target=provider.server.serve_forever, daemon=True)

@@ -16,7 +16,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from static_provider import BASE_PATH, TOKEN_PATH, StaticProvider, build_collections  # noqa: E402
+from static_provider import BASE_PATH, TOKEN_PATH, StaticProvider, build_collections, district_base, serve_districts  # noqa: E402
 
 from oneroster_pipeline.client.settings import ConnectionSettings  # noqa: E402
 from oneroster_pipeline.client.sources import open_source  # noqa: E402
@@ -104,3 +104,29 @@ def test_a_delta_filter_is_refused_and_the_sync_falls_back_to_a_full_pull(static
     pull = _pull(_settings(static.origin + BASE_PATH, static.origin + TOKEN_PATH), tmp_path,
                  since=datetime(2025, 9, 1, tzinfo=timezone.utc))
     assert pull.mode == "full" and pull.rows == STUDENTS and pull.verdict.complete
+
+
+def test_many_districts_each_under_its_own_prefix(tmp_path, capsys):
+    """`--districts`: one host serves each district under /<id>/ims/oneroster/v1p1 with its own students, one
+    token for all; the hrefs name the district's prefix; an unknown district is a 404."""
+    provider = StaticProvider({}, "127.0.0.1", 0, "oauth2", "bench-client", "bench-secret", 0)
+    serve_districts(provider, [{"id": "small", "students": 300, "schools": 2, "seed": 1},
+                               {"id": "big", "students": 900, "schools": 3, "seed": 2}], False)
+    assert f"district big: {provider.origin}{district_base('big')}" in capsys.readouterr().out
+    thread = threading.Thread(target=provider.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for key, students in (("small", 300), ("big", 900)):
+            pull = _pull(_settings(provider.origin + district_base(key), provider.origin + TOKEN_PATH),
+                         tmp_path / key)
+            assert pull.verdict.complete and pull.rows == students
+        token = requests.post(provider.origin + TOKEN_PATH, data={"grant_type": "client_credentials"},
+                              auth=("bench-client", "bench-secret")).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        org = requests.get(f"{provider.origin}{district_base('big')}/students?limit=1", headers=headers).json()
+        assert district_base("big") in org["users"][0]["orgs"][0]["href"]
+        assert requests.get(f"{provider.origin}/nowhere{BASE_PATH}/students", headers=headers).status_code == 404
+        assert requests.get(f"{provider.origin}{BASE_PATH}/students", headers=headers).status_code == 404
+    finally:
+        provider.server.shutdown()
+        provider.server.server_close()
