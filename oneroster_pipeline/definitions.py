@@ -16,7 +16,10 @@ DOMAINS = (sync, provider_switch, alerts, setup)
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """Every domain's definitions with `resources` bound (default: `default_resources()`, from the environment)."""
     resources = resources if resources is not None else default_resources()
-    return dg.Definitions.merge(*(domain.defs for domain in DOMAINS), dg.Definitions(resources=resources))
+    # in-process for every job, the implicit asset job of a backfill or a UI materialization included: one process
+    # holds a district's DuckDB file, and a run pays one process start, not one per step
+    return dg.Definitions.merge(*(domain.defs for domain in DOMAINS),
+                                dg.Definitions(resources=resources, executor=dg.in_process_executor))
 
 
 defs = build_definitions()

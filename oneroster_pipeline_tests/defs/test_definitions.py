@@ -63,6 +63,8 @@ def test_jobs_keep_their_names_run_in_one_process_and_record_their_failures():
     assert {name: job.executor_def.name for name, job in jobs.items()} == JOBS
     for name in SYNC_JOBS | SWITCH_JOBS:  # every monitored job records its failure and failed checks from inside
         assert {hook.name for hook in jobs[name].hook_defs} == {"record_failed_run", "alert_failed_checks"}, name
+    # a backfill or a materialization from the asset graph runs the implicit asset job: in one process too
+    assert workspace_definitions().resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
 
 
 def test_schedule_sensors_and_resources_keep_their_names():
