@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+
+from oneroster_pipeline_tests.dagster_servers import post_graphql, stop_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
@@ -119,43 +120,13 @@ class DagsterDev:
             time.sleep(0.5)
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
-        response = requests.post(f"{self.base_url}/graphql", json={"query": query, "variables": variables or {}},
-                                 timeout=30)
-        response.raise_for_status()
-        body = response.json()
-        assert not body.get("errors"), f"GraphQL errors: {body['errors']}"
-        return body["data"]
+        return post_graphql(self.base_url, query, variables)
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM the process group (webserver, daemon, code servers), then SIGKILL whatever is left."""
         if self.process is None:
             return
-        import psutil
-
-        try:
-            descendants = psutil.Process(self.process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            descendants = []
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
-        # a child that started its own session escaped the group: end it by pid
-        _, alive = psutil.wait_procs(descendants, timeout=5)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
+        stop_process_group(self.process, grace)
         if self._log is not None:
             self._log.close()
         self.process = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from oneroster_pipeline_tests.dagster_servers import post_graphql, stop_process_group
 from oneroster_pipeline_tests.deploy.postgres_server import PostgresServer, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -166,12 +166,7 @@ class Deployment:
     # --- GraphQL and the CLI -------------------------------------------------------------------------------------
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
-        response = requests.post(f"{self.base_url}/graphql", json={"query": query, "variables": variables or {}},
-                                 timeout=30)
-        response.raise_for_status()
-        body = response.json()
-        assert not body.get("errors"), f"GraphQL errors: {body['errors']}"
-        return body["data"]
+        return post_graphql(self.base_url, query, variables)
 
     def cli(self, *args: str, timeout: float = 60.0) -> str:
         """`dagster <args>` against this instance (DAGSTER_HOME) and workspace; fails with its output."""
@@ -219,31 +214,8 @@ class Deployment:
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM each process group (webserver, daemon, then the code server and its run workers), SIGKILL what
         is left, including children that started their own session."""
-        import psutil
-
         for name in ("webserver", "daemon", "code-server"):
             process = self.processes.get(name)
             if process is None or process.poll() is not None:
                 continue
-            try:
-                descendants = psutil.Process(process.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                descendants = []
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait(timeout=10)
-            _, alive = psutil.wait_procs(descendants, timeout=5)
-            for proc in alive:
-                try:
-                    proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
+            stop_process_group(process, grace)
