@@ -23,7 +23,8 @@ import psutil
 import pytest
 import requests
 
-from .defs.ui_helpers import LOCATION, free_port
+from .defs.ui_helpers import LOCATION
+from .loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -75,20 +75,24 @@ def gate_noise(draw, record: object, keys: tuple[str, ...]) -> object:
     return record
 
 
+def _noised(draw, record: dict, keys) -> dict:
+    """`record` clean, or with noise that keeps its meaning, or any noise, or that and gate noise (a quarter each)."""
+    kind = draw(st.integers(0, 3))
+    if kind >= 1:
+        record = draw(same_meaning(record))
+    if kind >= 2:
+        record = draw(any_meaning(record, keys))
+    if kind == 3:
+        record = draw(gate_noise(record, keys))
+    return record
+
+
 @st.composite
 def user_page(draw) -> list:
     page = []
     for i in range(draw(st.integers(0, 12))):
         version = draw(st.sampled_from(["1.1", "1.2"]))
-        record = {"sourcedId": f"u{i}", **draw(clean_user(version))}
-        kind = draw(st.integers(0, 3))
-        if kind >= 1:
-            record = draw(same_meaning(record))
-        if kind >= 2:
-            record = draw(any_meaning(record, USER_KEYS))
-        if kind == 3:
-            record = draw(gate_noise(record, USER_KEYS))
-        page.append(record)
+        page.append(_noised(draw, {"sourcedId": f"u{i}", **draw(clean_user(version))}, USER_KEYS))
     return page
 
 
@@ -96,15 +100,7 @@ def user_page(draw) -> list:
 def org_page(draw) -> list:
     page = []
     for i in range(draw(st.integers(0, 12))):
-        record = {"sourcedId": f"o{i}", **draw(clean_org())}
-        kind = draw(st.integers(0, 3))
-        if kind >= 1:
-            record = draw(same_meaning(record))
-        if kind >= 2:
-            record = draw(any_meaning(record, ORG_KEYS))
-        if kind == 3:
-            record = draw(gate_noise(record, ORG_KEYS))
-        page.append(record)
+        page.append(_noised(draw, {"sourcedId": f"o{i}", **draw(clean_org())}, ORG_KEYS))
     return page
 
 

@@ -9,6 +9,8 @@ import duckdb
 
 from oneroster_pipeline.definitions import build_definitions
 from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
+from oneroster_pipeline.demo.district import DistrictShape
+from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 from oneroster_pipeline.warehouse.policy import HoldPolicy, SyncPolicy
 
 CLIENT_ID, CLIENT_SECRET = "district-client", "district-secret-value"
@@ -18,6 +20,11 @@ STUDENT_CONTENT = (
     "student_id, sourced_id, building_id, building_sis, given_name, family_name, middle_name, username, email, "
     "identifier, grade, enabled_user, status"
 )
+
+
+def demo_provider(shape: DistrictShape) -> DemoProvider:
+    """A demo provider of `shape` with OAuth2 and the harness's credentials (not started: use `with`)."""
+    return DemoProvider(shape, DemoSettings(auth="oauth2", client_id=CLIENT_ID, client_secret=CLIENT_SECRET))
 
 
 def oneroster_for(provider, version: str = "1.2", **overrides) -> OneRosterResource:

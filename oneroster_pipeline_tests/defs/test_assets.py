@@ -5,17 +5,15 @@ from __future__ import annotations
 import pytest
 
 from oneroster_pipeline.demo.district import DistrictShape
-from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
-from .sync_harness import CLIENT_ID, CLIENT_SECRET, STUDENT_CONTENT, SyncHarness, check_evaluation, oneroster_for
+from .sync_harness import STUDENT_CONTENT, SyncHarness, check_evaluation, demo_provider, oneroster_for
 
 SHAPE = DistrictShape(schools=4, students=240, seed=11)
 
 
 @pytest.fixture
 def provider():
-    settings = DemoSettings(auth="oauth2", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    with DemoProvider(SHAPE, settings) as running:
+    with demo_provider(SHAPE) as running:
         yield running
 
 

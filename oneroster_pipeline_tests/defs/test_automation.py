@@ -18,15 +18,14 @@ from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 
-from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
+from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, demo_provider, oneroster_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def provider():
-    settings = DemoSettings(auth="oauth2", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    with DemoProvider(DistrictShape(schools=3, students=60, seed=5), settings) as running:
+    with demo_provider(DistrictShape(schools=3, students=60, seed=5)) as running:
         yield running
 
 

@@ -31,6 +31,7 @@ from oneroster_pipeline.defs.resources import WarehouseResource
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.warehouse import store
+from oneroster_pipeline_tests.loopback import free_port
 
 from ..client.client_fixtures import serve
 
@@ -133,11 +134,6 @@ def pull_error(settings: ConnectionSettings) -> OneRosterConnectionError:
     return info.value
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed once the block ends: nothing listens there
-
 
 @contextmanager
 def silent_server():
@@ -192,7 +188,7 @@ def full_backlog():
 
 
 def test_a_refused_connection_says_refused_not_timed_out():
-    port = closed_port()
+    port = free_port()
     error = pull_error(rest_settings(f"http://127.0.0.1:{port}/ims/oneroster/rostering/v1p2"))
     message = str(error)
     assert message.startswith(f"connection refused by 127.0.0.1:{port}: nothing is listening"), message
@@ -256,7 +252,7 @@ def test_with_no_provider_the_connection_test_starts_the_syncs_demo_district(cap
 
 
 def test_a_failed_connection_test_prints_its_error_once(capsys):
-    port = closed_port()
+    port = free_port()
     code, out, err = run_cli(capsys, {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_AUTH": "none",
                                       "ONEROSTER_MAX_RETRIES": "0",
                                       "ONEROSTER_BASE_URL": f"http://127.0.0.1:{port}/ims/oneroster/rostering/v1p2"})

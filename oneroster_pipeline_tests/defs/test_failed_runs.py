@@ -8,7 +8,6 @@ recorded failures, so a run started from the CLI (cron) left no `sync_runs` row 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,10 +21,10 @@ from oneroster_pipeline.defs.provider_switch.partitions import PROVIDER_CONNECTI
 from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
-from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 from oneroster_pipeline.warehouse.policy import SyncPolicy
+from oneroster_pipeline_tests.loopback import free_port
 
-from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
+from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, demo_provider, oneroster_for
 from .test_automation import _evaluate, webhook  # noqa: F401  (the webhook receiver fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,16 +33,9 @@ SHAPE = DistrictShape(schools=3, students=60, seed=13)
 
 @pytest.fixture
 def provider():
-    settings = DemoSettings(auth="oauth2", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    with DemoProvider(SHAPE, settings) as running:
+    with demo_provider(SHAPE) as running:
         yield running
 
-
-def dead_port() -> int:
-    """A loopback port with nothing listening (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def dead_oneroster(port: int) -> OneRosterResource:
@@ -58,7 +50,7 @@ def connections(harness: SyncHarness) -> dict[str, str]:
 
 
 def test_failed_first_sync_against_a_dead_url_pins_nothing(provider, tmp_path):
-    harness = SyncHarness(tmp_path, dead_oneroster(dead_port()))
+    harness = SyncHarness(tmp_path, dead_oneroster(free_port()))
     failed = harness.run("full_sync", raise_on_error=False)
     assert not failed.success
     [failed_connection] = connections(harness)
@@ -104,7 +96,7 @@ def test_a_failed_cli_run_records_itself_without_the_daemon(webhook, tmp_path): 
     home, database = tmp_path / "dagster_home", tmp_path / "warehouse" / "oneroster.duckdb"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    port = dead_port()
+    port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("ONEROSTER_")},
            "DAGSTER_HOME": str(home), "ONEROSTER_DUCKDB_PATH": str(database),
            "ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": f"http://127.0.0.1:{port}/ims/oneroster/v1p1",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +17,12 @@ import pytest
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline_tests.client.client_fixtures import serve
+from oneroster_pipeline_tests.loopback import free_port
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 SECRETS = {"NORTH_OR_SECRET": "north-secret-QWERTY", "SOUTH_OR_TOKEN": "south-token-ASDFGH",
            "DEAD_OR_SECRET": "dead-secret-ZXCVBN"}
 
-
-def dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +37,7 @@ def three_providers(tmp_path_factory):
             serve(south_shape, auth="bearer", bearer_token=SECRETS["SOUTH_OR_TOKEN"]) as south:
         west = District(west_shape, id_namespace="west")
         export = export_csv(west, folder / "west.zip")
-        port = dead_port()
+        port = free_port()
         districts = f"""
 districts:
   - id: north
@@ -121,7 +116,8 @@ def test_districts_on_three_providers_sync_concurrently_and_a_dead_one_fails_alo
     work = folder / "concurrent"
     work.mkdir()
     env = cli_env(work, districts_file)
-    runs = {key: launch(env, "full_sync", {"dagster/partition": key}, work) for key in ("north", "south", "west", "dead")}
+    runs = {key: launch(env, "full_sync", {"dagster/partition": key}, work)
+            for key in ("north", "south", "west", "dead")}
     outputs = {key: run.communicate(timeout=300)[0] for key, run in runs.items()}
     for key in ("north", "south", "west"):
         assert runs[key].returncode == 0, outputs[key][-3000:]

@@ -15,7 +15,15 @@ import pytest
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
-from .sync_harness import CLIENT_ID, CLIENT_SECRET, STUDENT_CONTENT, SyncHarness, check_evaluation, oneroster_for
+from .sync_harness import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    STUDENT_CONTENT,
+    SyncHarness,
+    check_evaluation,
+    demo_provider,
+    oneroster_for,
+)
 
 SHAPE = DistrictShape(schools=4, students=240, seed=23)
 FULL = {"oneroster/sync_mode": "full"}
@@ -23,8 +31,7 @@ FULL = {"oneroster/sync_mode": "full"}
 
 @pytest.fixture
 def provider():
-    settings = DemoSettings(auth="oauth2", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    with DemoProvider(SHAPE, settings) as running:
+    with demo_provider(SHAPE) as running:
         yield running
 
 
@@ -182,8 +189,7 @@ def _run_cli(env: dict, job: str, kill_after_requests: int | None = None, provid
 
 def test_sigkill_mid_sync_leaves_tables_consistent_and_next_run_succeeds(tmp_path):
     shape = DistrictShape(schools=6, students=6000, seed=31)
-    settings = DemoSettings(auth="oauth2", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    with DemoProvider(shape, settings) as provider:
+    with demo_provider(shape) as provider:
         database = tmp_path / "oneroster.duckdb"
         (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         env = _cli_env(provider, database)

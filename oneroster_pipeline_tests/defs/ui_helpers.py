@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import requests
 
 from oneroster_pipeline_tests.dagster_servers import post_graphql, stop_process_group
+from oneroster_pipeline_tests.loopback import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
@@ -31,11 +31,6 @@ LOCATION = "oneroster_pipeline"  # workspace.yaml's location_name
 REPOSITORY = "__repository__"  # the repository name Dagster gives a `Definitions` object
 TERMINAL_RUN_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class DagsterDev:

@@ -21,7 +21,8 @@ import requests
 import yaml
 
 from oneroster_pipeline_tests.dagster_servers import post_graphql, stop_process_group
-from oneroster_pipeline_tests.deploy.postgres_server import PostgresServer, free_port
+from oneroster_pipeline_tests.deploy.postgres_server import PostgresServer
+from oneroster_pipeline_tests.loopback import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DAGSTER_YAML = PROJECT_ROOT / "deploy" / "dagster.yaml"

@@ -12,12 +12,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from oneroster_pipeline_tests.loopback import free_port
 
 SERVER_USER = "postgres"  # the system user Debian's postgresql package creates
 INSTALL_HINT = "install Debian's PostgreSQL: apt-get install -y postgresql (.ci/run does this)"
@@ -35,11 +36,6 @@ def find_bindir() -> Path:
         return Path(initdb).parent
     raise AssertionError(f"PostgreSQL server binaries (initdb, pg_ctl) not found: {INSTALL_HINT}")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

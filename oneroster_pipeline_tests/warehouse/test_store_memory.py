@@ -6,10 +6,9 @@ import duckdb
 import pytest
 
 from oneroster_pipeline.demo.district import DistrictShape
-from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 from oneroster_pipeline.warehouse import store
 
-from ..defs.sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, oneroster_for
+from ..defs.sync_harness import SyncHarness, demo_provider, oneroster_for
 
 
 def connect_as_configured(path):
@@ -53,8 +52,7 @@ def test_running_out_of_the_limit_names_the_variable_and_keeps_the_tables(tmp_pa
 def test_student_sync_before_building_sync_ignores_everyone_with_their_schools_in_order(tmp_path, monkeypatch):
     """No building yet: every student is ignored, the detail names each school org in the provider's order."""
     monkeypatch.setenv(store.MEMORY_LIMIT_VAR, "48MB")
-    settings = DemoSettings(auth="oauth2", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    with DemoProvider(DistrictShape(schools=3, students=400, seed=5), settings) as provider:
+    with demo_provider(DistrictShape(schools=3, students=400, seed=5)) as provider:
         harness = SyncHarness(tmp_path, oneroster_for(provider))
         harness.run("student_sync", raise_on_error=False)
     ignored = harness.rows("SELECT sourced_id, reason, detail FROM ignored_students")
