@@ -18,12 +18,11 @@ import os
 
 import dagster as dg
 
-from oneroster_pipeline.defs.resources import for_district
+from oneroster_pipeline.defs.resources import DISTRICTS, for_district
 from oneroster_pipeline.defs.runs import markdown_table
-from oneroster_pipeline.districts import DISTRICTS_PER_RUN_VAR, District, districts_from_env
+from oneroster_pipeline.districts import DISTRICTS_FILE_VAR, DISTRICTS_PER_RUN_VAR, District
 from oneroster_pipeline.warehouse.snapshots import publish_snapshot, snapshot_root
 
-DISTRICTS: list[District] | None = districts_from_env(os.environ)
 BY_ID = {district.id: district for district in DISTRICTS or ()}
 DISTRICT_PARTITIONS = dg.StaticPartitionsDefinition([d.id for d in DISTRICTS]) if DISTRICTS else None
 DISTRICT_DIMENSION = "district"  # the district's dimension in the provider-connection rebuild's partitions
@@ -87,7 +86,7 @@ def districts_of(context) -> list[str | None]:
         return [None]
     if not (context.has_partition_key or context.has_partition_key_range):
         raise dg.Failure(description=(
-            f"This code location syncs {len(DISTRICTS)} districts ({os.environ.get('ONEROSTER_DISTRICTS_FILE')}): "
+            f"This code location syncs {len(DISTRICTS)} districts ({os.environ.get(DISTRICTS_FILE_VAR)}): "
             "pick one, e.g. --tags '{\"dagster/partition\": \"" + DISTRICTS[0].id + "\"}', or a backfill."))
     return [_district_of(key) for key in context.partition_keys]
 
@@ -170,7 +169,7 @@ def _over_districts(context, keys: list[str], body, resources) -> list:
     """Each district of a batched run in turn. A district that fails is recorded and the others go on, in this
     step and the run's later ones (which skip it); the run's last step fails naming every failed district, after
     recording a materialization per district it synced."""
-    failed = _FAILED_IN_RUN.setdefault(context.run.run_id, {})
+    failed = _FAILED_IN_RUN.get(context.run.run_id, {})  # kept only for a run where a district failed
     by_district: dict[str, list] = {}
     for key in keys:
         if key in failed:
@@ -183,6 +182,7 @@ def _over_districts(context, keys: list[str], body, resources) -> list:
         except Exception as error:  # a district's failure must not stop the others in the run
             message = error.description if isinstance(error, dg.Failure) else f"{type(error).__name__}: {error}"
             failed[key] = message
+            _FAILED_IN_RUN[context.run.run_id] = failed
             context.log.error(f"district {BY_ID[key].label} failed: {message}")
     if failed and (not by_district or _last_step_of_run(context)):
         for key, events in by_district.items():

@@ -27,6 +27,9 @@ from oneroster_pipeline.warehouse.policy import SyncPolicy
 # the built-in demo district's shape: one definition (client/builtin_demo.py) for the sync and the connection test
 DEMO_ENV_VARS = {f"demo_{name}": var for name, var in DEMO_SHAPE_VARS.items()}
 SECRET_FIELDS = ("client_secret", "access_token")
+# the districts of ONEROSTER_DISTRICTS_FILE, read once when the code location loads (None: one district, configured by
+# the ONEROSTER_* variables); a problem in the file fails the load naming file, district and key
+DISTRICTS: list[District] | None = districts_from_env(os.environ)
 LOWERCASE_FIELDS = ("provider", "auth")  # read case-insensitively, as the client reads them
 
 
@@ -189,7 +192,7 @@ def secrets_to_hide() -> list[str]:
     them, and every district's (ONEROSTER_DISTRICTS_FILE): what an alert or a recorded error must never show
     (`warehouse.alerts.redact`)."""
     values = secret_values(os.environ)
-    for district in districts_from_env(os.environ) or ():
+    for district in DISTRICTS or ():
         values += secret_values(district.env(os.environ))
     return values
 

@@ -67,8 +67,7 @@ def district_schedules(env=os.environ, districts=None) -> list[dg.ScheduleDefini
     groups: dict[tuple[str, str], list] = {}
     for district in (DISTRICTS if districts is None else districts) or ():
         district_env = district.env(env)
-        key = (district_env.get("ONEROSTER_STUDENT_SYNC_CRON") or DEFAULT_CRON,
-               district_env.get("ONEROSTER_TIMEZONE") or "UTC")
+        key = (district_env.get("ONEROSTER_STUDENT_SYNC_CRON") or DEFAULT_CRON, district.timezone_or(env))
         groups.setdefault(key, []).append((district, district_env))
     return [_group_schedule(cron, timezone, members, len(groups) == 1) for (cron, timezone), members in groups.items()]
 
