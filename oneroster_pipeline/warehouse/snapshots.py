@@ -36,7 +36,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import store
+from . import duckdb_files, store
 
 SNAPSHOT_DIR_VAR = "ONEROSTER_SNAPSHOT_DIR"
 DEFAULT_SNAPSHOT_DIR = "data/districts/snapshots"
@@ -74,7 +74,7 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, district_id: str, root: str
     _check_tables(tables)
     written: list[tuple[Path, Path]] = []  # (temporary file, final file)
     counts: dict[str, int] = {}
-    cursor = con.cursor()  # its own transaction: one consistent read of every table, whatever `con` is doing
+    cursor = duckdb_files.cursor(con)  # own transaction: one consistent read of every table, whatever `con` does
     try:
         cursor.execute("BEGIN TRANSACTION")
         for table in tables:

@@ -6,20 +6,22 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import queue
-import re
 import shutil
 import threading
-import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Self
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from . import duckdb_files
+from .duckdb_files import PATH_VAR, DuckDBPathError  # noqa: F401 (store's names since the start)
 
 DEFAULT_DUCKDB_PATH = "data/oneroster.duckdb"  # ONEROSTER_DUCKDB_PATH when unset
 MEMORY_LIMIT_VAR = "ONEROSTER_DUCKDB_MEMORY_LIMIT"
@@ -32,19 +34,9 @@ class MemoryLimitError(RuntimeError):
     """DuckDB needed more than ONEROSTER_DUCKDB_MEMORY_LIMIT; nothing was committed by the failed statement."""
 
 
-PATH_VAR = "ONEROSTER_DUCKDB_PATH"
 # how long a write connection waits for another process's lock on the DuckDB file before failing (runs are
 # queued by dagster.yaml's pool, so a lock held longer is another program: a notebook, the DuckDB CLI)
 LOCK_WAIT_SECONDS = 5.0
-LOCK_RETRY_SECONDS = 0.25
-
-
-class DuckDBPathError(RuntimeError):
-    """The DuckDB file cannot be opened for writing (ONEROSTER_DUCKDB_PATH): unwritable, not a file, or locked."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        super().__init__(f"{PATH_VAR}={path}: {problem}")
 
 TABLES_DDL = {
     "oneroster_orgs": """
@@ -204,9 +196,28 @@ def prepared(con: duckdb.DuckDBPyConnection,
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table that does not exist yet (idempotent)."""
-    for ddl in TABLES_DDL.values():
-        con.execute(ddl)
+    """Create every table and column that does not exist yet (idempotent). One catalog query first (each table's
+    column count, each view): most connections find everything there, and the DDL statements cost more than
+    attaching the file does (`duckdb_columns()` alone costs as much)."""
+    present = set(con.execute(
+        "SELECT table_name, column_count FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' UNION ALL SELECT view_name, NULL FROM duckdb_views() "
+        "WHERE database_name = current_database() AND schema_name = 'main'").fetchall())
+    if not _schema_shape() <= present:
+        for ddl in TABLES_DDL.values():
+            con.execute(ddl)
+
+
+@functools.cache
+def _schema_shape() -> frozenset[tuple[str, int | None]]:
+    """(table, column count) and (view, None) for what TABLES_DDL creates, read off a scratch in-memory database
+    once per process."""
+    with duckdb.connect(":memory:") as scratch:
+        for ddl in TABLES_DDL.values():
+            scratch.execute(ddl)
+        return frozenset(scratch.execute(
+            "SELECT table_name, column_count FROM duckdb_tables() UNION ALL "
+            "SELECT view_name, NULL FROM duckdb_views() WHERE NOT internal").fetchall())
 
 
 @contextmanager
@@ -227,61 +238,32 @@ def connect(path: str | Path, lock_wait_seconds: float | None = None,
             config: dict | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived write connection (memory capped at `memory_limit`, every table created), waiting at most
     `lock_wait_seconds` (default LOCK_WAIT_SECONDS) while another process holds DuckDB's single-writer lock; any
-    other problem with the path fails at once as a `DuckDBPathError` naming ONEROSTER_DUCKDB_PATH. `config`: DuckDB
-    connection settings."""
-    con = open_duckdb(path, lock_wait_seconds, config)
-    with prepared(con, memory_limit):
-        yield con
+    other problem with the path fails at once as a `DuckDBPathError` naming ONEROSTER_DUCKDB_PATH. The file is
+    attached to this process's shared DuckDB instance (`duckdb_files.attached`: no instance start-up per
+    connection) unless `config` (DuckDB connection settings) asks for an instance of its own or the process already
+    has the file open through one."""
+    wait = LOCK_WAIT_SECONDS if lock_wait_seconds is None else lock_wait_seconds
+    with ExitStack() as stack:
+        con = None
+        if not config:
+            try:
+                con = stack.enter_context(duckdb_files.attached(path, wait))
+            except duckdb_files.HeldByAnotherInstance:
+                pass
+        if con is None:
+            con = open_duckdb(path, wait, config)
+        with prepared(con, memory_limit):
+            yield con
 
 
 def open_duckdb(path: str | Path, lock_wait_seconds: float | None = None,
                 config: dict | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB file for writing, creating its folder. A file locked by another process is retried for
-    `lock_wait_seconds` (default LOCK_WAIT_SECONDS) then fails; a path that cannot be written (permission denied,
-    a directory, a parent that is a file, not a DuckDB file) fails at once. Both as `DuckDBPathError`, whose
-    message starts `ONEROSTER_DUCKDB_PATH=<path>:`. The one way every part of the pipeline opens the file."""
+    """Open the DuckDB file for writing in a DuckDB instance of its own, creating its folder. A file locked by
+    another process is retried for `lock_wait_seconds` (default LOCK_WAIT_SECONDS) then fails; a path that cannot
+    be written (permission denied, a directory, a parent that is a file, not a DuckDB file) fails at once. Both as
+    `DuckDBPathError`, whose message starts `ONEROSTER_DUCKDB_PATH=<path>:`."""
     wait = LOCK_WAIT_SECONDS if lock_wait_seconds is None else lock_wait_seconds
-    shown = str(path)
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DuckDBPathError(shown, f"cannot create the folder {Path(path).parent}: "
-                                     f"{_os_reason(error)}") from None
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return duckdb.connect(shown, config=config or {})
-        except duckdb.IOException as error:
-            text = str(error)
-            if "could not set lock" not in text.lower():
-                raise DuckDBPathError(shown, f"cannot open the DuckDB file for writing: {_duckdb_reason(text)}") \
-                    from None
-            if time.monotonic() >= deadline:
-                pid = re.search(r"\(PID (\d+)\)", text)
-                holder = f" (pid {pid.group(1)})" if pid else ""
-                raise DuckDBPathError(shown, f"the DuckDB file is locked by another process{holder}, still after "
-                                             f"{wait:g}s: another run, a notebook or the DuckDB CLI has it open for "
-                                             "writing; close it or wait for it to finish, then run again") from None
-            time.sleep(min(LOCK_RETRY_SECONDS, max(deadline - time.monotonic(), 0.01)))
-
-
-def _duckdb_reason(text: str) -> str:
-    """What DuckDB's IO error says went wrong, without its prefix and the path it quotes."""
-    text = text.splitlines()[0].removeprefix("IO Error: ").strip()
-    if "not a valid DuckDB database file" in text:
-        return "the file exists but is not a DuckDB database file"
-    reason = text.rsplit('": ', 1)[-1].strip() if '": ' in text else text
-    hints = {"is a directory": "the path is a directory; name a file in it, e.g. <folder>/oneroster.duckdb",
-             "not a directory": "a parent of the path is a file, not a folder",
-             "permission denied": "permission denied (check the owner and mode of the file and its folder)",
-             "read-only file system": "read-only file system"}
-    return hints.get(reason.lower(), reason[:1].lower() + reason[1:])
-
-
-def _os_reason(error: OSError) -> str:
-    if isinstance(error, (FileExistsError, NotADirectoryError)):
-        return "a parent of the path is a file, not a folder"
-    return (error.strerror or str(error)).lower()
+    return duckdb_files.opened(path, wait, lambda shown: duckdb.connect(shown, config=config or {}))
 
 
 def stage_batches(batches: Iterable[pa.Table], path: Path, schema: pa.Schema) -> int:

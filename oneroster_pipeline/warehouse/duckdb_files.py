@@ -1,0 +1,167 @@
+"""One DuckDB instance per process; each database file is ATTACHed to it while connections use it. Framework-free.
+
+Why: `duckdb.connect(path)` builds a whole database instance every time (its catalog of built-in functions, its
+thread pool), 20-25 ms on this project's machines however small the file, and closing it checkpoints the file. A
+batched run over many districts opens each district's file about sixteen times (every asset and check step), so
+instance start-ups were the largest per-district cost (`benchmarks/many_districts_benchmark.py`). Attaching a file
+to one long-lived in-memory instance costs about 2 ms. A file stays attached while any connection of this process
+uses it and is detached when the last one closes: DETACH checkpoints it and releases its lock, as closing the last
+connection did, so other processes see the file exactly as before (the lock wait and its errors are the caller's).
+
+The shared instance spills to `.duckdb-spill-<pid>` beside the first file it attached (DuckDB creates the folder
+when it first spills and removes it when the instance closes, at exit), one folder per process so that concurrent
+runs never share spill files.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+T = TypeVar("T")
+
+
+PATH_VAR = "ONEROSTER_DUCKDB_PATH"
+LOCK_RETRY_SECONDS = 0.25
+
+
+class DuckDBPathError(RuntimeError):
+    """The DuckDB file cannot be opened for writing (ONEROSTER_DUCKDB_PATH): unwritable, not a file, or locked."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(f"{PATH_VAR}={path}: {problem}")
+
+
+class HeldByAnotherInstance(Exception):
+    """The file is already open in this process through its own `duckdb.connect` instance (a notebook, a test, a
+    plain `DuckDBResource` connection): the caller opens it the same way, sharing that instance."""
+
+
+class _Shared:
+    def __init__(self, first_file: str) -> None:
+        self.pid = os.getpid()
+        spill = Path(first_file).parent / f".duckdb-spill-{self.pid}"
+        self.root = duckdb.connect(":memory:", config={"temp_directory": str(spill)})
+        self.files: dict[str, list] = {}  # absolute path -> [alias, connections using it]
+        self.attached_count = 0
+
+
+_lock = threading.Lock()
+_shared: _Shared | None = None
+
+
+def _instance(first_file: str) -> _Shared:
+    global _shared
+    if _shared is None or _shared.pid != os.getpid():  # a forked child builds its own
+        _shared = _Shared(first_file)
+    return _shared
+
+
+@atexit.register
+def _close() -> None:
+    if _shared is not None and _shared.pid == os.getpid():
+        _shared.root.close()
+
+
+def opened(path: str | Path, wait: float, attempt: Callable[[str], T]) -> T:
+    """`attempt(path)` (open or attach the file), retried for `wait` seconds while another process holds its lock;
+    a path that cannot be written (permission denied, a directory, a parent that is a file, not a DuckDB file) fails
+    at once. Both as `DuckDBPathError`, whose message starts `ONEROSTER_DUCKDB_PATH=<path>:`. The one way every part
+    of the pipeline opens the file."""
+    shown = str(path)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DuckDBPathError(shown, f"cannot create the folder {Path(path).parent}: "
+                                     f"{_os_reason(error)}") from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return attempt(shown)
+        except duckdb.IOException as error:
+            text = str(error)
+            if "could not set lock" not in text.lower():
+                raise DuckDBPathError(shown, f"cannot open the DuckDB file for writing: {_duckdb_reason(text)}") \
+                    from None
+            if time.monotonic() >= deadline:
+                pid = re.search(r"\(PID (\d+)\)", text)
+                holder = f" (pid {pid.group(1)})" if pid else ""
+                raise DuckDBPathError(shown, f"the DuckDB file is locked by another process{holder}, still after "
+                                             f"{wait:g}s: another run, a notebook or the DuckDB CLI has it open for "
+                                             "writing; close it or wait for it to finish, then run again") from None
+            time.sleep(min(LOCK_RETRY_SECONDS, max(deadline - time.monotonic(), 0.01)))
+
+
+def _duckdb_reason(text: str) -> str:
+    """What DuckDB's IO error says went wrong, without its prefix and the path it quotes."""
+    text = text.splitlines()[0].removeprefix("IO Error: ").strip()
+    if "not a valid DuckDB database file" in text:
+        return "the file exists but is not a DuckDB database file"
+    reason = text.rsplit('": ', 1)[-1].strip() if '": ' in text else text
+    hints = {"is a directory": "the path is a directory; name a file in it, e.g. <folder>/oneroster.duckdb",
+             "not a directory": "a parent of the path is a file, not a folder",
+             "permission denied": "permission denied (check the owner and mode of the file and its folder)",
+             "read-only file system": "read-only file system"}
+    return hints.get(reason.lower(), reason[:1].lower() + reason[1:])
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        return "a parent of the path is a file, not a folder"
+    return (error.strerror or str(error)).lower()
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@contextmanager
+def attached(path: str | Path, wait: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection (a cursor of the shared instance) whose default database is the file at `path`, attached for
+    as long as any such connection of this process is open. Attaching waits `wait` seconds for another process's
+    lock and fails as `opened` does. Raises HeldByAnotherInstance if this process has the file open otherwise."""
+    key = os.path.abspath(path)
+    with _lock:
+        shared = _instance(key)
+        entry = shared.files.get(key)
+        if entry is None:
+            alias = f"oneroster_file_{shared.attached_count}"
+            try:
+                opened(path, wait, lambda shown: shared.root.execute(f"ATTACH {_sql_string(key)} AS {alias}"))
+            except duckdb.ResourceInUseException as error:
+                if "file handle conflict" not in str(error).lower():
+                    raise
+                raise HeldByAnotherInstance(key) from None
+            shared.attached_count += 1
+            entry = shared.files[key] = [alias, 0]
+        entry[1] += 1
+        con = shared.root.cursor()
+    try:
+        con.execute(f"USE {entry[0]}")
+        yield con
+    finally:
+        con.close()
+        with _lock:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del shared.files[key]
+                shared.root.execute(f"DETACH {entry[0]}")
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A new connection to the same database as `con` with its own transaction (`con.cursor()` alone would start
+    in the shared instance's in-memory default database)."""
+    database = con.execute("SELECT current_database()").fetchall()[0][0]
+    other = con.cursor()
+    other.execute(f'USE "{database}"')
+    return other
