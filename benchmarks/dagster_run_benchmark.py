@@ -125,6 +125,12 @@ class TreeSample:
     name_by_pid: dict[int, str] = field(default_factory=dict)
     peak_sum: int = 0
     samples: int = 0
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)  # user + system seconds at the last sample
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of every process seen (a process's last 0-`interval` s before it exited are not counted)."""
+        return sum(self.cpu_by_pid.values())
 
 
 class TreeSampler(threading.Thread):
@@ -156,8 +162,10 @@ class TreeSampler(threading.Thread):
             for process in processes:
                 try:
                     rss = process.memory_info().rss
+                    times = process.cpu_times()
                 except psutil.Error:
                     continue
+                result.cpu_by_pid[process.pid] = times.user + times.system
                 total += rss
                 if rss > result.peak_by_pid.get(process.pid, 0):
                     result.peak_by_pid[process.pid] = rss

@@ -225,6 +225,7 @@ class Outcome:
     landed: int = 0
     rss: TreeSample | None = None
     host_tagged: int = 0
+    provider_cpu: float = 0.0
     error: str = ""
 
 
@@ -273,6 +274,7 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
                                  stderr=subprocess.STDOUT, start_new_session=True)
     sampler = TreeSampler([daemon.pid, webserver.pid], interval=0.2)
     sampler.start()
+    provider_cpu = _cpu_seconds([host.provider.process.pid for host in hosts])
     instance = None
     try:
         wait_ready(url, time.monotonic() + 180)
@@ -314,6 +316,7 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
         keep = True
     finally:
         outcome.rss = sampler.stop()
+        outcome.provider_cpu = _cpu_seconds([host.provider.process.pid for host in hosts]) - provider_cpu
         if instance is not None:
             instance.dispose()
         for process in (daemon, webserver):
@@ -333,6 +336,14 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
         else:
             shutil.rmtree(work, ignore_errors=True)
     return outcome
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def landed_students(folder: Path, plan: list[dict]) -> int:
@@ -367,6 +378,16 @@ def by_role(sample: TreeSample) -> dict[str, int]:
     return peaks
 
 
+def cpu_by_role(sample: TreeSample) -> dict[str, float]:
+    """CPU seconds summed over every process of each role."""
+    seconds: dict[str, float] = {}
+    for pid, cpu in sample.cpu_by_pid.items():
+        name = sample.name_by_pid.get(pid, "")
+        role = next((r for r, marks in ROLES if any(m in name for m in marks)), "other")
+        seconds[role] = seconds.get(role, 0.0) + cpu
+    return seconds
+
+
 def baseline(students: int, schools: int) -> tuple[float, int, TreeSample]:
     """One district, `dagster job execute -j full_sync`, fresh DAGSTER_HOME and DuckDB: (wall s, exit, RSS)."""
     provider = start_provider(students, schools, 0, False)
@@ -377,7 +398,9 @@ def baseline(students: int, schools: int) -> tuple[float, int, TreeSample]:
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         env = {**_clean_environ(), "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT),
                **sync_env(provider, 1000, workdir, None)}
+        before = _cpu_seconds([provider.process.pid])
         wall, code, tail, samples = dagster_execute("full_sync", env, [], sample=True)
+        print(f"# baseline provider CPU s {_cpu_seconds([provider.process.pid]) - before:.0f}", flush=True)
         if code:
             print(f"# baseline failed: {tail}", flush=True)
         return wall, code, samples
@@ -418,7 +441,8 @@ def main() -> int:
                      "ok" if code == 0 else "FAILED", args.baseline_students if code == 0 else 0, f"{max(rss.peak_by_pid.values()) / MB:.0f}",
                      f"{rss.peak_sum / MB:.0f}", "-"))
         print(f"# baseline: {args.baseline_students} students, full_sync {wall:.1f} s, exit {code}, max RSS "
-              f"{max(rss.peak_by_pid.values()) / MB:.0f} MB; load {os.getloadavg()[0]:.1f}", flush=True)
+              f"{max(rss.peak_by_pid.values()) / MB:.0f} MB, CPU s {rss.cpu_seconds:.0f} (provider apart); load "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
     dead = not args.no_dead
     plan = plan_districts(args.districts - dead, args.students, args.hosts, args.seed)
     sizes = sorted((d["students"] for d in plan), reverse=True)
@@ -450,6 +474,9 @@ def main() -> int:
                     f"{out.queue_wait:.1f} s, median run {out.run_seconds:.1f} s; runs with a provider_host tag: "
                     f"{out.host_tagged}; students landed {out.landed}; peak RSS by role (MB): "
                     + ", ".join(f"{role} {rss / MB:.0f}" for role, rss in sorted(roles.items()))
+                    + f"; CPU s: Dagster processes {out.rss.cpu_seconds:.0f} ("
+                    + ", ".join(f"{role} {cpu:.0f}" for role, cpu in sorted(cpu_by_role(out.rss).items()))
+                    + f"), providers {out.provider_cpu:.0f}"
                     + f"; load {os.getloadavg()[0]:.1f}")), flush=True)
                 if not out.error:
                     rows.append((f"{args.backfill} backfill, {per_run}/run" + ("" if dead else ", no dead"),
