@@ -437,7 +437,7 @@ def main() -> int:
     rows = []
     if not args.no_baseline:
         wall, code, rss = baseline(args.baseline_students, 40)
-        rows.append(("one district (CLI full_sync)", 1, args.baseline_students, "-", "-", 1, wall,
+        rows.append(("one district (CLI full_sync)", 1, args.baseline_students, "-", "-", 1, wall, 0.0,
                      "ok" if code == 0 else "FAILED", args.baseline_students if code == 0 else 0, f"{max(rss.peak_by_pid.values()) / MB:.0f}",
                      f"{rss.peak_sum / MB:.0f}", "-"))
         print(f"# baseline: {args.baseline_students} students, full_sync {wall:.1f} s, exit {code}, max RSS "
@@ -481,19 +481,23 @@ def main() -> int:
                 if not out.error:
                     rows.append((f"{args.backfill} backfill, {per_run}/run" + ("" if dead else ", no dead"),
                                  len(plan) + dead, sum(sizes), per_run,
-                                 max_runs, out.runs, out.wall, f"{out.succeeded}/{out.failed}", out.landed,
+                                 max_runs, out.runs, out.wall, out.first_run, f"{out.succeeded}/{out.failed}",
+                                 out.landed,
                                  f"{max(out.rss.peak_by_pid.values()) / MB:.0f}", f"{out.rss.peak_sum / MB:.0f}",
                                  f"{os.getloadavg()[0]:.1f}"))
     finally:
         for process in started_hosts:
             Provider(process, "", "", "").stop()
         shutil.rmtree(folder, ignore_errors=True)
-    print("\n| scenario | districts | students | per run | max runs | runs | wall s | students/s | ok/failed "
-          "| students landed | max RSS MB (any process) | sum RSS MB | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, districts, students, per_run, max_runs, runs, wall, status, landed, peak, total, load1 in rows:
-        print(f"| {name} | {districts} | {students:,} | {per_run} | {max_runs} | {runs} | {wall:.1f} | "
-              f"{students / wall:,.0f} | {status} | {landed:,} | {peak} | {total} | {load1} |")
+    base = rows[0][6] if rows and rows[0][0].startswith("one district") else None
+    print("\n| scenario | districts | students | per run | max runs | runs | wall s | of which the daemon's pickup s "
+          "| x one district | x one district, from pickup | students/s | ok/failed | students landed "
+          "| max RSS MB (any process) | sum RSS MB | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, districts, students, per_run, max_runs, runs, wall, pickup, status, landed, peak, total, load1 in rows:
+        ratios = (f"{wall / base:.2f} | {(wall - pickup) / base:.2f}") if base else "- | -"
+        print(f"| {name} | {districts} | {students:,} | {per_run} | {max_runs} | {runs} | {wall:.1f} | {pickup:.1f} | "
+              f"{ratios} | {students / wall:,.0f} | {status} | {landed:,} | {peak} | {total} | {load1} |")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0

@@ -142,14 +142,64 @@ def per_district(body):
     return each_district_returning
 
 
+class _DistrictLog:
+    """A batched step's log for one district: its info and debug lines are gathered and written as one line when
+    the district's turn ends (each log line is an event-log write; a batched run of 50 districts wrote ~250 such
+    lines per step pair); warnings and errors go out at once. Every line names the district."""
+
+    def __init__(self, log, label: str) -> None:
+        self._log, self._prefix, self._lines = log, f"district {label}: ", []
+
+    def info(self, message, *args, **kwargs) -> None:
+        self._lines.append(str(message) % args if args else str(message))
+
+    debug = info
+
+    def warning(self, message, *args, **kwargs) -> None:
+        self._log.warning(self._prefix + str(message), *args, **kwargs)
+
+    warn = warning
+
+    def error(self, message, *args, **kwargs) -> None:
+        self._log.error(self._prefix + str(message), *args, **kwargs)
+
+    def exception(self, message, *args, **kwargs) -> None:
+        self._log.exception(self._prefix + str(message), *args, **kwargs)
+
+    def critical(self, message, *args, **kwargs) -> None:
+        self._log.critical(self._prefix + str(message), *args, **kwargs)
+
+    def flush(self) -> None:
+        if self._lines:
+            self._log.info(self._prefix + "; ".join(self._lines))
+            self._lines = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._log, name)
+
+
+class _DistrictContext:
+    """The step's context for one district of a batched step: everything is the step's own but the log."""
+
+    def __init__(self, context, log: _DistrictLog) -> None:
+        self._context, self.log = context, log
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
+
+
 def _events(context, key, body, resources, events: list) -> None:
     """Run the body for one district, appending what it yields (or returns) to `events` as it goes."""
-    out = body(context, **bound(key, resources))
-    if inspect.isgenerator(out):
-        for event in out:
-            events.append(event)
-    else:
-        events.append(out)
+    log = _DistrictLog(context.log, BY_ID[key].label)
+    try:
+        out = body(_DistrictContext(context, log), **bound(key, resources))
+        if inspect.isgenerator(out):
+            for event in out:
+                events.append(event)
+        else:
+            events.append(out)
+    finally:
+        log.flush()
 
 
 # districts that failed in a batched run, by run id: the run's later steps skip them, and its last step fails naming

@@ -33,9 +33,21 @@ def run_trigger(tags) -> str:
 
 def record_run(context, con, **columns) -> None:
     """Fill this run's `sync_runs` row with what this step knows (job, trigger, timing are always set)."""
-    record = context.instance.get_run_record_by_id(context.run.run_id)
-    started = datetime.fromtimestamp(record.start_time, timezone.utc) if record and record.start_time else None
-    write_run_row(con, context.run, started, datetime.now(timezone.utc), **columns)
+    write_run_row(con, context.run, _run_started(context), datetime.now(timezone.utc), **columns)
+
+
+_STARTED: dict[str, datetime] = {}  # run id -> its start: read from the instance once per run and process
+
+
+def _run_started(context) -> datetime | None:
+    """When this run started (None before the instance records it): a batched run asks once, not per district."""
+    run_id = context.run.run_id
+    if run_id not in _STARTED:
+        record = context.instance.get_run_record_by_id(run_id)
+        if not (record and record.start_time):
+            return None
+        _STARTED[run_id] = datetime.fromtimestamp(record.start_time, timezone.utc)
+    return _STARTED[run_id]
 
 
 def write_run_row(con, run, started: datetime | None, finished: datetime, **columns) -> None:

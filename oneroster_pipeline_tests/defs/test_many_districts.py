@@ -6,11 +6,13 @@ failed."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -167,6 +169,19 @@ def test_a_batched_run_syncs_every_other_district_and_fails_naming_the_dead_one(
         assert rows(database, "SELECT count(*) FROM sync_alerts")[0][0] == 0
     alerts = rows(work / "data/districts/dead.duckdb", "SELECT subject FROM sync_alerts")
     assert len(alerts) == 1 and "district dead (Dead Valley)" in alerts[0][0]
+    # each district's info lines of a batched step are one log event naming it (each line is an event-log write)
+    with dg.DagsterInstance.from_config(str(work)) as instance:
+        (record,) = instance.get_run_records()
+        logs = [e for e in instance.all_logs(record.dagster_run.run_id) if not e.is_dagster_event]
+    org_infos = [e.user_message for e in logs if e.step_key == "oneroster_orgs" and e.level == logging.INFO]
+    for key in ("north", "south", "west"):
+        (line,) = [m for m in org_infos if m.startswith(f"district {key}")]
+        assert "fetched" in line and "orgs" in line, line
+    # a district that fails still gets its gathered lines (what it was connecting to), before the error
+    dead = [(e.level, e.user_message) for e in logs if e.step_key == "oneroster_orgs"
+            and e.user_message.startswith("district dead (Dead Valley)")]
+    assert [level for level, _ in dead] == [logging.INFO, logging.ERROR], dead
+    assert "OneRoster connection" in dead[0][1] and "failed" in dead[1][1]
 
 
 def test_a_districts_file_with_an_inline_secret_fails_at_load_naming_file_district_and_key(tmp_path):

@@ -8,6 +8,8 @@
 # which always hold the active connection's snapshot: only the active connection's partition can be rebuilt, and a
 # retired one fails saying which partition to pick.
 
+import weakref
+
 import dagster as dg
 
 from oneroster_pipeline.defs.districts import DISTRICT_DIMENSION, DISTRICT_PARTITIONS
@@ -30,7 +32,16 @@ def connection_of_partition(context) -> str:
     return key.keys_by_dimension["provider_connection"] if isinstance(key, dg.MultiPartitionKey) else key
 
 
+# connections whose partition this process has seen in an instance (a batched run asks once per district, not at
+# every step; partitions are only ever added by the code)
+_KNOWN_PARTITIONS: "weakref.WeakKeyDictionary[dg.DagsterInstance, set[str]]" = weakref.WeakKeyDictionary()
+
+
 def add_connection_partition(instance: dg.DagsterInstance, connection_id: str) -> None:
     """The connection's partition, added once (a connection gets one when it becomes active)."""
+    known = _KNOWN_PARTITIONS.setdefault(instance, set())
+    if connection_id in known:
+        return
     if not instance.has_dynamic_partition(PROVIDER_CONNECTIONS.name, connection_id):
         instance.add_dynamic_partitions(PROVIDER_CONNECTIONS.name, [connection_id])
+    known.add(connection_id)
