@@ -154,8 +154,8 @@ def attached(path: str | Path, wait: float) -> Iterator[duckdb.DuckDBPyConnectio
         with _lock:
             entry[1] -= 1
             if entry[1] == 0:
+                shared.root.execute(f"DETACH {entry[0]}")  # if this fails the file stays attached, for reuse
                 del shared.files[key]
-                shared.root.execute(f"DETACH {entry[0]}")
 
 
 def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
