@@ -201,14 +201,19 @@ def test_sigkill_mid_sync_leaves_tables_consistent_and_next_run_succeeds(tmp_pat
             provider.district.update_student(sourced_id, givenName="Killed-Mid-Sync")
 
         # killed mid-pull (page 2), then just after the last page (while staging and applying)
+        kills = 0
         for kill_at, delay in ((2, 0.0), (pages, 0.0), (pages, 0.3), (pages, 0.8)):
             provider.clear_request_log()
-            assert _run_cli(env, "student_sync", kill_at, provider, delay) == -signal.SIGKILL
+            code = _run_cli(env, "student_sync", kill_at, provider, delay)
+            # the run may finish within a delay after the last page (a fast machine): then it applied in full
+            assert code == -signal.SIGKILL or (delay > 0 and code == 0), code
+            kills += code == -signal.SIGKILL
             with duckdb.connect(str(database), read_only=True) as con:
                 now = con.execute(f"SELECT {STUDENT_CONTENT} FROM students ORDER BY student_id").fetchall()
                 renamed = con.execute(
                     "SELECT count(*) FROM students WHERE given_name = 'Killed-Mid-Sync'").fetchall()[0][0]
             assert now == before or renamed == 20  # all of the previous state, or all of the new one
+        assert kills >= 2  # mid-pull and right after the last page, at least
 
         provider.clear_request_log()
         assert _run_cli(env, "student_sync") == 0
