@@ -133,6 +133,12 @@ class TreeSample:
         return sum(self.cpu_by_pid.values())
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU seconds a process has used so far."""
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 class TreeSampler(threading.Thread):
     """RSS of a process (or of several: `pid` a list) and all their descendants every `interval` seconds, until
     stop(); the sum is over every process of every tree alive at the same sample."""
@@ -162,10 +168,9 @@ class TreeSampler(threading.Thread):
             for process in processes:
                 try:
                     rss = process.memory_info().rss
-                    times = process.cpu_times()
+                    result.cpu_by_pid[process.pid] = cpu_seconds(process)
                 except psutil.Error:
                     continue
-                result.cpu_by_pid[process.pid] = times.user + times.system
                 total += rss
                 if rss > result.peak_by_pid.get(process.pid, 0):
                     result.peak_by_pid[process.pid] = rss

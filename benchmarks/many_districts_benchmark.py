@@ -63,6 +63,7 @@ from dagster_run_benchmark import (
     TreeSample,
     TreeSampler,
     _clean_environ,
+    cpu_seconds,
     dagster_execute,
     start_provider,
     sync_env,
@@ -339,11 +340,7 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
 
 
 def _cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        times = psutil.Process(pid).cpu_times()
-        total += times.user + times.system
-    return total
+    return sum(cpu_seconds(psutil.Process(pid)) for pid in pids)
 
 
 def landed_students(folder: Path, plan: list[dict]) -> int:
@@ -368,12 +365,16 @@ ROLES = (("daemon", ("dagster-daemon",)), ("webserver", ("dagster-webserver",)),
          ("run worker", ("execute_run", "spawn_main", "multiprocessing")))
 
 
+def role_of(command_line: str) -> str:
+    """A process's role (ROLES) from its command line; "other" for step subprocesses and anything else."""
+    return next((role for role, marks in ROLES if any(mark in command_line for mark in marks)), "other")
+
+
 def by_role(sample: TreeSample) -> dict[str, int]:
     """The largest peak RSS of any single process per role (other: step subprocesses and anything else)."""
     peaks: dict[str, int] = {}
     for pid, rss in sample.peak_by_pid.items():
-        name = sample.name_by_pid.get(pid, "")
-        role = next((r for r, marks in ROLES if any(m in name for m in marks)), "other")
+        role = role_of(sample.name_by_pid.get(pid, ""))
         peaks[role] = max(peaks.get(role, 0), rss)
     return peaks
 
@@ -382,8 +383,7 @@ def cpu_by_role(sample: TreeSample) -> dict[str, float]:
     """CPU seconds summed over every process of each role."""
     seconds: dict[str, float] = {}
     for pid, cpu in sample.cpu_by_pid.items():
-        name = sample.name_by_pid.get(pid, "")
-        role = next((r for r, marks in ROLES if any(m in name for m in marks)), "other")
+        role = role_of(sample.name_by_pid.get(pid, ""))
         seconds[role] = seconds.get(role, 0.0) + cpu
     return seconds
 
