@@ -26,10 +26,11 @@ single process by role, and the max sum) and the provider processes' RSS, separa
 Baseline: one `--baseline-students` district with `dagster job execute -j full_sync` (dagster_run_benchmark.py's
 provider and CLI helpers), wall time of the process, peak RSS of its tree.
 
-`--executor in_process` (default) passes `execution: {config: {in_process: {}}}` as the backfill's run config: asset
-backfill runs use the code location's implicit asset job, whose executor is Dagster's default (multiprocess: a process
-per step) unlike the project's jobs; `--executor default` measures that. Not a test: numbers depend on the machine and
-its load (printed).
+`--executor default` (the default) passes no run config: every run, an asset backfill's implicit asset job's too,
+uses the code location's in-process executor (`Definitions(executor=in_process_executor)`). `--executor in_process`
+names that executor in the run config (`execution: {config: {}}`). (Before the code location set it, asset backfill
+runs used Dagster's multiprocess executor and the in-process run config was `{in_process: {}}`.) Not a test:
+numbers depend on the machine and its load (printed).
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ def backfill_params(kind: str, executor: str, keys: list[str], per_run: int) -> 
         return {"selector": {"partitionSetName": "full_sync_partition_set", "repositorySelector": {
             "repositoryName": "__repository__", "repositoryLocationName": "oneroster_pipeline"}},
             "partitionNames": keys, **title}
-    run_config = {"execution": {"config": {"in_process": {}}}} if executor == "in_process" else None
+    run_config = {"execution": {"config": {}}} if executor == "in_process" else None
     return {"assetSelection": [{"path": [key]} for key in FULL_SYNC_ASSETS], "partitionNames": keys, **title,
             **({"runConfigData": run_config} if run_config else {})}
 
@@ -420,8 +421,9 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--slow-hosts", type=int, default=1)
     parser.add_argument("--slow-latency-ms", type=int, default=50)
-    parser.add_argument("--executor", choices=("in_process", "default"), default="in_process",
-                        help="asset backfill: the run config's executor (default: Dagster's, multiprocess)")
+    parser.add_argument("--executor", choices=("in_process", "default"), default="default",
+                        help="asset backfill: default = no run config (the code location's in-process executor); "
+                             "in_process = that executor named in the run config")
     parser.add_argument("--backfill", choices=("asset", "job"), default="asset",
                         help="asset: full_sync's assets (BackfillPolicy); job: full_sync's partition set")
     parser.add_argument("--baseline-students", type=int, default=1_000_000)
