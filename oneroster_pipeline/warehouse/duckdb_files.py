@@ -8,6 +8,10 @@ to one long-lived in-memory instance costs about 2 ms. A file stays attached whi
 uses it and is detached when the last one closes: DETACH checkpoints it and releases its lock, as closing the last
 connection did, so other processes see the file exactly as before (the lock wait and its errors are the caller's).
 
+A connection's `prepare` (the store's schema check) runs once per attachment, and not at all when the file is
+exactly as this process left it when it last detached it (same inode, size and modification time: nobody wrote it
+since, so its tables are the ones this process saw).
+
 The shared instance spills to `.duckdb-spill-<pid>` beside the first file it attached (DuckDB creates the folder
 when it first spills and removes it when the instance closes, at exit), one folder per process so that concurrent
 runs never share spill files.
@@ -52,8 +56,23 @@ class _Shared:
         self.pid = os.getpid()
         spill = Path(first_file).parent / f".duckdb-spill-{self.pid}"
         self.root = duckdb.connect(":memory:", config={"temp_directory": str(spill)})
-        self.files: dict[str, list] = {}  # absolute path -> [alias, connections using it]
+        self.files: dict[str, _Attachment] = {}  # absolute path -> its attachment while connections use it
         self.attached_count = 0
+        self.left: dict[str, tuple] = {}  # absolute path -> the file's signature when this process detached it
+
+
+class _Attachment:
+    def __init__(self, alias: str, prepared: bool) -> None:
+        self.alias, self.users, self.prepared = alias, 0, prepared
+
+
+def _signature(path: str) -> tuple | None:
+    """What changes whenever anyone writes or replaces the file (None if it is gone)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 _lock = threading.Lock()
@@ -126,16 +145,20 @@ def _sql_string(text: str) -> str:
 
 
 @contextmanager
-def attached(path: str | Path, wait: float) -> Iterator[duckdb.DuckDBPyConnection]:
+def attached(path: str | Path, wait: float, prepare: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+             ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection (a cursor of the shared instance) whose default database is the file at `path`, attached for
     as long as any such connection of this process is open. Attaching waits `wait` seconds for another process's
-    lock and fails as `opened` does. Raises HeldByAnotherInstance if this process has the file open otherwise."""
+    lock and fails as `opened` does. Raises HeldByAnotherInstance if this process has the file open otherwise.
+    `prepare(con)` runs before the first connection of an attachment is handed out, unless the file is as this
+    process left it."""
     key = os.path.abspath(path)
     with _lock:
         shared = _instance(key)
         entry = shared.files.get(key)
         if entry is None:
             alias = f"oneroster_file_{shared.attached_count}"
+            left = shared.left.pop(key, None)
             try:
                 opened(path, wait, lambda shown: shared.root.execute(f"ATTACH {_sql_string(key)} AS {alias}"))
             except duckdb.ResourceInUseException as error:
@@ -143,19 +166,24 @@ def attached(path: str | Path, wait: float) -> Iterator[duckdb.DuckDBPyConnectio
                     raise
                 raise HeldByAnotherInstance(key) from None
             shared.attached_count += 1
-            entry = shared.files[key] = [alias, 0]
-        entry[1] += 1
+            entry = shared.files[key] = _Attachment(alias, left is not None and left == _signature(key))
+        entry.users += 1
         con = shared.root.cursor()
     try:
-        con.execute(f"USE {entry[0]}")
+        con.execute(f"USE {entry.alias}")
+        if prepare is not None and not entry.prepared:
+            prepare(con)
+            entry.prepared = True
         yield con
     finally:
         con.close()
         with _lock:
-            entry[1] -= 1
-            if entry[1] == 0:
-                shared.root.execute(f"DETACH {entry[0]}")  # if this fails the file stays attached, for reuse
+            entry.users -= 1
+            if entry.users == 0:
+                shared.root.execute(f"DETACH {entry.alias}")  # if this fails the file stays attached, for reuse
                 del shared.files[key]
+                if entry.prepared:
+                    shared.left[key] = _signature(key)
 
 
 def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

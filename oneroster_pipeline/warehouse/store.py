@@ -177,14 +177,15 @@ def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None = DEFAULT_MEM
 
 
 @contextmanager
-def prepared(con: duckdb.DuckDBPyConnection,
-             memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Use a fresh connection: memory capped at `memory_limit` (see `limit_memory`), every table created; closed at
-    the end, whatever happens. Running out of the memory cap becomes a MemoryLimitError that says which variable to
-    raise."""
+def prepared(con: duckdb.DuckDBPyConnection, memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+             ensure: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Use a fresh connection: memory capped at `memory_limit` (see `limit_memory`), every table created (unless
+    `ensure` is False: the caller did); closed at the end, whatever happens. Running out of the memory cap becomes a
+    MemoryLimitError that says which variable to raise."""
     try:
         limit_memory(con, memory_limit)
-        ensure_schema(con)
+        if ensure:
+            ensure_schema(con)
         yield con
     except duckdb.OutOfMemoryException as error:
         limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
@@ -246,13 +247,14 @@ def connect(path: str | Path, lock_wait_seconds: float | None = None,
     with ExitStack() as stack:
         con = None
         if not config:
-            try:
-                con = stack.enter_context(duckdb_files.attached(path, wait))
+            try:  # the schema is checked once per attachment (not at all if the file is as this process left it)
+                con = stack.enter_context(duckdb_files.attached(path, wait, prepare=ensure_schema))
             except duckdb_files.HeldByAnotherInstance:
                 pass
+        schema_checked = con is not None
         if con is None:
             con = open_duckdb(path, wait, config)
-        with prepared(con, memory_limit):
+        with prepared(con, memory_limit, ensure=not schema_checked):
             yield con
 
 

@@ -114,3 +114,42 @@ def test_a_path_problem_still_names_the_variable(tmp_path):
     with pytest.raises(store.DuckDBPathError, match="ONEROSTER_DUCKDB_PATH=.*a_folder.duckdb: .*directory"):
         with store.connect(tmp_path / "a_folder.duckdb"):
             pass
+
+
+def count_schema_checks(monkeypatch) -> list:
+    checks: list = []
+    real = store.ensure_schema
+    monkeypatch.setattr(store, "ensure_schema", lambda con: (checks.append(1), real(con))[1])
+    return checks
+
+
+def test_the_schema_is_checked_once_per_attachment_and_not_again_for_a_file_as_this_process_left_it(
+        tmp_path, monkeypatch):
+    path = tmp_path / "district.duckdb"
+    checks = count_schema_checks(monkeypatch)
+    with store.connect(path) as outer:
+        add_alert(outer, "first")
+        with store.connect(path) as inner:  # the same attachment: already checked
+            add_alert(inner, "second")
+    assert len(checks) == 1
+    with store.connect(path) as con:  # detached and attached again, nobody wrote it meanwhile
+        assert con.execute("SELECT count(*) FROM sync_alerts").fetchall()[0][0] == 2
+    assert len(checks) == 1
+
+
+def test_a_file_another_program_changed_is_checked_again_and_repaired(tmp_path, monkeypatch):
+    path = tmp_path / "district.duckdb"
+    with store.connect(path) as con:
+        add_alert(con, "first")
+    checks = count_schema_checks(monkeypatch)
+    with duckdb.connect(str(path)) as other:  # e.g. a migration script or a notebook that dropped a column
+        other.execute("ALTER TABLE pull_reports DROP COLUMN rejected_by_file")
+    with store.connect(path) as con:
+        columns = {r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND table_name = 'pull_reports'").fetchall()}
+    assert checks == [1] and "rejected_by_file" in columns
+    path.unlink()  # a new file at the same path: checked, and created in full
+    with store.connect(path) as con:
+        add_alert(con, "new file")
+    assert checks == [1, 1]
