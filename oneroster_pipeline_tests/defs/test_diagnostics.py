@@ -31,6 +31,7 @@ from oneroster_pipeline.defs.resources import WarehouseResource
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline_tests.loopback import free_port
 
 from ..client.client_fixtures import serve
@@ -334,13 +335,11 @@ def test_the_count_check_of_a_csv_pull_speaks_of_rows_read_not_of_x_total_count(
             run_id="r1", collection="students", provider="csv", endpoint="users.csv + roles.csv", mode="full",
             started_at=now, reported_total=None, received=69, kept=58, duplicates=0, rejected=2, skipped=9,
             pages=1, complete=True, fetched_at=now)])
-    import dagster as dg  # noqa: PLC0415
-
-    result = fetched_count_matches_provider_total(dg.build_asset_check_context(),
-                                                  warehouse=WarehouseResource(database=str(path)))
-    assert result.passed
+    with WarehouseResource(database=str(path)).connect() as con:
+        result = fetched_count_matches_provider_total.evaluate(con, SyncPolicy.from_env({}))
+    assert result.passed and result.check_name == "fetched_count_matches_provider_total"
     assert "X-Total-Count" not in result.description
     assert result.description.startswith("CSV export (users.csv + roles.csv): 69 rows read, 2 rejected"), \
         result.description
-    spec = next(iter(fetched_count_matches_provider_total.check_specs))
+    spec = fetched_count_matches_provider_total.spec
     assert "CSV export" in spec.description and "X-Total-Count" in spec.description  # both kinds of pull

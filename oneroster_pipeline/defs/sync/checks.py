@@ -1,7 +1,15 @@
-"""Asset checks: validation results a person must see and can act on (offending ids and names, counts)."""
+"""Asset checks: validation results a person must see and can act on (offending ids and names, counts).
+
+Each check is a spec and a function of one DuckDB connection. They run as two subsettable steps, one after the org
+and building assets, one after the student step: a step opens the warehouse once (per district) for all of its
+checks, where a step per check opened it nine times (a batched run over many districts paid that per district).
+Each check can still be run alone from the UI and keeps its name, asset and description."""
 
 
 import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -16,28 +24,47 @@ ERROR = dg.AssetCheckSeverity.ERROR
 LISTED = 50  # offending records listed in a check's metadata
 
 
-@dg.asset_check(
-    partitions_def=DISTRICT_PARTITIONS, asset="buildings", additional_deps=["oneroster_orgs"], blocking=False,
-    description=(
-        "Every active building's building_sis is an active OneRoster school, and every active school has a "
-        "building. Failing does not stop student sync: it explains students ignored as school_not_a_building."
-    ),
-)
-@per_district
-def building_sis_matches_schools(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
-        unmatched_buildings = store.query_dicts(con, """
-            SELECT b.building_id, b.name, b.building_sis, b.origin FROM buildings b
-            WHERE b.status = 'active' AND b.building_sis NOT IN (
-                SELECT sourced_id FROM oneroster_orgs WHERE type = 'school' AND status = 'active')
-            ORDER BY b.building_id""")
-        schools_without_building = store.query_dicts(con, """
-            SELECT o.sourced_id, o.name, o.identifier FROM oneroster_orgs o
-            WHERE o.type = 'school' AND o.status = 'active'
-              AND o.sourced_id NOT IN (SELECT building_sis FROM buildings)
-            ORDER BY o.name, o.sourced_id""")
-        ignored = con.execute(
-            "SELECT count(*) FROM ignored_students WHERE reason = 'school_not_a_building'").fetchall()[0][0]
+@dataclass(frozen=True)
+class SyncCheck:
+    """One asset check: its spec, and how it is evaluated on a connection to the district's warehouse."""
+
+    spec: dg.AssetCheckSpec
+    evaluate: Callable[..., dg.AssetCheckResult]  # (con, sync_policy) -> its result
+
+
+def _check(asset: str, name: str, description: str, additional_deps=()):
+    """Decorate `evaluate(con, policy)` as the check `name` on `asset`, partitioned by district like its asset."""
+    def make(evaluate) -> SyncCheck:
+        with warnings.catch_warnings():  # a partitioned check spec is a preview feature; @asset_check sets it too
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            spec = dg.AssetCheckSpec(name, asset=asset, description=description, additional_deps=additional_deps,
+                                     partitions_def=DISTRICT_PARTITIONS)
+
+        def evaluated(con, policy: SyncPolicy) -> dg.AssetCheckResult:
+            result = evaluate(con, policy)  # named here: a step of several checks says which each result is
+            return dg.AssetCheckResult(asset_key=spec.asset_key, check_name=name, passed=result.passed,
+                                       severity=result.severity, description=result.description,
+                                       metadata=result.metadata)
+        return SyncCheck(spec, evaluated)
+    return make
+
+
+@_check("buildings", "building_sis_matches_schools", additional_deps=["oneroster_orgs"], description=(
+    "Every active building's building_sis is an active OneRoster school, and every active school has a "
+    "building. Failing does not stop student sync: it explains students ignored as school_not_a_building."))
+def building_sis_matches_schools(con, policy) -> dg.AssetCheckResult:
+    unmatched_buildings = store.query_dicts(con, """
+        SELECT b.building_id, b.name, b.building_sis, b.origin FROM buildings b
+        WHERE b.status = 'active' AND b.building_sis NOT IN (
+            SELECT sourced_id FROM oneroster_orgs WHERE type = 'school' AND status = 'active')
+        ORDER BY b.building_id""")
+    schools_without_building = store.query_dicts(con, """
+        SELECT o.sourced_id, o.name, o.identifier FROM oneroster_orgs o
+        WHERE o.type = 'school' AND o.status = 'active'
+          AND o.sourced_id NOT IN (SELECT building_sis FROM buildings)
+        ORDER BY o.name, o.sourced_id""")
+    ignored = con.execute(
+        "SELECT count(*) FROM ignored_students WHERE reason = 'school_not_a_building'").fetchall()[0][0]
     return dg.AssetCheckResult(
         passed=not unmatched_buildings and not schools_without_building,
         severity=ERROR,
@@ -57,30 +84,26 @@ def building_sis_matches_schools(context: dg.AssetCheckExecutionContext, warehou
     )
 
 
-@dg.asset_check(partitions_def=DISTRICT_PARTITIONS, asset="students", description="sourced_id and student_id are each unique in students.")
-@per_district
-def students_ids_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
-        repeats = store.query_dicts(con, """
-            SELECT 'sourced_id' AS column, sourced_id AS value, count(*) AS rows FROM students
-            GROUP BY sourced_id HAVING count(*) > 1
-            UNION ALL
-            SELECT 'student_id', student_id::VARCHAR, count(*) FROM students
-            GROUP BY student_id HAVING count(*) > 1
-            ORDER BY 1, 2""")
+@_check("students", "students_ids_unique", description="sourced_id and student_id are each unique in students.")
+def students_ids_unique(con, policy) -> dg.AssetCheckResult:
+    repeats = store.query_dicts(con, """
+        SELECT 'sourced_id' AS column, sourced_id AS value, count(*) AS rows FROM students
+        GROUP BY sourced_id HAVING count(*) > 1
+        UNION ALL
+        SELECT 'student_id', student_id::VARCHAR, count(*) FROM students
+        GROUP BY student_id HAVING count(*) > 1
+        ORDER BY 1, 2""")
     return dg.AssetCheckResult(
         passed=not repeats, severity=ERROR,
         metadata={"repeated_ids": len(repeats), "repeats": dg.MetadataValue.md(markdown_table(repeats, LISTED))},
     )
 
 
-@dg.asset_check(partitions_def=DISTRICT_PARTITIONS, asset="students", description="Every student's building_id exists in buildings.")
-@per_district
-def students_buildings_exist(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
-        orphans = store.query_dicts(con, """
-            SELECT s.student_id, s.sourced_id, s.building_id FROM students s
-            ANTI JOIN buildings b ON b.building_id = s.building_id ORDER BY s.student_id""")
+@_check("students", "students_buildings_exist", description="Every student's building_id exists in buildings.")
+def students_buildings_exist(con, policy) -> dg.AssetCheckResult:
+    orphans = store.query_dicts(con, """
+        SELECT s.student_id, s.sourced_id, s.building_id FROM students s
+        ANTI JOIN buildings b ON b.building_id = s.building_id ORDER BY s.student_id""")
     return dg.AssetCheckResult(
         passed=not orphans, severity=ERROR,
         metadata={"orphans": len(orphans), "orphan_list": dg.MetadataValue.md(markdown_table(orphans, LISTED))},
@@ -104,15 +127,11 @@ def _latest_pull(con, collection: str, columns: tuple[str, ...]) -> dict | None:
     return rows[0] if rows else None
 
 
-@dg.asset_check(
-    partitions_def=DISTRICT_PARTITIONS, asset="oneroster_users",
-    description=("REST: the number of students received equals the total the provider reported (X-Total-Count). "
-                 "CSV export: every row of users.csv was read (rows read, rejected) from a full (bulk) export."),
-)
-@per_district
-def fetched_count_matches_provider_total(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
-        pull = _latest_pull(con, "students", COUNT_COLUMNS)
+@_check("oneroster_users", "fetched_count_matches_provider_total", description=(
+    "REST: the number of students received equals the total the provider reported (X-Total-Count). "
+    "CSV export: every row of users.csv was read (rows read, rejected) from a full (bulk) export."))
+def fetched_count_matches_provider_total(con, policy) -> dg.AssetCheckResult:
+    pull = _latest_pull(con, "students", COUNT_COLUMNS)
     if pull is None:
         return dg.AssetCheckResult(passed=False, severity=ERROR, description="no student pull recorded yet")
     total = pull["reported_total"]
@@ -133,19 +152,13 @@ def fetched_count_matches_provider_total(context: dg.AssetCheckExecutionContext,
     )
 
 
-def _pull_complete_check(asset: str, collection: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        partitions_def=DISTRICT_PARTITIONS, asset=asset, name="pull_complete",
-        description=(
-            f"The latest {collection} pull saw the whole collection: the pager reached the end as the server said, "
-            "X-Total-Count stayed the same and matches the records received, and no sourcedId repeated. An "
-            "incomplete pull deactivates nothing by absence."
-        ),
-    )
-    @per_district
-    def pull_complete(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.connect() as con:
-            pull = _latest_pull(con, collection, COMPLETENESS_COLUMNS)
+def _pull_complete_check(asset: str, collection: str) -> SyncCheck:
+    @_check(asset, "pull_complete", description=(
+        f"The latest {collection} pull saw the whole collection: the pager reached the end as the server said, "
+        "X-Total-Count stayed the same and matches the records received, and no sourcedId repeated. An "
+        "incomplete pull deactivates nothing by absence."))
+    def pull_complete(con, policy) -> dg.AssetCheckResult:
+        pull = _latest_pull(con, collection, COMPLETENESS_COLUMNS)
         if pull is None:
             return dg.AssetCheckResult(passed=False, severity=ERROR, description=f"no {collection} pull recorded yet")
         return dg.AssetCheckResult(
@@ -169,27 +182,20 @@ def _rejected_sample(con, collection: str, pull: dict) -> list[dict]:
         ORDER BY location LIMIT ?""", [collection, pull["fetched_at"], pull["run_id"], LISTED])
 
 
-def _rejections_check(asset: str, collection: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        partitions_def=DISTRICT_PARTITIONS, asset=asset, name="rejections_within_tolerance",
-        description=(
-            f"At most ONEROSTER_MAX_REJECTED_PCT (default 1) % of the latest {collection} pull's records were rejected "
-            "(could not be read: a bad date, enabledUser or enumeration value, a broken CSV line), overall and in "
-            "each CSV file. Rejected records keep their existing rows, so a high share means the district's data "
-            "is not being synced. The rejected records are in rejected_records."
-        ),
-    )
-    @per_district
-    def rejections_within_tolerance(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                                    sync_policy: dg.ResourceParam[SyncPolicy]) -> dg.AssetCheckResult:
-        with warehouse.connect() as con:
-            pull = _latest_pull(con, collection, REJECTION_COLUMNS)
-            sample = _rejected_sample(con, collection, pull) if pull else []
+def _rejections_check(asset: str, collection: str) -> SyncCheck:
+    @_check(asset, "rejections_within_tolerance", description=(
+        f"At most ONEROSTER_MAX_REJECTED_PCT (default 1) % of the latest {collection} pull's records were rejected "
+        "(could not be read: a bad date, enabledUser or enumeration value, a broken CSV line), overall and in "
+        "each CSV file. Rejected records keep their existing rows, so a high share means the district's data "
+        "is not being synced. The rejected records are in rejected_records."))
+    def rejections_within_tolerance(con, policy: SyncPolicy) -> dg.AssetCheckResult:
+        pull = _latest_pull(con, collection, REJECTION_COLUMNS)
         if pull is None:
             return dg.AssetCheckResult(passed=False, severity=ERROR, description=f"no {collection} pull recorded yet")
+        sample = _rejected_sample(con, collection, pull)
         received_by_file = json.loads(pull["received_by_file"] or "{}")
         rejected_by_file = json.loads(pull["rejected_by_file"] or "{}")
-        max_pct = sync_policy.max_rejected_pct
+        max_pct = policy.max_rejected_pct
         findings = rejection_findings(pull["received"], pull["rejected"], received_by_file, rejected_by_file, max_pct)
         kept = pull["rejected_kept"] or 0
         unidentified = pull["rejected_unidentified"] or 0
@@ -221,21 +227,15 @@ orgs_rejections_within_tolerance = _rejections_check("oneroster_orgs", "orgs")
 users_rejections_within_tolerance = _rejections_check("oneroster_users", "students")
 
 
-@dg.asset_check(
-    partitions_def=DISTRICT_PARTITIONS, asset="students", additional_deps=["oneroster_users"],
-    description=(
-        "The latest student pull landed students when the provider sent (or reported) any: zero students kept "
-        "from a pull of records means every one was rejected or lacked the student role (e.g. a roles.csv that "
-        "could not be read), never an empty district."
-    ),
-)
-@per_district
-def students_landed(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
-        pull = _latest_pull(con, "students", REJECTION_COLUMNS)
-        sample = _rejected_sample(con, "students", pull) if pull else []
+@_check("students", "students_landed", additional_deps=["oneroster_users"], description=(
+    "The latest student pull landed students when the provider sent (or reported) any: zero students kept "
+    "from a pull of records means every one was rejected or lacked the student role (e.g. a roles.csv that "
+    "could not be read), never an empty district."))
+def students_landed(con, policy) -> dg.AssetCheckResult:
+    pull = _latest_pull(con, "students", REJECTION_COLUMNS)
     if pull is None:
         return dg.AssetCheckResult(passed=False, severity=ERROR, description="no student pull recorded yet")
+    sample = _rejected_sample(con, "students", pull)
     total = pull["reported_total"]
     sent = pull["received"] > 0 or (total or 0) > 0
     passed = pull["kept"] > 0 or not sent
@@ -257,8 +257,29 @@ def students_landed(context: dg.AssetCheckExecutionContext, warehouse: Warehouse
     )
 
 
-SYNC_CHECKS = [
-    building_sis_matches_schools, students_ids_unique, students_buildings_exist, fetched_count_matches_provider_total,
-    orgs_pull_complete, students_pull_complete, orgs_rejections_within_tolerance, users_rejections_within_tolerance,
-    students_landed,
-]
+def _checks_step(name: str, checks: list[SyncCheck], description: str) -> dg.AssetChecksDefinition:
+    """One step evaluating the selected ones of `checks` on one connection per district."""
+    @dg.multi_asset_check(specs=[check.spec for check in checks], name=name, description=description,
+                          can_subset=True)
+    @per_district
+    def evaluate_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                        sync_policy: dg.ResourceParam[SyncPolicy]):
+        selected = [check for check in checks if check.spec.key in context.selected_asset_check_keys]
+        with warehouse.connect() as con:
+            results = [check.evaluate(con, sync_policy) for check in selected]
+        yield from results  # after the connection closed: the event log writes do not hold the file
+
+    return evaluate_checks
+
+
+org_and_building_checks = _checks_step(
+    "org_and_building_checks", [orgs_pull_complete, orgs_rejections_within_tolerance, building_sis_matches_schools],
+    "The checks on oneroster_orgs and buildings: whether the org pull was complete and readable, and whether "
+    "buildings and active schools match.")
+student_checks = _checks_step(
+    "student_checks", [fetched_count_matches_provider_total, students_pull_complete, users_rejections_within_tolerance,
+                       students_ids_unique, students_buildings_exist, students_landed],
+    "The checks on oneroster_users and students: the student pull's count, completeness and rejections, and the "
+    "students table's ids, buildings and whether anything landed.")
+
+SYNC_CHECKS = [org_and_building_checks, student_checks]
