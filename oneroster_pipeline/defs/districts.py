@@ -15,6 +15,7 @@ the code location is exactly the single-district one."""
 import functools
 import inspect
 import os
+from contextlib import nullcontext
 
 import dagster as dg
 
@@ -63,14 +64,15 @@ def job_partitioning() -> dict:
         tags_for_partition_key_fn=district_tags)}
 
 
-def publish_district_snapshot(warehouse, log) -> None:
+def publish_district_snapshot(warehouse, log, con=None) -> None:
     """After a district's sync applied: its final tables as Parquet snapshots for the cross-district view
-    (`warehouse/snapshots.py`; ONEROSTER_SNAPSHOT_DIR). Nothing without a districts file."""
+    (`warehouse/snapshots.py`; ONEROSTER_SNAPSHOT_DIR), through `con` if the caller has the warehouse open (and
+    nothing uncommitted on it). Nothing without a districts file."""
     if not warehouse.district_id:
         return
     root = snapshot_root(None)
-    with warehouse.connect() as con:
-        counts = publish_snapshot(con, warehouse.district_id, root)
+    with nullcontext(con) if con is not None else warehouse.connect() as open_con:
+        counts = publish_snapshot(open_con, warehouse.district_id, root)
     log.info(f"published the snapshot of district {warehouse.district_id} to {root}: "
              + ", ".join(f"{table} {rows}" for table, rows in counts.items()))
 
@@ -136,8 +138,9 @@ def _bound_one(resource, district: District, env: dict, env_key: frozenset):
 def per_district(body):
     """Run an asset's or a check's `body(context, **resources)` once per district of the step, each time with that
     district's resources. One district (the usual run): exactly the body's results. Several (a batched backfill):
-    every district is synced; then one result per asset and check with a table by district, or, when some
-    district failed, a materialization per district that succeeded and a failure naming the ones that did not."""
+    every district is synced; then one result per asset whose event for each district carries that district's own
+    metadata, and one result per check with a table by district, or, when some district failed, a materialization
+    per district that succeeded and a failure naming the ones that did not."""
     if not DISTRICTS:
         return body
     if inspect.isgeneratorfunction(body):
@@ -220,6 +223,8 @@ def _events(context, key, body, resources, events: list) -> None:
         log.flush()
 
 
+FAILED_IN_RUN_NOTE = "failed earlier in this batched run: not synced (the run fails naming it)"
+
 # districts that failed in a batched run, by run id: the run's later steps skip them, and its last step fails naming
 # them (every step of a run executes in this one process: the jobs use the in-process executor)
 _FAILED_IN_RUN: dict[str, dict[str, str]] = {}
@@ -263,34 +268,29 @@ def _over_districts(context, keys: list[str], body, resources) -> list:
             description=f"{len(failed)} of {len(keys)} districts failed: "
                         + "; ".join(f"{BY_ID[key].label}: {message}" for key, message in failed.items()),
             metadata={"failed_districts": list(failed), "synced_districts": list(by_district)})
-    return _combined(by_district, list(failed))
+    return _combined(context, by_district, list(failed))
 
 
-def _scalars(metadata) -> dict:
-    return {name: value for name, value in (metadata or {}).items()
-            if isinstance(value, (str, int, float, bool)) and "\n" not in str(value)}
-
-
-def _combined(by_district: dict[str, list], failed: list[str]) -> list:
-    """One MaterializeResult per asset and one check result per check, with a table by district (and the districts
-    that failed earlier in the run, which the run's last step fails naming)."""
+def _combined(context, by_district: dict[str, list], failed: list[str]) -> list:
+    """One MaterializeResult per asset, whose event for each district's partition carries that district's own
+    metadata (row count, previews; a district that failed earlier in the run says so), and one check result per
+    check with a table by district."""
     materialized: dict = {}
     checks: dict = {}
     for key, events in by_district.items():
         for event in events:
             if isinstance(event, dg.MaterializeResult):
-                materialized.setdefault(event.asset_key, []).append({"district": key, **_scalars(event.metadata)})
+                context.add_asset_metadata(dict(event.metadata or {}), asset_key=event.asset_key, partition_key=key)
+                materialized.setdefault(event.asset_key, None)
             elif isinstance(event, dg.AssetCheckResult):
                 checks.setdefault((event.asset_key, event.check_name), []).append((key, event))
     results: list = []
-    for asset_key, rows in materialized.items():
-        columns = list(dict.fromkeys(column for row in rows for column in row))  # districts may differ (CSV, REST)
-        rows = [{column: row.get(column) for column in columns} for row in rows]
-        metadata = {"districts": dg.MetadataValue.md(markdown_table(rows, len(rows))), "failed_districts": failed}
-        counts = [row.get("dagster/row_count") for row in rows]
-        if all(isinstance(n, int) for n in counts):
-            metadata["dagster/row_count"] = sum(counts)
-        results.append(dg.MaterializeResult(asset_key=asset_key, metadata=metadata))
+    for asset_key in materialized:
+        for key in failed:  # Dagster records the whole range: the district's own event says it was not synced
+            context.add_asset_metadata({"district_failed_in_this_run": FAILED_IN_RUN_NOTE}, asset_key=asset_key,
+                                       partition_key=key)
+        results.append(dg.MaterializeResult(asset_key=asset_key,
+                                            metadata={"failed_districts": failed} if failed else None))
     for (asset_key, check_name), evaluated in checks.items():
         failing = [(key, result) for key, result in evaluated if not result.passed]
         severity = (dg.AssetCheckSeverity.ERROR if any(r.severity == dg.AssetCheckSeverity.ERROR for _, r in failing)

@@ -173,6 +173,16 @@ def test_a_batched_run_syncs_every_other_district_and_fails_naming_the_dead_one(
     with dg.DagsterInstance.from_config(str(work)) as instance:
         (record,) = instance.get_run_records()
         logs = [e for e in instance.all_logs(record.dagster_run.run_id) if not e.is_dagster_event]
+        orgs = {r.asset_materialization.partition: r.asset_materialization.metadata
+                for r in instance.fetch_materializations(dg.AssetKey("oneroster_orgs"), limit=100).records}
+    # each district's materialization carries its own metadata; the dead one's says it failed in this run
+    assert set(orgs) == {"north", "south", "west", "dead"}
+    for key in ("north", "south", "west"):
+        landed = rows(work / "data" / "districts" / f"{key}.duckdb", "SELECT count(*) FROM oneroster_orgs")[0][0]
+        assert orgs[key]["dagster/row_count"].value == landed, (key, orgs[key])
+        assert "district_failed_in_this_run" not in orgs[key]
+    assert "not synced" in orgs["dead"]["district_failed_in_this_run"].value
+    assert orgs["north"]["failed_districts"].value == ["dead"]
     org_infos = [e.user_message for e in logs if e.step_key == "oneroster_orgs" and e.level == logging.INFO]
     for key in ("north", "south", "west"):
         (line,) = [m for m in org_infos if m.startswith(f"district {key}")]

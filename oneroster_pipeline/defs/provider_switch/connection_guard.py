@@ -1,6 +1,8 @@
 """The connection guard every sync asset calls first: only the active provider connection may sync, and a first
 sync that applies makes its connection the active one (see warehouse/provider_switch.py)."""
 
+from contextlib import nullcontext
+
 import dagster as dg
 
 from oneroster_pipeline.warehouse.provider_switch import (
@@ -13,14 +15,15 @@ from oneroster_pipeline.warehouse.provider_switch import (
 from .partitions import add_connection_partition
 
 
-def guard_connection(context, oneroster, warehouse) -> Connection:
-    """Refuse a connection that is not the active one (a dg.Failure saying to run provider_switch).
+def guard_connection(context, oneroster, con) -> Connection:
+    """Refuse a connection that is not the active one (a dg.Failure saying to run provider_switch); `con` is open on
+    the district's warehouse.
 
     With no active connection yet the configured one is a `candidate`: call `activate_after_sync` once the sync
     applied, so a failed first sync never pins its connection.
     """
     try:
-        connection, active = require_active_connection(warehouse.connect, oneroster.settings())
+        connection, active = require_active_connection(lambda: nullcontext(con), oneroster.settings())
     except ConnectionChanged as changed:
         raise dg.Failure(description=str(changed)) from None
     if active:

@@ -93,7 +93,8 @@ def _held(check_asset: str, check_name: str, held: SyncHeld):
 )
 @per_district
 def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource):
-    connection = guard_connection(context, oneroster, warehouse)  # refuses a connection that is not the active one
+    with warehouse.connect() as con:
+        connection = guard_connection(context, oneroster, con)  # refuses a connection that is not the active one
     started = time.monotonic()
     with staged(context, oneroster, warehouse, "orgs") as pull, warehouse.connect() as con:
         try:
@@ -188,15 +189,15 @@ GUARD_DESCRIPTION = (
 )
 
 
-def _pull_students(context, oneroster, warehouse, sync_policy):
-    """Stage today's student pull (delta or full, per the cadence and the run's sync-mode tag)."""
-    with warehouse.connect() as con:
-        modified_since = choose_student_pull(
-            con, oneroster.settings().provider, (context.run.tags.get(SYNC_MODE_TAG) or "").strip().lower(),
-            sync_policy.full_sync_every_days, sync_policy.delta_overlap_minutes)
-        past = [r[0] for r in con.execute(
-            "SELECT duration_seconds FROM sync_runs WHERE job_name = ? AND outcome IN ('applied', 'partially_held') "
-            "AND duration_seconds IS NOT NULL ORDER BY started_at DESC LIMIT 5", [context.run.job_name]).fetchall()]
+def _pull_students(context, oneroster, warehouse, sync_policy, con):
+    """Stage today's student pull (delta or full, per the cadence and the run's sync-mode tag; `con` is open on the
+    warehouse and is not used during the pull)."""
+    modified_since = choose_student_pull(
+        con, oneroster.settings().provider, (context.run.tags.get(SYNC_MODE_TAG) or "").strip().lower(),
+        sync_policy.full_sync_every_days, sync_policy.delta_overlap_minutes)
+    past = [r[0] for r in con.execute(
+        "SELECT duration_seconds FROM sync_runs WHERE job_name = ? AND outcome IN ('applied', 'partially_held') "
+        "AND duration_seconds IS NOT NULL ORDER BY started_at DESC LIMIT 5", [context.run.job_name]).fetchall()]
     if past:
         estimate = sorted(past)[len(past) // 2]
         finish = datetime.now(timezone.utc).timestamp() + estimate
@@ -229,9 +230,10 @@ def student_sync_assets(
     sync_policy: dg.ResourceParam[SyncPolicy], alerts: AlertsResource,
 ):
     """Student sync: fetch students (delta or full), diff, apply what the hold policy lets through, one transaction."""
-    connection = guard_connection(context, oneroster, warehouse)  # refuses a connection that is not the active one
     started = time.monotonic()
-    pulling, estimate = _pull_students(context, oneroster, warehouse, sync_policy)
+    with warehouse.connect() as con:  # closed before the pull: no DuckDB lock is held while the provider pages
+        connection = guard_connection(context, oneroster, con)  # refuses a connection that is not the active one
+        pulling, estimate = _pull_students(context, oneroster, warehouse, sync_policy, con)
     approved_hash = context.run.tags.get(APPROVE_HELD_DIFF_TAG)
     with pulling as pull, warehouse.connect() as con:
         try:
@@ -249,7 +251,7 @@ def student_sync_assets(
         ignored_preview = store.query_dicts(
             con, "SELECT sourced_id, reason, detail FROM ignored_students ORDER BY reason, sourced_id LIMIT 10")
         held_counts, held_preview = _diff_preview(con, context.run.run_id, "held")
-    publish_district_snapshot(warehouse, context.log)  # applied (perhaps partly held): the cross-district view
+        publish_district_snapshot(warehouse, context.log, con)  # applied (perhaps partly held): the cross-district view
     result, plan, decision = done.result, done.plan, done.decision
     duration = round(time.monotonic() - started, 2)
     yield dg.MaterializeResult(asset_key="oneroster_users", metadata={
@@ -318,7 +320,8 @@ def student_sync_preview(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
     sync_policy: dg.ResourceParam[SyncPolicy],
 ) -> dg.MaterializeResult:
-    pulling, _ = _pull_students(context, oneroster, warehouse, sync_policy)
+    with warehouse.connect() as con:
+        pulling, _ = _pull_students(context, oneroster, warehouse, sync_policy, con)
     with pulling as pull, warehouse.connect() as con:
         done = apply_student_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
                                   sync_policy.hold, preview=True)
