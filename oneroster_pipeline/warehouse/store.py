@@ -205,8 +205,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         "AND schema_name = 'main' UNION ALL SELECT view_name, NULL FROM duckdb_views() "
         "WHERE database_name = current_database() AND schema_name = 'main'").fetchall())
     if not _schema_shape() <= present:
-        for ddl in TABLES_DDL.values():
-            con.execute(ddl)
+        with transaction(con):  # one commit for every table (a new file: ~20 statements)
+            for ddl in TABLES_DDL.values():
+                con.execute(ddl)
 
 
 @functools.cache
@@ -405,14 +406,17 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) ->
 
 
 def upsert_sync_run(con: duckdb.DuckDBPyConnection, run_id: str, **columns) -> None:
-    """Create or update the run's `sync_runs` row: each step fills the columns it knows (None leaves a value)."""
-    names = ["run_id", *columns]
-    updates = ", ".join(f"{c} = coalesce(excluded.{c}, sync_runs.{c})" for c in columns)
-    con.execute(
-        f"INSERT INTO sync_runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
-        f"ON CONFLICT (run_id) DO UPDATE SET {updates}",
-        [run_id, *columns.values()],
-    )
+    """Create or update the run's `sync_runs` row: each step fills the columns it knows (None leaves a value).
+    An UPDATE, and an INSERT when it found no row (DuckDB's INSERT ... ON CONFLICT costs ~3 ms a row on this
+    table, an UPDATE ~0.8 ms; every step of every district writes this row). A run's steps write its row one after
+    another while this process holds the file's lock, so nothing inserts it between the two."""
+    updated = con.execute(
+        f"UPDATE sync_runs SET {', '.join(f'{c} = coalesce(?, {c})' for c in columns)} WHERE run_id = ?",
+        [*columns.values(), run_id]).fetchall()[0][0] if columns else 0
+    if not updated:
+        names = ["run_id", *columns]
+        con.execute(f"INSERT INTO sync_runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                    [run_id, *columns.values()])
 
 
 def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
