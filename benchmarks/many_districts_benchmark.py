@@ -24,7 +24,9 @@ every process of the Dagster tree (daemon, webserver, code servers, run workers,
 single process by role, and the max sum) and the provider processes' RSS, separately.
 
 Baseline: one `--baseline-students` district with `dagster job execute -j full_sync` (dagster_run_benchmark.py's
-provider and CLI helpers), wall time of the process, peak RSS of its tree.
+provider and CLI helpers), wall time of the process, peak RSS of its tree. `--backfill-baseline` adds the same
+district synced by one asset backfill through the daemon, as the many-district scenarios are (its own host and
+instance; the daemon's 0-30 s pickup included), and prints each scenario's ratio to it.
 
 `--executor default` (the default) passes no run config: every run, an asset backfill's implicit asset job's too,
 uses the code location's in-process executor (`Definitions(executor=in_process_executor)`). `--executor in_process`
@@ -410,6 +412,29 @@ def baseline(students: int, schools: int) -> tuple[float, int, TreeSample]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def one_district_backfill(args) -> tuple:
+    """One --baseline-students district on one provider host, synced by one asset backfill through the daemon: the
+    table row (the same launch path as the many-district scenarios)."""
+    district = {"id": "one", "students": args.baseline_students, "schools": 40, "seed": 1000, "host": 0}
+    folder = Path(tempfile.mkdtemp(prefix="oneroster-one-host-"))
+    process = start_host([district], 0, folder, 0)
+    try:
+        host = host_ready(process, 0, 0)
+        out = run_scenario([district], [host], 1, 1, args.host_limit, args.executor, "asset", False, args.timeout,
+                           args.keep)
+    finally:
+        Provider(process, "", "", "").stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    print("# one district by asset backfill: " + (out.error or (
+        f"ended {out.wall:.1f} s after submit, first run created at {out.first_run:.1f} s, run {out.run_seconds:.1f}"
+        f" s; students landed {out.landed}; CPU s: Dagster processes {out.rss.cpu_seconds:.0f} ("
+        + ", ".join(f"{role} {cpu:.0f}" for role, cpu in sorted(cpu_by_role(out.rss).items())) + ")")), flush=True)
+    return ("one district (asset backfill)", 1, args.baseline_students, 1, 1, out.runs, out.wall, out.first_run,
+            f"{out.succeeded}/{out.failed}", out.landed,
+            f"{max(out.rss.peak_by_pid.values()) / MB:.0f}" if out.rss else "-",
+            f"{out.rss.peak_sum / MB:.0f}" if out.rss else "-", f"{os.getloadavg()[0]:.1f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--districts", type=int, default=200, help="districts, the dead one included")
@@ -428,6 +453,9 @@ def main() -> int:
                         help="asset: full_sync's assets (BackfillPolicy); job: full_sync's partition set")
     parser.add_argument("--baseline-students", type=int, default=1_000_000)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--backfill-baseline", action="store_true",
+                        help="also sync one --baseline-students district by one asset backfill through the daemon "
+                             "(the many-district rows' launch path, its 0-30 s pickup included)")
     parser.add_argument("--timeout", type=float, default=3600, help="per scenario, seconds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep each scenario's folder (DAGSTER_HOME, logs, DuckDB)")
@@ -445,6 +473,8 @@ def main() -> int:
         print(f"# baseline: {args.baseline_students} students, full_sync {wall:.1f} s, exit {code}, max RSS "
               f"{max(rss.peak_by_pid.values()) / MB:.0f} MB, CPU s {rss.cpu_seconds:.0f} (provider apart); load "
               f"{os.getloadavg()[0]:.1f}", flush=True)
+    if args.backfill_baseline:
+        rows.append(one_district_backfill(args))
     dead = not args.no_dead
     plan = plan_districts(args.districts - dead, args.students, args.hosts, args.seed)
     sizes = sorted((d["students"] for d in plan), reverse=True)
@@ -500,6 +530,13 @@ def main() -> int:
         ratios = (f"{wall / base:.2f} | {(wall - pickup) / base:.2f}") if base else "- | -"
         print(f"| {name} | {districts} | {students:,} | {per_run} | {max_runs} | {runs} | {wall:.1f} | {pickup:.1f} | "
               f"{ratios} | {students / wall:,.0f} | {status} | {landed:,} | {peak} | {total} | {load1} |")
+    one_backfill = next((row for row in rows if row[0] == "one district (asset backfill)"), None)
+    if one_backfill:
+        for row in rows:
+            if row[1] > 1:
+                print(f"\n{row[0]}: x one district by the same asset backfill (both from the submit) "
+                      f"{row[6] / one_backfill[6]:.2f}", end="")
+        print()
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
