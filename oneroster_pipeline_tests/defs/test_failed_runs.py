@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from oneroster_pipeline.definitions import build_definitions
+from oneroster_pipeline.defs.alerts.sensors import monitored
 from oneroster_pipeline.defs.provider_switch.partitions import PROVIDER_CONNECTIONS
 from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
 from oneroster_pipeline.demo.csv_export import export_csv
@@ -151,6 +152,25 @@ def test_a_failed_in_process_run_records_itself_and_the_sensor_adds_no_duplicate
     assert len(received) == 1
     for (text,) in harness.rows("SELECT message FROM sync_alerts UNION ALL SELECT message FROM sync_runs"):
         assert "wrong-secret-123" not in text and CLIENT_SECRET not in text
+
+
+def test_a_failed_materialization_from_the_asset_graph_records_itself(provider, webhook, tmp_path):  # noqa: F811
+    """The UI's Materialize and asset backfills run Dagster's implicit asset job, which has no job hooks: the hooks
+    ride on the assets, so such a run records its failure and alert like a named job's."""
+    url, received = webhook
+    harness = SyncHarness(tmp_path, oneroster_for(provider, client_secret="wrong-secret-123"), webhook_url=url)
+    implicit = harness.defs.resolve_implicit_global_asset_job_def()
+    failed = implicit.execute_in_process(instance=harness.instance, raise_on_error=False,
+                                         asset_selection=[dg.AssetKey("oneroster_orgs"), dg.AssetKey("buildings")])
+    assert not failed.success and failed.dagster_run.job_name.startswith("__ASSET_JOB")
+    rows = harness.rows("SELECT run_id, outcome, message FROM sync_runs")
+    assert len(rows) == 1 and rows[0][:2] == (failed.run_id, "failed") and "401" in rows[0][2], rows
+    assert harness.rows("SELECT run_id, kind FROM sync_alerts") == [(failed.run_id, "run_failure")]
+    assert len(received) == 1 and "wrong-secret-123" not in received[0]["text"]
+    # the daemon's failure sensor watches such runs too (monitored), and adds nothing to what the run recorded
+    assert monitored(failed.dagster_run)
+    _evaluate(harness, "sync_failure_alert", failed, failure=True)
+    assert harness.rows("SELECT count(*) FROM sync_alerts") == [(1,)] and len(received) == 1
 
 
 def test_a_failed_error_check_in_a_successful_run_alerts_in_run_once(provider, webhook, tmp_path):  # noqa: F811

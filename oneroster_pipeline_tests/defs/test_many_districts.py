@@ -78,6 +78,21 @@ districts:
         yield path, folder, {"north": north.district, "south": south.district, "west": west}
 
 
+# the daemon's sync_failure_alert sensor evaluated on the instance's one (failed) run, as its tick would
+SENSOR_AFTERWARDS = """
+import dagster as dg
+from oneroster_pipeline.definitions import defs
+from oneroster_pipeline.defs.resources import default_resources
+instance = dg.DagsterInstance.get()
+(record,) = instance.get_run_records()
+run = record.dagster_run
+event = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[-1].dagster_event
+context = dg.build_run_status_sensor_context(sensor_name="sync_failure_alert", dagster_instance=instance,
+                                             dagster_run=run, dagster_event=event, resources=default_resources())
+defs.get_sensor_def("sync_failure_alert")(context.for_run_failure())
+"""
+
+
 def cli_env(folder: Path, districts_file: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONEROSTER_")}
     env.update(SECRETS, DAGSTER_HOME=str(folder), ONEROSTER_DISTRICTS_FILE=str(districts_file),
@@ -169,6 +184,15 @@ def test_a_batched_run_syncs_every_other_district_and_fails_naming_the_dead_one(
         assert rows(database, "SELECT count(*) FROM sync_alerts")[0][0] == 0
     alerts = rows(work / "data/districts/dead.duckdb", "SELECT subject FROM sync_alerts")
     assert len(alerts) == 1 and "district dead (Dead Valley)" in alerts[0][0]
+    # the daemon's failure sensor sees that run later: it records nothing for the districts that were synced
+    done = subprocess.run([sys.executable, "-c", SENSOR_AFTERWARDS], env=env, cwd=work, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for key in ("north", "south", "west"):
+        database = work / "data" / "districts" / f"{key}.duckdb"
+        assert rows(database, "SELECT count(*) FROM sync_alerts")[0][0] == 0
+        assert rows(database, "SELECT outcome FROM sync_runs") == [("applied",)], key
+    assert len(rows(work / "data/districts/dead.duckdb", "SELECT subject FROM sync_alerts")) == 1
     # each district's info lines of a batched step are one log event naming it (each line is an event-log write)
     with dg.DagsterInstance.from_config(str(work)) as instance:
         (record,) = instance.get_run_records()

@@ -10,6 +10,9 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+# the run hooks ride on the assets too: a UI materialization or an asset backfill (the implicit asset job) records
+# its failure itself, as the named jobs do
+from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS
 from oneroster_pipeline.defs.districts import DISTRICT_PARTITIONS, per_district
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import (
@@ -45,6 +48,7 @@ def _rows_md(rows: list[dict]) -> dg.MetadataValue:
 
 
 @dg.multi_asset(
+    hooks=RUN_HOOKS,
     specs=[dg.AssetSpec(
         "id_crosswalk", group_name=GROUP, owners=OWNERS, kinds={"duckdb", "python"}, deps=["buildings", "students"],
         description=(
@@ -110,6 +114,7 @@ def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource
 
 
 @dg.asset(
+    hooks=RUN_HOOKS,
     group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb", deps=["id_crosswalk"],
     partitions_def=DISTRICT_PARTITIONS,
     description=(
@@ -152,6 +157,7 @@ def provider_connections(context: dg.AssetExecutionContext, warehouse: Warehouse
 
 
 @dg.asset(
+    hooks=RUN_HOOKS,
     partitions_def=STUDENT_REBUILD_PARTITIONS, group_name=GROUP, owners=OWNERS,
     kinds={"duckdb"}, pool="duckdb", deps=["oneroster_users", "oneroster_orgs", "buildings"],
     description=(

@@ -11,6 +11,9 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+# the run hooks ride on the assets too: a UI materialization or an asset backfill (the implicit asset job) records
+# its failure itself, as the named jobs do
+from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS
 from oneroster_pipeline.defs.districts import (
     BACKFILL_POLICY,
     DISTRICT_PARTITIONS,
@@ -81,6 +84,7 @@ def _held(check_asset: str, check_name: str, held: SyncHeld):
 
 
 @dg.multi_asset(
+    hooks=RUN_HOOKS,
     specs=[dg.AssetSpec(
         "oneroster_orgs", group_name=GROUP, owners=OWNERS, kinds={"duckdb", "python"},
         description="Every org fetched from the OneRoster provider (GET /orgs, normalised), with provider and fetched_at.",
@@ -121,6 +125,7 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
 
 
 @dg.asset(
+    hooks=RUN_HOOKS,
     group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb", deps=["oneroster_orgs"],
     partitions_def=DISTRICT_PARTITIONS, backfill_policy=BACKFILL_POLICY,
     description=(
@@ -219,6 +224,7 @@ def _diff_preview(con, run_id: str, disposition: str | None = None) -> tuple[dic
 
 
 @dg.multi_asset(
+    hooks=RUN_HOOKS,
     specs=STUDENT_SPECS, pool="duckdb", name="student_sync_assets", partitions_def=DISTRICT_PARTITIONS,
     backfill_policy=BACKFILL_POLICY,
     check_specs=[dg.AssetCheckSpec("mass_change_guard", asset="students", blocking=True,
@@ -307,6 +313,7 @@ def _outcome_columns(done: StudentSyncOutcome) -> dict:
 
 
 @dg.asset(
+    hooks=RUN_HOOKS,
     group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb",
     deps=["buildings", "oneroster_orgs"], partitions_def=DISTRICT_PARTITIONS, backfill_policy=BACKFILL_POLICY,
     description=(
