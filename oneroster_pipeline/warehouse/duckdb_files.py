@@ -9,8 +9,8 @@ uses it and is detached when the last one closes: DETACH checkpoints it and rele
 connection did, so other processes see the file exactly as before (the lock wait and its errors are the caller's).
 
 A connection's `prepare` (the store's schema check) runs once per attachment, and not at all when the file is
-exactly as this process left it when it last detached it (same inode, size and modification time: nobody wrote it
-since, so its tables are the ones this process saw).
+exactly as this process left it when it last detached it (the file and its write-ahead log: same inode, size and
+modification time, so nobody wrote it since and its tables are the ones this process saw).
 
 The shared instance spills to `.duckdb-spill-<pid>` beside the first file it attached (DuckDB creates the folder
 when it first spills and removes it when the instance closes, at exit), one folder per process so that concurrent
@@ -66,13 +66,16 @@ class _Attachment:
         self.alias, self.users, self.prepared = alias, 0, prepared
 
 
-def _signature(path: str) -> tuple | None:
-    """What changes whenever anyone writes or replaces the file (None if it is gone)."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+def _signature(path: str) -> tuple:
+    """What changes whenever anyone writes or replaces the file: its and its write-ahead log's identity, size and
+    modification time (a writer that died before checkpointing left its changes in the log only)."""
+    def stat(name: str) -> tuple | None:
+        try:
+            found = os.stat(name)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+    return stat(path), stat(path + ".wal")
 
 
 _lock = threading.Lock()

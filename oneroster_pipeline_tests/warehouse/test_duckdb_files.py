@@ -153,3 +153,19 @@ def test_a_file_another_program_changed_is_checked_again_and_repaired(tmp_path, 
     with store.connect(path) as con:
         add_alert(con, "new file")
     assert checks == [1, 1]
+
+
+def test_a_change_left_only_in_the_write_ahead_log_is_checked_again(tmp_path, monkeypatch):
+    path = tmp_path / "district.duckdb"
+    with store.connect(path) as con:
+        add_alert(con, "first")
+    checks = count_schema_checks(monkeypatch)
+    with duckdb.connect(str(path)) as other:  # a writer that ended without checkpointing (as one that died would)
+        other.execute("PRAGMA disable_checkpoint_on_shutdown")
+        other.execute("ALTER TABLE pull_reports DROP COLUMN rejected_by_file")
+    assert path.with_name(path.name + ".wal").exists()
+    with store.connect(path) as con:
+        columns = {r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND table_name = 'pull_reports'").fetchall()}
+    assert checks == [1] and "rejected_by_file" in columns
