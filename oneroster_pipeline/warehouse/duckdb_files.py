@@ -2,8 +2,8 @@
 
 Why: `duckdb.connect(path)` builds a whole database instance every time (its catalog of built-in functions, its
 thread pool), 20-25 ms on this project's machines however small the file, and closing it checkpoints the file. A
-batched run over many districts opens each district's file about sixteen times (every asset and check step), so
-instance start-ups were the largest per-district cost (`benchmarks/many_districts_benchmark.py`). Attaching a file
+batched run over many districts opened each district's file sixteen times (seven since the checks share two steps),
+so instance start-ups were the largest per-district cost (`benchmarks/many_districts_benchmark.py`). Attaching a file
 to one long-lived in-memory instance costs about 2 ms. A file stays attached while any connection of this process
 uses it and is detached when the last one closes: DETACH checkpoints it and releases its lock, as closing the last
 connection did, so other processes see the file exactly as before (the lock wait and its errors are the caller's).
