@@ -1,8 +1,6 @@
 """The connection guard every sync asset calls first: only the active provider connection may sync, and a first
 sync that applies makes its connection the active one (see warehouse/provider_switch.py)."""
 
-from contextlib import nullcontext
-
 import dagster as dg
 
 from oneroster_pipeline.warehouse.provider_switch import (
@@ -23,7 +21,7 @@ def guard_connection(context, oneroster, con) -> Connection:
     applied, so a failed first sync never pins its connection.
     """
     try:
-        connection, active = require_active_connection(lambda: nullcontext(con), oneroster.settings())
+        connection, active = require_active_connection(con, oneroster.settings())
     except ConnectionChanged as changed:
         raise dg.Failure(description=str(changed)) from None
     if active:

@@ -61,18 +61,19 @@ def register(con: duckdb.DuckDBPyConnection, connection: Connection, status: str
          status, now, now if status == "active" else None])
 
 
-def require_active_connection(connect, settings, now: datetime | None = None) -> tuple[Connection, bool]:
+def require_active_connection(con: duckdb.DuckDBPyConnection, settings,
+                              now: datetime | None = None) -> tuple[Connection, bool]:
     """The sync guard: returns (the configured connection, whether it is the active one already).
 
-    `connect` opens the warehouse (a context manager yielding a DuckDB connection). While no connection is active
-    (a district's first sync, or first syncs that all failed), the configured connection is registered as a
-    `candidate` and the sync may run: `activate_connection` makes it active once the sync applied. When a
+    `con` is open on the warehouse (used in a transaction of its own). While no connection is active (a district's
+    first sync, or first syncs that all failed), the configured connection is registered as a `candidate` and the
+    sync may run: `activate_connection` makes it active once the sync applied. When a
     connection is active, a sync whose configured connection is another one raises ConnectionChanged naming both
     connections and the procedure; a candidate left by a failed sync never blocks a different connection.
     """
     connection = connection_of(settings)
     now = now or datetime.now().astimezone()
-    with connect() as con, store.transaction(con):
+    with store.transaction(con):
         active = active_connection(con)
         if active is None:
             register(con, connection, "candidate", now)
