@@ -412,7 +412,7 @@ def upsert_sync_run(con: duckdb.DuckDBPyConnection, run_id: str, **columns) -> N
     another while this process holds the file's lock, so nothing inserts it between the two."""
     updated = con.execute(
         f"UPDATE sync_runs SET {', '.join(f'{c} = coalesce(?, {c})' for c in columns)} WHERE run_id = ?",
-        [*columns.values(), run_id]).fetchall()[0][0] if columns else 0
+        [*columns.values(), run_id]).fetchall()[0][0]
     if not updated:
         names = ["run_id", *columns]
         con.execute(f"INSERT INTO sync_runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
