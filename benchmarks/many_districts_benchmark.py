@@ -391,6 +391,12 @@ def cpu_by_role(sample: TreeSample) -> dict[str, float]:
     return seconds
 
 
+def cpu_text(sample: TreeSample) -> str:
+    """`Dagster processes N (role n, ...)`: CPU seconds of the Dagster tree, and by role."""
+    return (f"Dagster processes {sample.cpu_seconds:.0f} ("
+            + ", ".join(f"{role} {cpu:.0f}" for role, cpu in sorted(cpu_by_role(sample).items())) + ")")
+
+
 def baseline(students: int, schools: int) -> tuple[float, int, TreeSample]:
     """One district, `dagster job execute -j full_sync`, fresh DAGSTER_HOME and DuckDB: (wall s, exit, RSS)."""
     provider = start_provider(students, schools, 0, False)
@@ -427,8 +433,7 @@ def one_district_backfill(args) -> tuple:
         shutil.rmtree(folder, ignore_errors=True)
     print("# one district by asset backfill: " + (out.error or (
         f"ended {out.wall:.1f} s after submit, first run created at {out.first_run:.1f} s, run {out.run_seconds:.1f}"
-        f" s; students landed {out.landed}; CPU s: Dagster processes {out.rss.cpu_seconds:.0f} ("
-        + ", ".join(f"{role} {cpu:.0f}" for role, cpu in sorted(cpu_by_role(out.rss).items())) + ")")), flush=True)
+        f" s; students landed {out.landed}; CPU s: {cpu_text(out.rss)}")), flush=True)
     return ("one district (asset backfill)", 1, args.baseline_students, 1, 1, out.runs, out.wall, out.first_run,
             f"{out.succeeded}/{out.failed}", out.landed,
             f"{max(out.rss.peak_by_pid.values()) / MB:.0f}" if out.rss else "-",
@@ -506,9 +511,7 @@ def main() -> int:
                     f"{out.queue_wait:.1f} s, median run {out.run_seconds:.1f} s; runs with a provider_host tag: "
                     f"{out.host_tagged}; students landed {out.landed}; peak RSS by role (MB): "
                     + ", ".join(f"{role} {rss / MB:.0f}" for role, rss in sorted(roles.items()))
-                    + f"; CPU s: Dagster processes {out.rss.cpu_seconds:.0f} ("
-                    + ", ".join(f"{role} {cpu:.0f}" for role, cpu in sorted(cpu_by_role(out.rss).items()))
-                    + f"), providers {out.provider_cpu:.0f}"
+                    + f"; CPU s: {cpu_text(out.rss)}, providers {out.provider_cpu:.0f}"
                     + f"; load {os.getloadavg()[0]:.1f}")), flush=True)
                 if not out.error:
                     rows.append((f"{args.backfill} backfill, {per_run}/run" + ("" if dead else ", no dead"),
