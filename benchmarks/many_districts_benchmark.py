@@ -77,6 +77,8 @@ SECRET_VAR = "BENCH_OR_SECRET"
 # full_sync's assets (defs/sync/jobs.py: BUILDING_ASSETS | STUDENT_ASSETS); their checks come with them
 FULL_SYNC_ASSETS = ("oneroster_orgs", "buildings", "oneroster_users", "students", "student_buildings",
                     "ignored_students")
+CODE_LOCATION = "oneroster_pipeline.definitions"
+FLOOR = "benchmarks.orchestration_floor"  # full_sync's asset graph doing no work: Dagster's own cost
 DONE = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
 
 
@@ -171,7 +173,7 @@ run_queue:
 
 WORKSPACE_YAML = """load_from:
   - python_module:
-      module_name: oneroster_pipeline.definitions
+      module_name: {module}
       location_name: oneroster_pipeline
       working_directory: {root}
 """
@@ -253,7 +255,8 @@ def backfill_params(kind: str, executor: str, keys: list[str], per_run: int) -> 
 
 
 def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: int, host_limit: int,
-                 executor: str, kind: str, dead: bool, timeout: float, keep: bool) -> Outcome:
+                 executor: str, kind: str, dead: bool, timeout: float, keep: bool, module: str = CODE_LOCATION
+                 ) -> Outcome:
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
     outcome = Outcome(per_run, max_runs)
@@ -263,7 +266,7 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
     (work / "data").mkdir()
     (work / "districts.yaml").write_text(districts_yaml(plan, hosts, work, dead))
     (home / "dagster.yaml").write_text(DAGSTER_YAML.format(runs=max_runs, host_limit=host_limit))
-    (work / "workspace.yaml").write_text(WORKSPACE_YAML.format(root=ROOT))
+    (work / "workspace.yaml").write_text(WORKSPACE_YAML.format(root=ROOT, module=module))
     env = {**_clean_environ(), "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT), SECRET_VAR: CLIENT_SECRET,
            "ONEROSTER_DISTRICTS_FILE": str(work / "districts.yaml"), "ONEROSTER_DISTRICTS_PER_RUN": str(per_run)}
     subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, cwd=work, check=True,
@@ -461,6 +464,9 @@ def main() -> int:
     parser.add_argument("--backfill-baseline", action="store_true",
                         help="also sync one --baseline-students district by one asset backfill through the daemon "
                              "(the many-district rows' launch path, its 0-30 s pickup included)")
+    parser.add_argument("--floor", action="store_true",
+                        help="after each scenario, the same backfill of benchmarks/orchestration_floor.py: full_sync's "
+                             "asset graph, steps and checks doing no work (Dagster's own cost on this machine)")
     parser.add_argument("--timeout", type=float, default=3600, help="per scenario, seconds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep each scenario's folder (DAGSTER_HOME, logs, DuckDB)")
@@ -499,27 +505,30 @@ def main() -> int:
               + ", ".join(f"{rss / MB:.0f} MB" for rss in provider_rss) + f" (sum {sum(provider_rss) / MB:.0f} MB); "
               + "; ".join(f"host {n}: {h.provider.banner}, latency {h.latency_ms} ms" for n, h in enumerate(hosts)),
               flush=True)
-        for max_runs in args.max_concurrent_runs:
-            for per_run in args.per_run:
-                out = run_scenario(plan, hosts, per_run, max_runs, args.host_limit, args.executor, args.backfill,
-                                   dead, args.timeout, args.keep)
-                roles = by_role(out.rss) if out.rss else {}
-                print(f"# {per_run} per run, max {max_runs} runs: " + (out.error or (
-                    f"{out.runs} runs ({out.succeeded} ok, {out.failed} failed: {out.failed_districts}); last run "
-                    f"ended {out.wall:.1f} s after submit, first run created at {out.first_run:.1f} s, backfill "
-                    f"{out.backfill_status} seen at {out.backfill_done:.1f} s; median queue wait "
-                    f"{out.queue_wait:.1f} s, median run {out.run_seconds:.1f} s; runs with a provider_host tag: "
-                    f"{out.host_tagged}; students landed {out.landed}; peak RSS by role (MB): "
-                    + ", ".join(f"{role} {rss / MB:.0f}" for role, rss in sorted(roles.items()))
-                    + f"; CPU s: {cpu_text(out.rss)}, providers {out.provider_cpu:.0f}"
-                    + f"; load {os.getloadavg()[0]:.1f}")), flush=True)
-                if not out.error:
-                    rows.append((f"{args.backfill} backfill, {per_run}/run" + ("" if dead else ", no dead"),
-                                 len(plan) + dead, sum(sizes), per_run,
-                                 max_runs, out.runs, out.wall, out.first_run, f"{out.succeeded}/{out.failed}",
-                                 out.landed,
-                                 f"{max(out.rss.peak_by_pid.values()) / MB:.0f}", f"{out.rss.peak_sum / MB:.0f}",
-                                 f"{os.getloadavg()[0]:.1f}"))
+        scenarios = [(max_runs, per_run, module) for max_runs in args.max_concurrent_runs for per_run in args.per_run
+                     for module in (CODE_LOCATION, FLOOR)[:1 + args.floor]]
+        for max_runs, per_run, module in scenarios:
+            floor = module == FLOOR
+            out = run_scenario(plan, hosts, per_run, max_runs, args.host_limit, args.executor, args.backfill,
+                               dead, args.timeout, args.keep, module)
+            roles = by_role(out.rss) if out.rss else {}
+            print(f"# {'orchestration floor, ' if floor else ''}{per_run} per run, max {max_runs} runs: " + (out.error or (
+                f"{out.runs} runs ({out.succeeded} ok, {out.failed} failed: {out.failed_districts}); last run "
+                f"ended {out.wall:.1f} s after submit, first run created at {out.first_run:.1f} s, backfill "
+                f"{out.backfill_status} seen at {out.backfill_done:.1f} s; median queue wait "
+                f"{out.queue_wait:.1f} s, median run {out.run_seconds:.1f} s; runs with a provider_host tag: "
+                f"{out.host_tagged}; students landed {out.landed}; peak RSS by role (MB): "
+                + ", ".join(f"{role} {rss / MB:.0f}" for role, rss in sorted(roles.items()))
+                + f"; CPU s: {cpu_text(out.rss)}, providers {out.provider_cpu:.0f}"
+                + f"; load {os.getloadavg()[0]:.1f}")), flush=True)
+            if not out.error:
+                rows.append((("orchestration floor (no work): " if floor else "")
+                             + f"{args.backfill} backfill, {per_run}/run" + ("" if dead else ", no dead"),
+                             len(plan) + dead, sum(sizes), per_run,
+                             max_runs, out.runs, out.wall, out.first_run, f"{out.succeeded}/{out.failed}",
+                             out.landed,
+                             f"{max(out.rss.peak_by_pid.values()) / MB:.0f}", f"{out.rss.peak_sum / MB:.0f}",
+                             f"{os.getloadavg()[0]:.1f}"))
     finally:
         for process in started_hosts:
             Provider(process, "", "", "").stop()
