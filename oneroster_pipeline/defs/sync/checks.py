@@ -29,7 +29,33 @@ class SyncCheck:
     """One asset check: its spec, and how it is evaluated on a connection to the district's warehouse."""
 
     spec: dg.AssetCheckSpec
-    evaluate: Callable[..., dg.AssetCheckResult]  # (con, sync_policy) -> its result
+    evaluate: Callable[..., dg.AssetCheckResult]  # (con, sync_policy, pulls=None) -> its result
+
+
+class LatestPulls:
+    """The latest `pull_reports` row of each collection, and its rejected sample, read once for the checks of a step
+    (five checks read the student pull; each used to query it again)."""
+
+    def __init__(self, con) -> None:
+        self.con, self._rows, self._samples = con, {}, {}
+
+    def row(self, collection: str, columns: tuple[str, ...]) -> dict | None:
+        """The latest pull of `collection` (those columns), or None before any pull."""
+        if collection not in self._rows:
+            rows = store.query_dicts(self.con, "SELECT * FROM pull_reports WHERE collection = ? "
+                                               "ORDER BY fetched_at DESC LIMIT 1", [collection])
+            self._rows[collection] = rows[0] if rows else None
+        row = self._rows[collection]
+        return None if row is None else {column: row[column] for column in columns}
+
+    def rejected_sample(self, collection: str, pull: dict) -> list[dict]:
+        """Up to LISTED of the records that pull rejected, with field and reason."""
+        if collection not in self._samples:
+            self._samples[collection] = store.query_dicts(self.con, """
+                SELECT location, sourced_id, field, reason FROM rejected_records
+                WHERE collection = ? AND recorded_at = ? AND run_id IS NOT DISTINCT FROM ?
+                ORDER BY location LIMIT ?""", [collection, pull["fetched_at"], pull["run_id"], LISTED])
+        return self._samples[collection]
 
 
 def _check(asset: str, name: str, description: str, additional_deps=()):
@@ -40,8 +66,8 @@ def _check(asset: str, name: str, description: str, additional_deps=()):
             spec = dg.AssetCheckSpec(name, asset=asset, description=description, additional_deps=additional_deps,
                                      partitions_def=DISTRICT_PARTITIONS)
 
-        def evaluated(con, policy: SyncPolicy) -> dg.AssetCheckResult:
-            result = evaluate(con, policy)  # named here: a step of several checks says which each result is
+        def evaluated(con, policy: SyncPolicy, pulls: LatestPulls | None = None) -> dg.AssetCheckResult:
+            result = evaluate(con, policy, pulls or LatestPulls(con))  # named here: a step's results say which is which
             return dg.AssetCheckResult(asset_key=spec.asset_key, check_name=name, passed=result.passed,
                                        severity=result.severity, description=result.description,
                                        metadata=result.metadata)
@@ -52,7 +78,7 @@ def _check(asset: str, name: str, description: str, additional_deps=()):
 @_check("buildings", "building_sis_matches_schools", additional_deps=["oneroster_orgs"], description=(
     "Every active building's building_sis is an active OneRoster school, and every active school has a "
     "building. Failing does not stop student sync: it explains students ignored as school_not_a_building."))
-def building_sis_matches_schools(con, policy) -> dg.AssetCheckResult:
+def building_sis_matches_schools(con, policy, pulls) -> dg.AssetCheckResult:
     unmatched_buildings = store.query_dicts(con, """
         SELECT b.building_id, b.name, b.building_sis, b.origin FROM buildings b
         WHERE b.status = 'active' AND b.building_sis NOT IN (
@@ -85,7 +111,7 @@ def building_sis_matches_schools(con, policy) -> dg.AssetCheckResult:
 
 
 @_check("students", "students_ids_unique", description="sourced_id and student_id are each unique in students.")
-def students_ids_unique(con, policy) -> dg.AssetCheckResult:
+def students_ids_unique(con, policy, pulls) -> dg.AssetCheckResult:
     repeats = store.query_dicts(con, """
         SELECT 'sourced_id' AS column, sourced_id AS value, count(*) AS rows FROM students
         GROUP BY sourced_id HAVING count(*) > 1
@@ -100,7 +126,7 @@ def students_ids_unique(con, policy) -> dg.AssetCheckResult:
 
 
 @_check("students", "students_buildings_exist", description="Every student's building_id exists in buildings.")
-def students_buildings_exist(con, policy) -> dg.AssetCheckResult:
+def students_buildings_exist(con, policy, pulls) -> dg.AssetCheckResult:
     orphans = store.query_dicts(con, """
         SELECT s.student_id, s.sourced_id, s.building_id FROM students s
         ANTI JOIN buildings b ON b.building_id = s.building_id ORDER BY s.student_id""")
@@ -120,18 +146,11 @@ REJECTION_COLUMNS = ("run_id", "mode", "reported_total", "received", "kept", "du
                      "complete", "fetched_at")
 
 
-def _latest_pull(con, collection: str, columns: tuple[str, ...]) -> dict | None:
-    """The latest `pull_reports` row of a collection (those columns), or None before any pull."""
-    rows = store.query_dicts(con, f"SELECT {', '.join(columns)} FROM pull_reports WHERE collection = ? "
-                                  "ORDER BY fetched_at DESC LIMIT 1", [collection])
-    return rows[0] if rows else None
-
-
 @_check("oneroster_users", "fetched_count_matches_provider_total", description=(
     "REST: the number of students received equals the total the provider reported (X-Total-Count). "
     "CSV export: every row of users.csv was read (rows read, rejected) from a full (bulk) export."))
-def fetched_count_matches_provider_total(con, policy) -> dg.AssetCheckResult:
-    pull = _latest_pull(con, "students", COUNT_COLUMNS)
+def fetched_count_matches_provider_total(con, policy, pulls) -> dg.AssetCheckResult:
+    pull = pulls.row("students", COUNT_COLUMNS)
     if pull is None:
         return dg.AssetCheckResult(passed=False, severity=ERROR, description="no student pull recorded yet")
     total = pull["reported_total"]
@@ -157,8 +176,8 @@ def _pull_complete_check(asset: str, collection: str) -> SyncCheck:
         f"The latest {collection} pull saw the whole collection: the pager reached the end as the server said, "
         "X-Total-Count stayed the same and matches the records received, and no sourcedId repeated. An "
         "incomplete pull deactivates nothing by absence."))
-    def pull_complete(con, policy) -> dg.AssetCheckResult:
-        pull = _latest_pull(con, collection, COMPLETENESS_COLUMNS)
+    def pull_complete(con, policy, pulls) -> dg.AssetCheckResult:
+        pull = pulls.row(collection, COMPLETENESS_COLUMNS)
         if pull is None:
             return dg.AssetCheckResult(passed=False, severity=ERROR, description=f"no {collection} pull recorded yet")
         return dg.AssetCheckResult(
@@ -175,24 +194,17 @@ orgs_pull_complete = _pull_complete_check("oneroster_orgs", "orgs")
 students_pull_complete = _pull_complete_check("oneroster_users", "students")
 
 
-def _rejected_sample(con, collection: str, pull: dict) -> list[dict]:
-    return store.query_dicts(con, """
-        SELECT location, sourced_id, field, reason FROM rejected_records
-        WHERE collection = ? AND recorded_at = ? AND run_id IS NOT DISTINCT FROM ?
-        ORDER BY location LIMIT ?""", [collection, pull["fetched_at"], pull["run_id"], LISTED])
-
-
 def _rejections_check(asset: str, collection: str) -> SyncCheck:
     @_check(asset, "rejections_within_tolerance", description=(
         f"At most ONEROSTER_MAX_REJECTED_PCT (default 1) % of the latest {collection} pull's records were rejected "
         "(could not be read: a bad date, enabledUser or enumeration value, a broken CSV line), overall and in "
         "each CSV file. Rejected records keep their existing rows, so a high share means the district's data "
         "is not being synced. The rejected records are in rejected_records."))
-    def rejections_within_tolerance(con, policy: SyncPolicy) -> dg.AssetCheckResult:
-        pull = _latest_pull(con, collection, REJECTION_COLUMNS)
+    def rejections_within_tolerance(con, policy: SyncPolicy, pulls) -> dg.AssetCheckResult:
+        pull = pulls.row(collection, REJECTION_COLUMNS)
         if pull is None:
             return dg.AssetCheckResult(passed=False, severity=ERROR, description=f"no {collection} pull recorded yet")
-        sample = _rejected_sample(con, collection, pull)
+        sample = pulls.rejected_sample(collection, pull)
         received_by_file = json.loads(pull["received_by_file"] or "{}")
         rejected_by_file = json.loads(pull["rejected_by_file"] or "{}")
         max_pct = policy.max_rejected_pct
@@ -231,11 +243,11 @@ users_rejections_within_tolerance = _rejections_check("oneroster_users", "studen
     "The latest student pull landed students when the provider sent (or reported) any: zero students kept "
     "from a pull of records means every one was rejected or lacked the student role (e.g. a roles.csv that "
     "could not be read), never an empty district."))
-def students_landed(con, policy) -> dg.AssetCheckResult:
-    pull = _latest_pull(con, "students", REJECTION_COLUMNS)
+def students_landed(con, policy, pulls) -> dg.AssetCheckResult:
+    pull = pulls.row("students", REJECTION_COLUMNS)
     if pull is None:
         return dg.AssetCheckResult(passed=False, severity=ERROR, description="no student pull recorded yet")
-    sample = _rejected_sample(con, "students", pull)
+    sample = pulls.rejected_sample("students", pull)
     total = pull["reported_total"]
     sent = pull["received"] > 0 or (total or 0) > 0
     passed = pull["kept"] > 0 or not sent
@@ -266,7 +278,8 @@ def _checks_step(name: str, checks: list[SyncCheck], description: str) -> dg.Ass
                         sync_policy: dg.ResourceParam[SyncPolicy]):
         selected = [check for check in checks if check.spec.key in context.selected_asset_check_keys]
         with warehouse.connect() as con:
-            results = [check.evaluate(con, sync_policy) for check in selected]
+            pulls = LatestPulls(con)
+            results = [check.evaluate(con, sync_policy, pulls) for check in selected]
         yield from results  # after the connection closed: the event log writes do not hold the file
 
     return evaluate_checks
