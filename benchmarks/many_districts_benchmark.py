@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/many_districts_benchmark.py [--districts 200] [--students 1000000] \
         [--per-run 1 25] [--max-concurrent-runs 2 4] [--hosts 4] [--slow-hosts 1] [--slow-latency-ms 50] \
-        [--baseline-students 1000000 | --no-baseline] [--keep]
+        [--baseline-students 1000000 | --no-baseline] [--backfill-baseline] [--floor] [--keep]
 
 Providers: `--hosts` processes of `benchmarks/static_provider.py --districts` (pre-rendered pages, OAuth 2.0), each
 serving its share of the districts under `/<id>/ims/oneroster/v1p1`; the last `--slow-hosts` of them answer every
@@ -27,6 +27,9 @@ Baseline: one `--baseline-students` district with `dagster job execute -j full_s
 provider and CLI helpers), wall time of the process, peak RSS of its tree. `--backfill-baseline` adds the same
 district synced by one asset backfill through the daemon, as the many-district scenarios are (its own host and
 instance; the daemon's 0-30 s pickup included), and prints each scenario's ratio to it.
+
+`--floor` runs, after each scenario, the same backfill of `benchmarks/orchestration_floor.py` (full_sync's asset
+graph, steps and checks recording each district and doing no work) in the same way: what Dagster itself costs here.
 
 `--executor default` (the default) passes no run config: every run, an asset backfill's implicit asset job's too,
 uses the code location's in-process executor (`Definitions(executor=in_process_executor)`). `--executor in_process`
@@ -471,6 +474,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep each scenario's folder (DAGSTER_HOME, logs, DuckDB)")
     args = parser.parse_args()
+    if args.floor and args.backfill == "job":
+        parser.error("--floor measures an asset backfill: the floor's code location has no partitioned job")
 
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GB RAM; load average "
