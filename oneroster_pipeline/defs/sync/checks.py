@@ -39,19 +39,24 @@ class LatestPulls:
     def __init__(self, con) -> None:
         self.con, self._rows, self._samples = con, {}, {}
 
-    def row(self, collection: str, columns: tuple[str, ...]) -> dict | None:
-        """The latest pull of `collection` (those columns), or None before any pull."""
+    def _latest(self, collection: str) -> dict | None:
         if collection not in self._rows:
             rows = store.query_dicts(self.con, "SELECT * FROM pull_reports WHERE collection = ? "
                                                "ORDER BY fetched_at DESC LIMIT 1", [collection])
             self._rows[collection] = rows[0] if rows else None
-        row = self._rows[collection]
+        return self._rows[collection]
+
+    def row(self, collection: str, columns: tuple[str, ...]) -> dict | None:
+        """The latest pull of `collection` (those columns), or None before any pull."""
+        row = self._latest(collection)
         return None if row is None else {column: row[column] for column in columns}
 
-    def rejected_sample(self, collection: str, pull: dict) -> list[dict]:
-        """Up to LISTED of the records that pull rejected, with field and reason."""
+    def rejected_sample(self, collection: str) -> list[dict]:
+        """Up to LISTED of the records the latest pull of `collection` rejected, with field and reason (none
+        before any pull)."""
         if collection not in self._samples:
-            self._samples[collection] = store.query_dicts(self.con, """
+            pull = self._latest(collection)
+            self._samples[collection] = [] if pull is None else store.query_dicts(self.con, """
                 SELECT location, sourced_id, field, reason FROM rejected_records
                 WHERE collection = ? AND recorded_at = ? AND run_id IS NOT DISTINCT FROM ?
                 ORDER BY location LIMIT ?""", [collection, pull["fetched_at"], pull["run_id"], LISTED])
@@ -59,7 +64,8 @@ class LatestPulls:
 
 
 def _check(asset: str, name: str, description: str, additional_deps=()):
-    """Decorate `evaluate(con, policy)` as the check `name` on `asset`, partitioned by district like its asset."""
+    """Decorate `evaluate(con, policy, pulls)` as the check `name` on `asset`, partitioned by district like its
+    asset; the check is then called as `evaluate(con, policy)`, or with the step's shared `LatestPulls`."""
     def make(evaluate) -> SyncCheck:
         with warnings.catch_warnings():  # a partitioned check spec is a preview feature; @asset_check sets it too
             warnings.simplefilter("ignore", dg.PreviewWarning)
@@ -204,7 +210,7 @@ def _rejections_check(asset: str, collection: str) -> SyncCheck:
         pull = pulls.row(collection, REJECTION_COLUMNS)
         if pull is None:
             return dg.AssetCheckResult(passed=False, severity=ERROR, description=f"no {collection} pull recorded yet")
-        sample = pulls.rejected_sample(collection, pull)
+        sample = pulls.rejected_sample(collection)
         received_by_file = json.loads(pull["received_by_file"] or "{}")
         rejected_by_file = json.loads(pull["rejected_by_file"] or "{}")
         max_pct = policy.max_rejected_pct
@@ -247,7 +253,7 @@ def students_landed(con, policy, pulls) -> dg.AssetCheckResult:
     pull = pulls.row("students", REJECTION_COLUMNS)
     if pull is None:
         return dg.AssetCheckResult(passed=False, severity=ERROR, description="no student pull recorded yet")
-    sample = pulls.rejected_sample("students", pull)
+    sample = pulls.rejected_sample("students")
     total = pull["reported_total"]
     sent = pull["received"] > 0 or (total or 0) > 0
     passed = pull["kept"] > 0 or not sent
