@@ -34,6 +34,11 @@ def add_alert(con, subject: str) -> None:
                                             "kind": "k", "subject": subject, "message": "m"}])
 
 
+def pull_reports_columns(con) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND table_name = 'pull_reports'").fetchall()}
+
 def test_the_file_is_locked_while_a_connection_is_open_and_released_with_its_data_when_it_closes(tmp_path):
     path = tmp_path / "district.duckdb"
     with store.connect(path) as con:
@@ -100,9 +105,7 @@ def test_the_schema_check_adds_what_an_old_file_lacks(tmp_path):
         old.execute(store.TABLES_DDL["pull_reports"].split(";")[0])
         old.execute("ALTER TABLE pull_reports DROP COLUMN rejected_by_file")
     with store.connect(path) as con:
-        columns = {r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND table_name = 'pull_reports'").fetchall()}
+        columns = pull_reports_columns(con)
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
     assert "rejected_by_file" in columns
@@ -145,9 +148,7 @@ def test_a_file_another_program_changed_is_checked_again_and_repaired(tmp_path, 
     with duckdb.connect(str(path)) as other:  # e.g. a migration script or a notebook that dropped a column
         other.execute("ALTER TABLE pull_reports DROP COLUMN rejected_by_file")
     with store.connect(path) as con:
-        columns = {r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND table_name = 'pull_reports'").fetchall()}
+        columns = pull_reports_columns(con)
     assert checks == [1] and "rejected_by_file" in columns
     path.unlink()  # a new file at the same path: checked, and created in full
     with store.connect(path) as con:
@@ -165,7 +166,5 @@ def test_a_change_left_only_in_the_write_ahead_log_is_checked_again(tmp_path, mo
         other.execute("ALTER TABLE pull_reports DROP COLUMN rejected_by_file")
     assert path.with_name(path.name + ".wal").exists()
     with store.connect(path) as con:
-        columns = {r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND table_name = 'pull_reports'").fetchall()}
+        columns = pull_reports_columns(con)
     assert checks == [1] and "rejected_by_file" in columns
