@@ -15,8 +15,7 @@ import json, sys
 import dagster as dg
 module = __import__(sys.argv[1], fromlist=["defs"])
 graph = module.defs.resolve_asset_graph()
-names = ("oneroster_orgs", "buildings", "oneroster_users", "students", "student_buildings", "ignored_students")
-keys = {dg.AssetKey(name) for name in names}
+keys = set(module.defs.resolve_job_def("full_sync").asset_layer.selected_asset_keys)  # full_sync's assets
 steps = {}
 for assets_def in list(graph.assets_defs) + list(module.defs.asset_checks or []):
     selected = {key for key in assets_def.keys if key in keys} | {
@@ -31,8 +30,8 @@ for assets_def in list(graph.assets_defs) + list(module.defs.asset_checks or [])
         "per_run": policy.max_partitions_per_run if policy else None,
         "pools": sorted(p for p in (getattr(assets_def.node_def, "pools", None) or []) if p),
     }
-print(json.dumps({"steps": steps, "executor": module.defs.executor.name if module.defs.executor else None},
-                 sort_keys=True))
+print(json.dumps({"full_sync": sorted(key.to_user_string() for key in keys), "steps": steps,
+                  "executor": module.defs.executor.name if module.defs.executor else None}, sort_keys=True))
 """
 
 
@@ -53,6 +52,8 @@ def test_the_floor_has_full_syncs_graph_without_its_work(tmp_path):
     floor = shape("benchmarks.orchestration_floor", env)
     assert set(real["steps"]) == {"oneroster_orgs", "buildings", "student_sync_assets", "org_and_building_checks",
                                   "student_checks"}
+    assert real["full_sync"] == ["buildings", "ignored_students", "oneroster_orgs", "oneroster_users",
+                                 "student_buildings", "students"]
     assert floor == real
     assert real["steps"]["buildings"]["per_run"] == 2
     assert real["steps"]["student_checks"]["partitions"] == ["east", "north", "south"]

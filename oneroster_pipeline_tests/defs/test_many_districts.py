@@ -186,7 +186,7 @@ def test_a_batched_run_syncs_every_other_district_and_fails_naming_the_dead_one(
     assert len(alerts) == 1 and "district dead (Dead Valley)" in alerts[0][0]
     # the daemon's failure sensor sees that run later: it records nothing for the districts that were synced
     done = subprocess.run([sys.executable, "-c", SENSOR_AFTERWARDS], env=env, cwd=work, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     for key in ("north", "south", "west"):
         database = work / "data" / "districts" / f"{key}.duckdb"
