@@ -22,7 +22,7 @@ with open(os.environ["ONEROSTER_DISTRICTS_FILE"]) as districts_file:
 PARTITIONS = dg.StaticPartitionsDefinition(DISTRICT_IDS)
 POLICY = dg.BackfillPolicy.multi_run(int(os.environ.get("ONEROSTER_DISTRICTS_PER_RUN", "1")))
 ORG_CHECKS = [("oneroster_orgs", "pull_complete"), ("oneroster_orgs", "rejections_within_tolerance"),
-              ("buildings", "building_sis_matches_schools")]
+              ("buildings", "building_sis_matches_schools"), ("buildings", "building_sis_unique")]
 STUDENT_CHECKS = [("oneroster_users", "fetched_count_matches_provider_total"), ("oneroster_users", "pull_complete"),
                   ("oneroster_users", "rejections_within_tolerance"), ("students", "students_ids_unique"),
                   ("students", "students_buildings_exist"), ("students", "students_landed")]

@@ -1,4 +1,5 @@
-"""Building sync: the pre-existing buildings CSV and one building per active school org, never deleted."""
+"""Building sync: the pre-existing buildings CSV and one building per active school org, never deleted; the
+repeated building_sis values the `building_sis_unique` check reports."""
 
 # Runs inside the caller's transaction (SQL over the DuckDB store, no dagster import).
 
@@ -9,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+
+from .store import query_dicts
 
 
 class BuildingsCsvError(ValueError):
@@ -107,3 +110,12 @@ def sync_buildings(con: duckdb.DuckDBPyConnection, now: datetime, flag_missing: 
     ).fetchall()[0][0]
     total = con.execute("SELECT count(*) FROM buildings").fetchall()[0][0]
     return BuildingSyncResult(created=created, renamed=renamed + reactivated, school_missing=missing, total=total)
+
+
+def repeated_building_sis(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The building_sis values held by more than one building (each with its buildings' ids and names), which must
+    never happen: a building is one school, matched by the school's sourcedId exactly as the provider gave it."""
+    return query_dicts(con, """
+        SELECT building_sis, count(*) AS buildings, list(building_id ORDER BY building_id) AS building_ids,
+               list(name ORDER BY building_id) AS names
+        FROM buildings GROUP BY building_sis HAVING count(*) > 1 ORDER BY building_sis""")

@@ -36,7 +36,7 @@ GROUPS = {  # asset group -> its assets: with several groups the global lineage 
 ASSETS = [asset for assets in GROUPS.values() for asset in assets]
 CHECKS = {  # asset -> its checks
     "oneroster_orgs": ["schools_present_guard", "pull_complete", "rejections_within_tolerance"],
-    "buildings": ["building_sis_matches_schools"],
+    "buildings": ["building_sis_matches_schools", "building_sis_unique"],
     "oneroster_users": ["fetched_count_matches_provider_total", "pull_complete", "rejections_within_tolerance"],
     "students": ["mass_change_guard", "students_ids_unique", "students_buildings_exist", "students_landed"],
 }

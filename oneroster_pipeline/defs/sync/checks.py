@@ -17,6 +17,7 @@ from oneroster_pipeline.defs.districts import DISTRICT_PARTITIONS, per_district
 from oneroster_pipeline.defs.resources import WarehouseResource
 from oneroster_pipeline.defs.runs import markdown_table
 from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.buildings import repeated_building_sis
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.pulls import rejection_findings
 
@@ -116,7 +117,26 @@ def building_sis_matches_schools(con, policy, pulls) -> dg.AssetCheckResult:
     )
 
 
-@_check("students", "students_ids_unique", description="sourced_id and student_id are each unique in students.")
+@_check("buildings", "building_sis_unique", description=(
+    "building_sis is unique in buildings: a building is one OneRoster school, matched by the school's sourcedId "
+    "exactly as the provider gives it (` SCH-1 ` and `SCH-1` are two schools). Two buildings with one building_sis "
+    "would let students land in either."))
+def building_sis_unique(con, policy, pulls) -> dg.AssetCheckResult:
+    repeats = repeated_building_sis(con)
+    return dg.AssetCheckResult(
+        passed=not repeats, severity=ERROR,
+        description=(f"{len(repeats)} building_sis value(s) held by more than one building: "
+                     + ", ".join(f"{r['building_sis']!r} (building_id {', '.join(map(str, r['building_ids']))})"
+                                 for r in repeats[:10]) if repeats else "every building_sis is held by one building"),
+        metadata={"repeated_building_sis": len(repeats),
+                  "repeated_values": [r["building_sis"] for r in repeats[:LISTED]],
+                  "repeats": dg.MetadataValue.md(markdown_table(repeats, LISTED))},
+    )
+
+
+@_check("students", "students_ids_unique", description=(
+    "sourced_id and student_id are each unique in students (compared exactly, as stored: ` TWIN-1 ` and `TWIN-1` "
+    "are two sourced_ids)."))
 def students_ids_unique(con, policy, pulls) -> dg.AssetCheckResult:
     repeats = store.query_dicts(con, """
         SELECT 'sourced_id' AS column, sourced_id AS value, count(*) AS rows FROM students
@@ -292,9 +312,10 @@ def _checks_step(name: str, checks: list[SyncCheck], description: str) -> dg.Ass
 
 
 org_and_building_checks = _checks_step(
-    "org_and_building_checks", [orgs_pull_complete, orgs_rejections_within_tolerance, building_sis_matches_schools],
-    "The checks on oneroster_orgs and buildings: whether the org pull was complete and readable, and whether "
-    "buildings and active schools match.")
+    "org_and_building_checks", [orgs_pull_complete, orgs_rejections_within_tolerance, building_sis_matches_schools,
+                                building_sis_unique],
+    "The checks on oneroster_orgs and buildings: whether the org pull was complete and readable, whether "
+    "buildings and active schools match, and whether each building_sis is one building's.")
 student_checks = _checks_step(
     "student_checks", [fetched_count_matches_provider_total, students_pull_complete, users_rejections_within_tolerance,
                        students_ids_unique, students_buildings_exist, students_landed],
