@@ -10,7 +10,9 @@ any role or an org without a type is rejected ("missing or empty"). A value outs
 reclassified: the record becomes a `Rejection` naming the field and the value (enumeration values are not personal
 data; cut to 40 characters). Any other record that cannot be normalised (no sourcedId, an unparseable
 dateLastModified) is a `Rejection` too, with no payload value beyond its id; the rest of the page goes on.
-`password` is never read.
+A sourcedId is opaque, the record's own and every reference to another record's (orgs[], roles[].org, primaryOrg,
+parent): kept byte for byte (` TWIN-1 ` and `TWIN-1` are two records), and only an empty or whitespace-only one is
+missing (`_id`); only enumerations and text values are trimmed. `password` is never read.
 
 A page is normalised column by column by tables.py (the fast path); a record it cannot vouch for is normalised on
 its own here by `_rows` (`_user_row` / `_org_row`), the reference the fast path is tested against.
@@ -68,7 +70,7 @@ def _rows(records, make_row, entity: str, location: str, rejections: list[Reject
     rows = []
     for position, record in records:
         sourced_id = record.get("sourcedId") if isinstance(record, dict) else None
-        sourced_id = sourced_id.strip() or None if isinstance(sourced_id, str) else None
+        sourced_id = sourced_id if isinstance(sourced_id, str) and sourced_id.strip() else None
         try:
             if not isinstance(record, dict):
                 raise _Reject("(record)", "not a JSON object")
@@ -233,9 +235,20 @@ def _enabled(value: object) -> bool | None:
     return known
 
 
+def _id(value: object) -> str | None:
+    """A sourcedId as given (opaque: never trimmed, so two distinct ids stay two); None when missing, empty or only
+    whitespace. A JSON number is read as its text (as `_text` does)."""
+    if value.__class__ is not str:
+        if value is None:
+            return None
+        value = str(value)
+    return value if value.strip() else None
+
+
 def _ref(value: object) -> str | None:
-    """The sourcedId of a GUID ref (`{"href", "sourcedId", "type"}`); a bare id string is accepted too."""
-    return _text(value.get("sourcedId")) if isinstance(value, dict) else _text(value)
+    """The sourcedId of a GUID ref (`{"href", "sourcedId", "type"}`), as given (`_id`); a bare id string is accepted
+    too."""
+    return _id(value.get("sourcedId")) if isinstance(value, dict) else _id(value)
 
 
 def _unique(values: Iterable[str | None]) -> list[str]:

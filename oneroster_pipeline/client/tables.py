@@ -130,7 +130,8 @@ def _text_column(values: list) -> list:
 
 
 def _id_column(values: list) -> list:
-    return [v.strip() or _BAD if v.__class__ is str else _BAD for v in values]
+    """Record sourcedIds as given (opaque, `_id`); _BAD for a missing, blank or non-string one (its rejection)."""
+    return [v if v.__class__ is str and v.strip() else _BAD for v in values]
 
 
 def _timestamp_column(values: list) -> tuple[pa.Array, list[int]]:
@@ -220,7 +221,7 @@ def _user_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[
     every_11 = [r.get("roles") for r in dicts].count(None) == n
     if every_11:  # a 1.1 page (as `_user_row`: role_names = [role], orgs = orgs[] when it is a list)
         named = [r.get("role") for r in dicts]
-        orgs = [([org] if (org := only.get("sourcedId").strip()) else [])
+        orgs = [([org] if (org := only.get("sourcedId")).strip() else [])
                 if listed.__class__ is list and len(listed) == 1 and (only := listed[0]).__class__ is dict
                 and only.get("sourcedId").__class__ is str else _org_list(listed)
                 for listed in (r.get("orgs") for r in dicts)]

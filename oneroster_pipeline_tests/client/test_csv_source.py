@@ -168,8 +168,9 @@ def test_values_are_normalised_like_the_rest_source(tmp_path):
         assert "hunter2" not in str(staged.fetchall())
     s1, s2 = students.to_pylist()
     utc = timezone.utc
+    # grades are trimmed; ids are opaque (issue 24): " o1" is another id than "o1", kept as given
     assert (s1["status"], s1["enabled_user"], s1["grades"], s1["org_sourced_ids"], s1["roles"]) == \
-        ("tobedeleted", True, ["09", "10"], ["o2", "o1"], ["student"])
+        ("tobedeleted", True, ["09", "10"], ["o2", " o1"], ["student"])
     assert s1["date_last_modified"] == datetime(2025, 7, 1, 10, tzinfo=utc)
     assert (s2["status"], s2["enabled_user"], s2["date_last_modified"]) == ("active", False,
                                                                             datetime(2025, 7, 1, 10, tzinfo=utc))

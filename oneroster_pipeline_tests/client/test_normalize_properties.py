@@ -2,13 +2,16 @@
 
 Generated OneRoster 1.1 and 1.2 user and org JSON objects, clean, then with noise that keeps their meaning (case and
 whitespace of enumeration and text values, JSON null vs missing vs "", booleans vs strings, `inactive`, ids as
-refs or bare strings, extra fields), and with noise that may not (unknown enumeration values, wrong JSON types in any
+refs or bare strings, extra fields), with whitespace around ids (which is meaning: an id is opaque), and with noise
+that may not (unknown enumeration values, wrong JSON types in any
 field, records that are not objects). Properties:
 - no exception escapes `users_table` / `orgs_table`;
 - every record becomes exactly one of: a row, a Rejection, a "skipped" count — nothing silently lost — and a page
   gives what its records give one by one;
-- a Rejection carries the (trimmed) sourcedId whenever the record had a non-empty string sourcedId, else None;
-- a record with meaning-preserving noise gives exactly the row its clean version gives.
+- a Rejection carries the sourcedId as given whenever the record had a string sourcedId that is not blank, else
+  None;
+- a record with meaning-preserving noise gives exactly the row its clean version gives;
+- ids (the record's own, orgs[], roles[].org, primaryOrg, parent) come out exactly as given, whitespace included.
 """
 
 from __future__ import annotations
@@ -118,9 +121,7 @@ def same_meaning(draw, record: dict) -> dict:
                 noisy[key] = ",".join(draw(WHITESPACE) + g for g in value)
             elif not value:
                 noisy[key] = draw(st.sampled_from([MISSING, None, "", []]))
-        elif key == "sourcedId":
-            noisy[key] = draw(WHITESPACE) + value + draw(WHITESPACE)
-        elif key == "metadata":
+        elif key in ("sourcedId", "metadata"):  # an id is opaque: whitespace around it is another id
             pass
         elif value is None:
             noisy[key] = _absent(draw)
@@ -178,7 +179,7 @@ def orgs(records, rejections):
 
 def _expected_id(record: object) -> str | None:
     raw = record.get("sourcedId") if isinstance(record, dict) else None
-    return raw.strip() or None if isinstance(raw, str) else None
+    return raw if isinstance(raw, str) and raw.strip() else None
 
 
 def _check_page(table_of, page: list) -> None:
@@ -246,6 +247,49 @@ def test_orgs_noise_that_keeps_the_meaning_gives_the_clean_row(data):
     _count("orgs, same meaning")
 
 
+ID_FIELDS = ("sourced_id", "org_sourced_ids", "primary_org_sourced_id", "parent_sourced_id")
+
+
+def _padded_ids(record: dict, padded: dict[str, str]) -> dict:
+    """`record` with every id in it (its own, orgs[], roles[].org, primaryOrg, parent) replaced as `padded` says."""
+    record = copy.deepcopy(record)
+    record["sourcedId"] = padded[record["sourcedId"]]
+    refs = [*record.get("orgs", []), *(r["org"] for r in record.get("roles", [])),
+            *(record[k] for k in ("primaryOrg", "parent") if record.get(k))]
+    for ref_ in refs:
+        ref_["sourcedId"] = padded.get(ref_["sourcedId"], ref_["sourcedId"])  # a ref shared by two keys: once
+    return record
+
+
+def _ids_of_row(row: dict, padded: dict[str, str]) -> dict:
+    """`row` with the ids in it replaced as `padded` says (what the padded record's row must hold)."""
+    row = dict(row)
+    for name in ID_FIELDS:
+        value = row.get(name)
+        if isinstance(value, list):
+            row[name] = [padded[v] for v in value]
+        elif value is not None and name in row:
+            row[name] = padded[value]
+    return row
+
+
+@SETTINGS
+@given(st.data())
+def test_ids_are_kept_exactly_as_given(data):
+    """Issue 24: ` o1 `, `o1` and `\no1` are three ids. Whitespace around the record's own id and around every
+    reference comes out byte for byte, on 1.1 and 1.2 users and on orgs, in the page (columnar) and one by one."""
+    kind = data.draw(st.sampled_from(["1.1", "1.2", "org"]))
+    table_of, prefix = (orgs, "o") if kind == "org" else (users, "u")
+    clean = _with_ids([data.draw(clean_org() if kind == "org" else clean_user(kind))], prefix)[0]
+    pad = st.tuples(WHITESPACE, WHITESPACE).map("{0[0]}{{}}{0[1]}".format).filter(lambda f: f != "{}")
+    padded = {i: data.draw(pad).format(i) for i in ["o1", "o2", "o3", "school-9", "d", clean["sourcedId"]]}
+    rows, rejections, skipped = _outcome(table_of, clean)
+    assert rejections == []
+    assert _outcome(table_of, _padded_ids(clean, padded)) == ([_ids_of_row(r, padded) for r in rows], [], skipped)
+    _check_page(table_of, [clean, _padded_ids(clean, padded)])
+    _count("ids kept as given")
+
+
 def test_generated_cases_were_counted():
     """Run last in this module (pytest keeps file order): how many cases the properties above were checked on."""
     print(f"\nhypothesis cases: {CASES} (total {sum(CASES.values())})")
@@ -264,6 +308,6 @@ def test_a_page_of_nothing_but_odd_values_keeps_its_accounting():
     table, skipped = users(page, rejections)
     assert table.column("sourced_id").to_pylist() == ["h"] and skipped == 1 and len(rejections) == 13
     assert [(r.sourced_id, r.field) for r in rejections[5:]] == [
-        (None, "sourcedId"), (None, "sourcedId"), ("a", "role"), ("b", "role"), ("c", "role"), ("d", "status"),
+        (None, "sourcedId"), (None, "sourcedId"), (" a ", "role"), ("b", "role"), ("c", "role"), ("d", "status"),
         ("e", "dateLastModified"), ("f", "enabledUser")]
     assert isinstance(table, pa.Table)

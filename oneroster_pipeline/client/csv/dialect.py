@@ -56,8 +56,9 @@ def header_fields(line: bytes) -> list[str]:
 
 
 def leading_field(line: str, index: int) -> str | None:
-    """Field `index` (0-based) of a CSV line, trimmed, when fields 0..index are clean CSV (unquoted without a
-    quote, or quoted with doubled inner quotes and a delimiter or the end right after); else None."""
+    """Field `index` (0-based) of a CSV line, as given (it is a sourcedId: opaque, never trimmed; None when blank),
+    when fields 0..index are clean CSV (unquoted without a quote, or quoted with doubled inner quotes and a delimiter
+    or the end right after); else None."""
     at, n = 0, len(line)
     for position in range(index + 1):
         if at < n and line[at] == '"':
@@ -84,8 +85,7 @@ def leading_field(line: str, index: int) -> str | None:
                 return None
             at = end
         if position == index:
-            field = field.strip()
-            return field if field and "\ufffd" not in field else None
+            return field if field.strip() and "\ufffd" not in field else None
         if at >= n:
             return None  # the line ends before the field
         at += 1  # the comma

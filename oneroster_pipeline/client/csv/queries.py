@@ -1,6 +1,7 @@
 """The SQL of the CSV pulls, run by DuckDB over the staged tables of reading.py.
 
-`SQL_SETUP` defines the macros (text trimmed as the REST normaliser sees it, comma lists, normalize's role rule);
+`SQL_SETUP` defines the macros (text trimmed as the REST normaliser sees it, ids kept as given, comma lists,
+normalize's role rule);
 `org_query` and `student_query` select the rows of a pull in file order (1.2: roles.csv aggregated per user by
 `roles_by_user` and joined to users.csv), `repeated` marking a sourcedId seen on an earlier row.
 """
@@ -17,20 +18,28 @@ from .reading import MISSING, LineIndex, StagedFile
 
 __all__ = ["SQL_SETUP", "org_query", "roles_by_user", "student_query"]
 
+# every character Python's str.strip() removes: what normalize calls whitespace
+WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+
 SQL_SETUP = (
     "SET TimeZone = 'UTC'",
     "SET preserve_insertion_order = true",
     # text as the REST normaliser sees it: trimmed, empty -> NULL
     "CREATE OR REPLACE MACRO txt(x) AS NULLIF(trim(x, ' ' || chr(9) || chr(10) || chr(13)), '')",
+    # a sourcedId as normalize._id sees it: opaque, kept as given; NULL when empty or whitespace only
+    f"CREATE OR REPLACE MACRO sid(x) AS CASE WHEN trim(x, '{WHITESPACE}') = '' THEN NULL ELSE x END",
     # a list without repeats, first occurrence kept, order kept
     "CREATE OR REPLACE MACRO uniq(l) AS list_filter(l, lambda v, i: list_position(l, v) = i)",
     # a comma separated cell -> its trimmed, non-empty, distinct items in order
     "CREATE OR REPLACE MACRO csv_list(s) AS "
     "uniq(list_filter(list_transform(string_split(coalesce(s, ''), ','), lambda v: txt(v)), lambda v: v IS NOT NULL))",
+    # a comma separated cell of sourcedIds -> its ids as given (sid), non-empty, distinct, in order
+    "CREATE OR REPLACE MACRO id_list(s) AS "
+    "uniq(list_filter(list_transform(string_split(coalesce(s, ''), ','), lambda v: sid(v)), lambda v: v IS NOT NULL))",
     # normalize's role rule, to tell in SQL the users that are not students (skipped) from those the student pull
     # must see: a student, or a user with no role or a role outside the vocabulary (rejected by normalize._role)
     "CREATE OR REPLACE MACRO role_norm(r) AS lower(trim(r, '"
-    + "".join(chr(c) for c in range(0x110000) if chr(c).isspace()) + "'))",
+    + WHITESPACE + "'))",
     "CREATE OR REPLACE MACRO role_known(r) AS list_contains(['" + "', '".join(sorted(normalize.ROLES)) + "'], "
     f"role_norm(r)) OR regexp_full_match(role_norm(r), '{normalize.EXT_PATTERN}')",
     "CREATE OR REPLACE MACRO pulled_as_student(roles) AS len(roles) = 0 OR "
@@ -43,11 +52,11 @@ def org_query(orgs: StagedFile) -> tuple[str, list]:
     table = orgs.table
     return f"""
         SELECT rec, rec IN (SELECT rec FROM {table}_repeats) AS repeated,
-               txt("sourcedId") AS sourced_id, txt(status) AS status,
+               sid("sourcedId") AS sourced_id, txt(status) AS status,
                txt("dateLastModified") AS date_text,
                TRY_CAST(txt("dateLastModified") AS TIMESTAMPTZ) AS date_last_modified,
                txt(name) AS name, txt(type) AS type, txt(identifier) AS identifier,
-               txt("parentSourcedId") AS parent_sourced_id, txt(legacy) AS legacy_sourced_id
+               sid("parentSourcedId") AS parent_sourced_id, txt(legacy) AS legacy_sourced_id
         FROM {table}
         ORDER BY rec""", []
 
@@ -59,11 +68,11 @@ def student_query(version: str, users_file: StagedFile, by_user: str | None,
     users = users_file.table
     if version == "1.1":
         roles = """CASE WHEN txt(role) IS NULL THEN []::VARCHAR[] ELSE [lower(txt(role))] END"""
-        orgs, primary, join, unknown_role = 'csv_list("orgSourcedIds")', "NULL::VARCHAR", "", "false"
+        orgs, primary, join, unknown_role = 'id_list("orgSourcedIds")', "NULL::VARCHAR", "", "false"
     else:
         roles, orgs = "coalesce(uniq(r.roles), []::VARCHAR[])", "coalesce(uniq(r.orgs), []::VARCHAR[])"
-        primary = 'coalesce(r.primary_org, txt(u."primaryOrgSourcedId"))'
-        join = f'LEFT JOIN {by_user} r ON r.user_id = txt(u."sourcedId")'
+        primary = 'coalesce(r.primary_org, sid(u."primaryOrgSourcedId"))'
+        join = f'LEFT JOIN {by_user} r ON r.user_id = sid(u."sourcedId")'
         unknown_role = "sourced_id IS NULL"  # no id: its roles cannot be known, so it is reported
     since, params = "", []
     if modified_since is not None:
@@ -71,7 +80,7 @@ def student_query(version: str, users_file: StagedFile, by_user: str | None,
     return f"""
         SELECT * FROM (
               SELECT u.rec, u.rec IN (SELECT rec FROM {users}_repeats) AS repeated,
-                     txt(u."sourcedId") AS sourced_id, txt(u.status) AS status,
+                     sid(u."sourcedId") AS sourced_id, txt(u.status) AS status,
                      txt(u."dateLastModified") AS date_text,
                      TRY_CAST(txt(u."dateLastModified") AS TIMESTAMPTZ) AS date_last_modified,
                      txt(u.username) AS username, txt(u."givenName") AS given_name,
@@ -98,16 +107,16 @@ def roles_by_user(con: duckdb.DuckDBPyConnection, roles: StagedFile) -> str:
                          list_sort(list({{'secondary': NOT is_primary, 'rec': rec, 'role': role, 'org': org}}))
                              AS items,
                          arg_min(org, rec) FILTER (WHERE is_primary AND org IS NOT NULL) AS primary_org
-                  FROM (SELECT rec, txt("userSourcedId") AS user_id, lower(txt(role)) AS role,
-                               txt("orgSourcedId") AS org,
+                  FROM (SELECT rec, sid("userSourcedId") AS user_id, lower(txt(role)) AS role,
+                               sid("orgSourcedId") AS org,
                                coalesce(lower(txt("roleType")) = 'primary', false) AS is_primary
                         FROM {roles.table})
                   WHERE user_id IS NOT NULL AND role IS NOT NULL
                   GROUP BY user_id)""")
         bad = con.execute(f"""
-            SELECT rec, txt("sourcedId"), CASE WHEN txt("userSourcedId") IS NULL THEN 'userSourcedId'
+            SELECT rec, sid("sourcedId"), CASE WHEN sid("userSourcedId") IS NULL THEN 'userSourcedId'
                                                  ELSE 'role' END
-            FROM {roles.table} WHERE txt("userSourcedId") IS NULL OR txt(role) IS NULL ORDER BY rec""").fetchall()
+            FROM {roles.table} WHERE sid("userSourcedId") IS NULL OR txt(role) IS NULL ORDER BY rec""").fetchall()
         lines = LineIndex(roles)
         roles.file_rejections = roles.file_rejections + [
             Rejection("role", sourced_id, f"{roles.name} line {lines.line_of(rec)}", column, MISSING)

@@ -169,13 +169,13 @@ def _read(file: StagedFile, kept: tuple[str, ...], open_cursor: Callable[[], duc
     # the rows repeating an earlier row's sourcedId (a narrow window, computed once)
     con.execute(f"""
         CREATE OR REPLACE TABLE {table}_repeats AS
-        SELECT rec FROM (SELECT rec, row_number() OVER (PARTITION BY txt("sourcedId") ORDER BY rec) AS k
-                         FROM {table} WHERE txt("sourcedId") IS NOT NULL)
+        SELECT rec FROM (SELECT rec, row_number() OVER (PARTITION BY sid("sourcedId") ORDER BY rec) AS k
+                         FROM {table} WHERE sid("sourcedId") IS NOT NULL)
         WHERE k > 1""")
     errors = con.execute(f"""
         SELECT coalesce(line_byte_position, byte_position) AS pos, arg_min(error_type, byte_position),
                max(byte_position) FROM {rejects} GROUP BY pos ORDER BY pos""").fetchall()
-    bad_shapes = con.execute(f"""SELECT rowid, _shape, txt("sourcedId") FROM {table}_all
+    bad_shapes = con.execute(f"""SELECT rowid, _shape, sid("sourcedId") FROM {table}_all
                                  WHERE _shape IS NOT NULL ORDER BY rowid""").fetchall()
     inside = [r for (r,) in con.execute(f"SELECT rowid FROM {table}_all WHERE _rows_inside ORDER BY rowid").fetchall()]
     con.close()
