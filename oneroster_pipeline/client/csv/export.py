@@ -1,14 +1,16 @@
 """The files of one OneRoster CSV export on disk (a folder or a .zip) and its checked manifest.csv.
 
-`Export` finds the files (in a zip, in the folder holding manifest.csv), reads the manifest (the OneRoster version,
-`file.orgs` / `file.users` / `file.roles` = bulk | delta | absent) and refuses anything inconsistent with a
-`CsvExportError` naming the file; `copy(name)` puts a file into the private work directory in one dialect.
+`Export` finds the files (in a zip, in the folder holding manifest.csv; a file found twice, in two folders or in
+two letter cases, is refused rather than guessed at), reads the manifest (the OneRoster version, `file.orgs` /
+`file.users` / `file.roles` = bulk | delta | absent) and refuses anything inconsistent with a `CsvExportError`
+naming the file; `copy(name)` puts a file into the private work directory in one dialect.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -79,12 +81,16 @@ class Export:
             return header_fields(raw.read(1 << 20))
 
     def _locate(self) -> None:
-        """Find the export's files: `self._members` maps lower-cased file names to a path or a zip member."""
+        """Find the export's files: `self._members` maps lower-cased file names to a path or a zip member. The
+        files of the folder holding manifest.csv are the export's; a file the export needs (manifest.csv, orgs.csv,
+        users.csv, roles.csv) found more than once anywhere in the export, in any folder and any letter case, is
+        refused (`_refuse_ambiguous`): which one the district meant cannot be guessed."""
         path = self.path
         if path.is_file() and path.name.lower() == MANIFEST:
             path = path.parent
         self._zip: Path | None = None
         if path.is_dir():
+            _refuse_ambiguous(_files_under(path), str(path))
             self._members = {p.name.lower(): p for p in path.iterdir() if p.is_file()}
             return
         if not path.exists():
@@ -95,8 +101,8 @@ class Export:
                 names = [n for n in archive.namelist() if not n.endswith("/")]
         except (zipfile.BadZipFile, OSError) as error:
             raise CsvExportError(path.name, f"not a readable zip file ({error})") from None
-        manifests = sorted((n for n in names if PurePosixPath(n).name.lower() == MANIFEST),
-                           key=lambda n: n.count("/"))
+        _refuse_ambiguous(names, str(path))
+        manifests = [n for n in names if PurePosixPath(n).name.lower() == MANIFEST]
         folder = str(PurePosixPath(manifests[0]).parent) if manifests else "."
         self._zip = path
         self._members = {PurePosixPath(n).name.lower(): n for n in names
@@ -157,6 +163,26 @@ class Export:
         if version == "1.2" and {"role", "orgsourcedids"} & header:
             raise CsvExportError(MANIFEST, f"is inconsistent with users.csv: oneroster.version {raw} but users.csv "
                                            "has the 1.1 columns role/orgSourcedIds", where)
+
+
+def _files_under(folder: Path) -> list[str]:
+    """The paths (relative, with /) of the files in `folder` and its sub-folders named like a file of the export."""
+    wanted = {MANIFEST, *FILES.values()}
+    found = []
+    for root, _, names in os.walk(folder):
+        found += [Path(root, n).relative_to(folder).as_posix() for n in names if n.lower() in wanted]
+    return found
+
+
+def _refuse_ambiguous(names: list[str], where: str) -> None:
+    """A CsvExportError naming every candidate when manifest.csv, orgs.csv, users.csv or roles.csv is there more
+    than once (`names`: the export's files, relative paths with /), in two folders or in two letter cases."""
+    for wanted in (MANIFEST, *FILES.values()):
+        candidates = sorted(n for n in names if PurePosixPath(n).name.lower() == wanted)
+        if len(candidates) > 1:
+            raise CsvExportError(wanted, f"the export holds {len(candidates)} candidate files for it: "
+                                         f"{', '.join(candidates)}; which one is meant cannot be told, so nothing "
+                                         "is read (keep exactly one)", where)
 
 
 def header_of(path: Path) -> list[str]:
