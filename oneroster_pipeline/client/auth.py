@@ -9,6 +9,7 @@ OAuth 1.0a (ClassLink direct, OneRoster 1.1) is `requests_oauthlib.OAuth1`: ever
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -19,10 +20,14 @@ from requests_oauthlib import OAuth1
 
 from .errors import OneRosterDataError, http_error
 from .http import send
+from .redaction import REDACTOR
 from .settings import ConnectionSettings
 
 _TOKEN_HINT = "check ONEROSTER_CLIENT_ID, ONEROSTER_CLIENT_SECRET and ONEROSTER_TOKEN_URL"
 _SIGNATURE_METHODS = {"HMAC-SHA256": SIGNATURE_HMAC_SHA256, "HMAC-SHA1": SIGNATURE_HMAC_SHA1}
+# what an HTTP header value may carry (RFC 7230 field-vchar and space): a token with CR, LF or another control
+# character would be refused by requests with the token quoted in the error, or split the header
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -115,10 +120,15 @@ class OAuth2ClientCredentials(AuthBase):
         try:
             payload = response.json()
             token = payload["access_token"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise OneRosterDataError(response.url, "the OAuth2 token response has no access_token") from None
         if not isinstance(token, str) or not token:
             raise OneRosterDataError(response.url, "the OAuth2 token response has an empty access_token")
+        REDACTOR.register(token)  # an issued token is a secret too, wherever a server echoes it
+        if not _HEADER_SAFE.fullmatch(token):
+            raise OneRosterDataError(response.url, "the OAuth2 token response's access_token holds characters an "
+                                     "HTTP header cannot carry (a space, CR, LF or another control or non-ASCII "
+                                     "character): refusing to send it; tell the provider")
         self.tokens_fetched += 1
         scope = payload.get("scope")
         self.scope = scope if isinstance(scope, str) and scope.strip() else None
@@ -135,8 +145,7 @@ class OAuth2ClientCredentials(AuthBase):
             return response
         sent = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
         self.invalidate(sent)
-        response.content  # noqa: B018 (drain, so the connection can be reused)
-        response.close()
+        response.close()  # its body is not read (it may be of any size): the connection is dropped
         retry = response.request.copy()
         retry.oneroster_retried = True
         retry.headers["Authorization"] = f"Bearer {self.token()}"
@@ -150,6 +159,8 @@ class OAuth2ClientCredentials(AuthBase):
 def build_auth(settings: ConnectionSettings, session: requests.Session) -> AuthBase | None:
     """The auth object for the settings' mode (None for `none`)."""
     secret = settings.client_secret.reveal() if settings.client_secret else ""
+    REDACTOR.register(secret, settings.access_token.reveal() if settings.access_token else None)
+    REDACTOR.register_basic(settings.client_id, secret)
     if settings.auth == "oauth2":
         return OAuth2ClientCredentials(session, settings.token_url, settings.client_id, secret,
                                        settings.timeout_seconds)

@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
+from .redaction import redact
+
 # query parameters whose values are never shown (lower-cased names; oauth_* covers OAuth 1.0a query signing)
 _SECRET_PARAMS = {"access_token", "token", "client_secret", "secret", "password", "api_key", "apikey", "key",
                   "signature", "sig", "code"}
@@ -30,7 +32,11 @@ _HINTS = {
 
 
 class OneRosterError(Exception):
-    """Base class of every client error."""
+    """Base class of every client error. Its message passes the redactor: a secret a server echoed (in an error
+    page, a JSON error body, a token endpoint's answer) never reaches a log, a table or the event log."""
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        super().__init__(redact(message), *args)
 
 
 class OneRosterHTTPError(OneRosterError):
@@ -38,6 +44,8 @@ class OneRosterHTTPError(OneRosterError):
 
     def __init__(self, url: str, status: int, description: str | None = None, code_minor: str | None = None,
                  context: str = "", hint: str | None = None) -> None:
+        description, code_minor = (redact(description) if description else description,
+                                   redact(code_minor) if code_minor else code_minor)
         self.url, self.status, self.description, self.code_minor = redact_url(url), status, description, code_minor
         said = "; ".join(p for p in (description, f"codeMinor {code_minor}" if code_minor else None) if p)
         hint = _HINTS.get(status) if hint is None else hint
@@ -57,8 +65,9 @@ class OneRosterDataError(OneRosterError):
 class OneRosterConnectionError(OneRosterError):
     """The provider could not be reached after the retries. `kind` says what happened: `dns` (the host name does
     not resolve), `refused` (nothing listens on the port), `tls` (handshake or certificate failure),
-    `connect_timeout`, `read_timeout`, `reset` (closed before an answer), `unreachable` (another socket error) or
-    `other`; `host` is `host:port` of the URL."""
+    `connect_timeout`, `read_timeout`, `reset` (closed before an answer), `deadline` (no complete answer within
+    ONEROSTER_REQUEST_DEADLINE_SECONDS), `redirect` (to another origin, or too many), `unreachable` (another
+    socket error) or `other`; `host` is `host:port` of the URL."""
 
     def __init__(self, message: str, kind: str = "other", host: str | None = None) -> None:
         self.kind, self.host = kind, host
@@ -71,6 +80,11 @@ class OneRosterReadTimeout(OneRosterConnectionError):
 
     def __init__(self, message: str, kind: str = "read_timeout", host: str | None = None) -> None:
         super().__init__(message, kind, host)
+
+
+class OneRosterRedirectRefused(OneRosterConnectionError):
+    """The server redirected a request to another origin (scheme, host or port): never followed, so the request's
+    credentials (Authorization, an OAuth 1.0a signature, a token request's client secret) stay with their host."""
 
 
 def connection_error(error: BaseException, url: str, timeout: float, method: str = "GET",

@@ -13,16 +13,21 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .deadline import POOL_CLASSES, request_deadline
+from .deadline import current as current_deadline
 from .errors import (
     OneRosterConnectionError,
     OneRosterDataError,
     OneRosterReadTimeout,
+    OneRosterRedirectRefused,
     connection_error,
     http_error,
     redact_url,
@@ -38,6 +43,9 @@ except ImportError:  # pragma: no cover - exercised when msgspec is not installe
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_AFTER_MAX_SECONDS = 120  # a provider asking for longer is retried after this long
 USER_AGENT = "oneroster-pipeline/0.1 (+requests)"
+MAX_REDIRECTS = 5  # same-origin redirects followed for one request
+ERROR_BODY_BYTES = 64 << 10  # of an error answer's body, only this much is read (its start is all ever shown)
+BODY_CHUNK = 256 << 10
 
 
 _local = threading.local()
@@ -60,6 +68,9 @@ class ObservedRetry(Retry):
             self.on_rate_limited(self.get_retry_after(response))
         if isinstance(error, urllib3.exceptions.ReadTimeoutError) and getattr(_local, "surface", False):
             raise error
+        deadline = current_deadline()
+        if error is not None and deadline is not None and deadline.expired:
+            raise error  # the request's deadline passed: no retry
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
@@ -85,32 +96,140 @@ def build_retry(settings: ConnectionSettings) -> Retry:
     )
 
 
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may cost: its time (headers and body, per attempt), its body (counted after
+    decompression) and its redirects (same origin only)."""
+
+    deadline_seconds: float = 300.0  # ONEROSTER_REQUEST_DEADLINE_SECONDS
+    max_body_bytes: int = 64 << 20  # ONEROSTER_MAX_PAGE_MB
+    max_redirects: int = MAX_REDIRECTS
+    error_body_bytes: int = ERROR_BODY_BYTES
+
+
+class OneRosterSession(requests.Session):
+    """A `requests.Session` that carries its `RequestLimits` (every `send` through it honours them)."""
+
+    limits = RequestLimits()
+
+
 def build_session(settings: ConnectionSettings,
                   on_rate_limited: Callable[[float | None], None] | None = None) -> requests.Session:
     """A session with the retry policy mounted and a pool sized for the configured concurrency (no auth yet);
     `on_rate_limited(retry_after_seconds)` is called on every 429 before it is retried."""
-    session = requests.Session()
+    session = OneRosterSession()
+    session.limits = RequestLimits(settings.request_deadline_seconds, settings.max_page_mb << 20)
+    session.max_redirects = MAX_REDIRECTS
     retry = build_retry(settings)
     retry.on_rate_limited = on_rate_limited
-    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=max(settings.max_concurrency, 2))
+    adapter = _WatchedAdapter(max_retries=retry, pool_maxsize=max(settings.max_concurrency, 2))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
     return session
 
 
-def send(session: requests.Session, method: str, url: str, timeout: float, **kwargs) -> requests.Response:
-    """One request through the retrying session; unreachable provider -> `OneRosterConnectionError`."""
+class _WatchedAdapter(HTTPAdapter):
+    """An adapter whose connections register with the request deadline (deadline.py)."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(POOL_CLASSES)
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port made explicit: what credentials are bound to."""
+    parts = urlsplit(url)
     try:
-        return session.request(method, url, timeout=timeout, **kwargs)
-    except requests.exceptions.RetryError:  # a redirect loop (status retries return the last response)
-        raise OneRosterConnectionError(f"too many redirects or retries for {redact_url(url)}") from None
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
-        if getattr(_local, "surface", False) and (isinstance(error, requests.exceptions.ReadTimeout) or
-                                                  isinstance(_cause(error), urllib3.exceptions.ReadTimeoutError)):
-            raise connection_error(error, url, timeout, method, OneRosterReadTimeout) from None
-        # what happened (DNS, refused, TLS, connect / read timeout, reset), naming the host and the redacted URL
-        raise connection_error(error, url, timeout, method) from None
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _shown(origin_: tuple[str, str, int | None]) -> str:
+    scheme, host, port = origin_
+    return f"{scheme}://{host}" + (f":{port}" if port else "")
+
+
+def send(session: requests.Session, method: str, url: str, timeout: float, **kwargs) -> requests.Response:
+    """One request through the retrying session, its body read (bounded) before it returns. Redirects are followed
+    only within the request's origin (scheme, host, port): one to another origin is refused
+    (`OneRosterRedirectRefused`) before anything is sent there, so no credential leaves its host. Unreachable
+    provider, deadline passed -> `OneRosterConnectionError`; a body over the limit -> `OneRosterDataError`."""
+    limits = getattr(session, "limits", RequestLimits())
+    start = origin(url)
+    for hop in range(limits.max_redirects + 1):
+        response = _attempt(session, method, url, timeout, limits, kwargs)
+        target = session.get_redirect_target(response) if response.is_redirect else None
+        if target is None:
+            return response
+        response.close()
+        target = urljoin(response.url, target)
+        if origin(target) != start:
+            raise OneRosterRedirectRefused(
+                f"refused to follow a redirect (HTTP {response.status_code}) from {_shown(start)} to "
+                f"{_shown(origin(target))}: credentials are only ever sent to the configured host. If the provider "
+                f"really moved, set the new address in ONEROSTER_BASE_URL / ONEROSTER_TOKEN_URL. {method} "
+                f"{redact_url(url)}", "redirect", _shown(start))
+        if response.status_code == 303 or (response.status_code in (301, 302) and method != "HEAD"):
+            method = "GET" if method != "HEAD" else method
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("data", "json", "files")}
+        kwargs.pop("params", None)  # the target carries its own query
+        url = target
+    raise OneRosterConnectionError(f"more than {limits.max_redirects} redirects for {redact_url(url)}", "redirect",
+                                   _shown(start))
+
+
+def _attempt(session: requests.Session, method: str, url: str, timeout: float, limits: RequestLimits,
+             kwargs: dict) -> requests.Response:
+    """One request (urllib3 retries included) without following redirects, its body read within the limits."""
+    with request_deadline(limits.deadline_seconds) as deadline:
+        try:
+            response = session.request(method, url, timeout=timeout, allow_redirects=False, stream=True, **kwargs)
+            if not response.is_redirect:
+                _read_body(response, limits.max_body_bytes if response.ok else limits.error_body_bytes,
+                           truncate=not response.ok)
+            return response
+        except requests.exceptions.RetryError:  # status retries return the last response; this is the rest
+            raise OneRosterConnectionError(f"too many retries for {redact_url(url)}") from None
+        except requests.exceptions.ContentDecodingError:
+            raise OneRosterDataError(url, "the answer's body could not be decompressed (its Content-Encoding "
+                                     "does not match what was sent)") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError) as error:
+            if deadline.expired:
+                raise OneRosterConnectionError(
+                    f"no complete answer within {limits.deadline_seconds:g}s (ONEROSTER_REQUEST_DEADLINE_SECONDS): "
+                    f"the server answers too slowly, or never finishes its body. {method} {redact_url(url)}",
+                    "deadline", _shown(origin(url))) from None
+            if getattr(_local, "surface", False) and (isinstance(error, requests.exceptions.ReadTimeout) or
+                                                      isinstance(_cause(error), urllib3.exceptions.ReadTimeoutError)):
+                raise connection_error(error, url, timeout, method, OneRosterReadTimeout) from None
+            # what happened (DNS, refused, TLS, connect / read timeout, reset), naming the host and the redacted URL
+            raise connection_error(error, url, timeout, method) from None
+        except ValueError as error:  # requests refusing to send a header value (a token with CR/LF)
+            raise OneRosterConnectionError(f"the request could not be sent ({type(error).__name__}: {error}). "
+                                           f"{method} {redact_url(url)}", "other", _shown(origin(url))) from None
+
+
+def _read_body(response: requests.Response, limit: int, truncate: bool = False) -> None:
+    """Read the (decompressed) body into `response.content`, at most `limit` bytes: more is an error for a page,
+    and cut off for an error answer (`truncate`, only its start is ever shown)."""
+    chunks, size = [], 0
+    for chunk in response.iter_content(BODY_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            response.close()
+            if truncate:
+                chunks.append(chunk[:len(chunk) - (size - limit)])
+                break
+            raise OneRosterDataError(response.url, f"the answer's body is larger than {limit >> 20} MB once "
+                                     "decompressed (ONEROSTER_MAX_PAGE_MB): refusing to read more (lower "
+                                     "ONEROSTER_PAGE_SIZE if the provider's pages are really that large)")
+        chunks.append(chunk)
+    response._content = b"".join(chunks)
+    response._content_consumed = True
 
 
 def _cause(error: Exception) -> Exception:
@@ -131,7 +250,7 @@ def parse_json(response: requests.Response, offset: int | None = None) -> object
     """The JSON body of a 2xx answer; `OneRosterDataError` (URL, offset, what came instead) when it is not JSON."""
     try:
         return loads(response.content)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         kind = response.headers.get("Content-Type") or "no Content-Type"
         reason = "an empty body" if not response.content else f"{kind}, {type(error).__name__} at char " \
                                                                 f"{getattr(error, 'pos', '?')}"

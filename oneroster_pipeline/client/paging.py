@@ -24,6 +24,7 @@ import requests
 
 from .errors import OneRosterDataError
 from .http import get_ok, parse_json
+from .page_decode import Unsplittable, decode_page
 
 MAX_PAGES = 100_000
 DUPLICATE_SAMPLE = 10
@@ -92,8 +93,17 @@ def request_page(session: requests.Session, url: str, params: dict, offset: int,
 
 
 def page_from_response(response: requests.Response, envelopes: tuple[str, ...], offset: int) -> Page:
-    """The parsing half of `fetch_page` (JSON, envelope, paging headers)."""
-    payload = parse_json(response, offset)
+    """The parsing half of `fetch_page` (JSON, envelope, paging headers). A record that cannot be decoded is a
+    `Quarantined` placeholder among the records (page_decode.py); a body that cannot be split into records is an
+    error naming the page."""
+    if not response.content:
+        payload = parse_json(response, offset)  # the error for an empty body
+    try:
+        payload = decode_page(response.content, envelopes)
+    except Unsplittable as error:
+        kind = response.headers.get("Content-Type") or "no Content-Type"
+        raise OneRosterDataError(response.url, f"HTTP {response.status_code} answer is not JSON and cannot be split "
+                                 f"into records ({kind}: {error})", offset) from None
     key = next((k for k in envelopes if isinstance(payload, dict) and k in payload), None)
     records = payload[key] if key is not None else None
     if not isinstance(records, list):
@@ -209,11 +219,32 @@ class Throttle:
             time.sleep(delay)
 
 
+@dataclass(frozen=True)
+class PullBounds:
+    """Where a pull that never ends is stopped (each bound named by its variable in the error)."""
+
+    max_records: int = 5_000_000  # ONEROSTER_MAX_RECORDS: unique records of the collection
+    max_records_beyond_total: int = 10_000  # ONEROSTER_MAX_RECORDS_BEYOND_TOTAL: past the first X-Total-Count
+    max_pages_without_progress: int = 10  # ONEROSTER_MAX_PAGES_WITHOUT_PROGRESS: pages with no new sourcedId
+    max_pages: int = MAX_PAGES
+
+    @classmethod
+    def of(cls, settings) -> PullBounds:
+        return cls(settings.max_records, settings.max_records_beyond_total, settings.max_pages_without_progress)
+
+
+class PullBoundExceeded(OneRosterDataError):
+    """A pull stopped by one of its bounds (`PullBounds`): the provider never signalled the end. A failed pull."""
+
+
 class Pager:
     """The offset of the next page, whether the pull is done, and the deduplicated records of each page."""
 
-    def __init__(self, limit: int, report: PullReport, max_pages: int = MAX_PAGES) -> None:
-        self.limit, self.report, self.max_pages = limit, report, max_pages
+    def __init__(self, limit: int, report: PullReport, max_pages: int = MAX_PAGES,
+                 bounds: PullBounds | None = None) -> None:
+        self.bounds = bounds or PullBounds(max_pages=max_pages)
+        self.limit, self.report, self.max_pages = limit, report, self.bounds.max_pages
+        self._pages_without_progress = 0
         self.offset = 0
         self.done = False
         self._suspected_cap: int | None = None
@@ -240,9 +271,31 @@ class Pager:
         unique = self._unique(page.records, ids)
         self._decide(page, n, len(unique))
         self._unique_count += len(unique)
-        if not self.done and report.pages >= self.max_pages:
-            raise OneRosterDataError(page.url, f"more than {self.max_pages} pages: stopping", page.offset)
+        if not self.done:
+            self._check_bounds(page, n, len(unique))
         return unique
+
+    def _check_bounds(self, page: Page, n: int, new: int) -> None:
+        """Stop a pull the server never ends: too many pages, records, records past the total it first reported,
+        or pages in a row that bring nothing new (`PullBoundExceeded`, naming the bound and its variable)."""
+        bounds, report = self.bounds, self.report
+        self._pages_without_progress = self._pages_without_progress + 1 if n and not new else 0
+        if report.pages >= self.max_pages:
+            problem = f"more than {self.max_pages} pages"
+        elif self._unique_count > bounds.max_records:
+            problem = f"more than {bounds.max_records} records (ONEROSTER_MAX_RECORDS)"
+        elif (report.first_reported_total is not None and
+              self._unique_count > report.first_reported_total + bounds.max_records_beyond_total):
+            problem = (f"{self._unique_count} records, more than {bounds.max_records_beyond_total} beyond the "
+                       f"{report.first_reported_total} the first page's X-Total-Count reported (now "
+                       f"{report.reported_total}; ONEROSTER_MAX_RECORDS_BEYOND_TOTAL)")
+        elif self._pages_without_progress >= bounds.max_pages_without_progress:
+            problem = (f"{self._pages_without_progress} pages in a row brought no sourcedId not seen before in this "
+                       "pull: the server repeats records instead of paging (ONEROSTER_MAX_PAGES_WITHOUT_PROGRESS)")
+        else:
+            return
+        raise PullBoundExceeded(page.url, f"the {report.collection} pull was stopped after {report.pages} pages: "
+                                f"{problem}. Nothing is applied from it", page.offset)
 
     def _decide(self, page: Page, n: int, new: int) -> None:
         if 0 < n < self.limit:

@@ -21,7 +21,18 @@ from .auth import build_auth
 from .errors import OneRosterHTTPError, OneRosterReadTimeout
 from .http import build_session, surface_read_timeouts
 from .normalize import Rejection
-from .paging import Page, Pager, PullReport, Throttle, delta_filter, fetch_page, page_from_response, request_page
+from .page_decode import Quarantined
+from .paging import (
+    Page,
+    Pager,
+    PullBounds,
+    PullReport,
+    Throttle,
+    delta_filter,
+    fetch_page,
+    page_from_response,
+    request_page,
+)
 from .settings import ConnectionSettings, SettingsError
 from .tables import orgs_table, users_table
 
@@ -97,13 +108,30 @@ class RestSource:
     def _pull(self, collection: str, path: str, to_table: Callable[[list, str, PullReport], pa.Table],
               params: dict | None = None) -> Iterator[pa.Table]:
         self.rejections = []
+        entity = "org" if collection == "orgs" else "user"
         for page, records in self._pages(collection, path, params or {}):
             report, rejected = self.reports[collection], len(self.rejections)
-            table = to_table(records, f"GET {path} offset {page.offset}", report)
+            where = f"GET {path} offset {page.offset}"
+            if any(r.__class__ is Quarantined for r in records):
+                records = self._quarantine(records, entity, where)
+            table = to_table(records, where, report)
             report.rejected += len(self.rejections) - rejected
             report.rows += table.num_rows
             if table.num_rows:
                 yield table
+
+    def _quarantine(self, records: list, entity: str, where: str) -> list:
+        """The page's records without the ones that could not be decoded, which become rejections with no sourcedId
+        of theirs (the pull is then incomplete: nobody is deactivated by absence); the id, when readable, is named."""
+        kept = []
+        for record in records:
+            if record.__class__ is not Quarantined:
+                kept.append(record)
+                continue
+            named = f" (sourcedId {record.sourced_id[:64]!r})" if record.sourced_id else ""
+            self.rejections.append(Rejection(entity, None, f"{where}, item {record.position}{named}", record.field,
+                                             record.reason))
+        return kept
 
     def _on_rate_limited(self, retry_after: float | None) -> None:
         if self._throttle is not None:
@@ -124,7 +152,7 @@ class RestSource:
         report = PullReport(collection, urlsplit(url).path, self._page_size, params.get("filter"),
                             params.get("sort"), fields=params.get("fields"))
         self.reports[collection] = report
-        pager = Pager(self._page_size, report)
+        pager = Pager(self._page_size, report, bounds=PullBounds.of(settings))
         throttle = self._throttle = Throttle(settings.concurrency_at(), report)
 
         def fetch(offset: int, limit: int, started: threading.Event):

@@ -36,12 +36,19 @@ ENV_VARS = {
     "peak_concurrency": "ONEROSTER_PEAK_CONCURRENCY",
     "peak_hours": "ONEROSTER_PEAK_HOURS",
     "district_timezone": "ONEROSTER_DISTRICT_TIMEZONE",
+    # the bounds of a pull: defaults no real district reaches; each is named in the error when it stops a pull
+    "request_deadline_seconds": "ONEROSTER_REQUEST_DEADLINE_SECONDS",
+    "max_page_mb": "ONEROSTER_MAX_PAGE_MB",
+    "max_records": "ONEROSTER_MAX_RECORDS",
+    "max_records_beyond_total": "ONEROSTER_MAX_RECORDS_BEYOND_TOTAL",
+    "max_pages_without_progress": "ONEROSTER_MAX_PAGES_WITHOUT_PROGRESS",
 }
 # read when the settings' own variable is unset: the schedule's timezone is usually the district's
 FALLBACK_ENV_VARS = {"district_timezone": "ONEROSTER_TIMEZONE"}
 _SECRETS = ("client_secret", "access_token")
-_INTS = ("page_size", "max_retries", "max_concurrency", "peak_concurrency")
-_FLOATS = ("timeout_seconds", "backoff_seconds")
+_INTS = ("page_size", "max_retries", "max_concurrency", "peak_concurrency", "max_page_mb", "max_records",
+         "max_records_beyond_total", "max_pages_without_progress")
+_FLOATS = ("timeout_seconds", "backoff_seconds", "request_deadline_seconds")
 VERSIONS = {"1.1": "1.1", "v1p1": "1.1", "1.2": "1.2", "v1p2": "1.2"}
 SIGNATURE_METHODS = ("HMAC-SHA256", "HMAC-SHA1")
 _PATH_VERSION = re.compile(r"/v1p([12])(?=/|$)")
@@ -106,6 +113,11 @@ class ConnectionSettings:
     backoff_seconds: float = 1.0  # exponential backoff factor between retries (urllib3 Retry.backoff_factor)
     backoff_max_seconds: float = 60.0
     backoff_jitter_seconds: float = 1.0
+    request_deadline_seconds: float = 300.0  # one request attempt, headers and body, however slowly it drips
+    max_page_mb: int = 64  # one answer's body, counted after decompression
+    max_records: int = 5_000_000  # records of one collection in one pull
+    max_records_beyond_total: int = 10_000  # unique records past the X-Total-Count of the first page
+    max_pages_without_progress: int = 10  # pages in a row that bring no sourcedId not seen before in the pull
     # the constructor arguments before defaults were resolved: with_overrides re-resolves from these
     _given: dict = dataclasses.field(init=False, repr=False, compare=False, default_factory=dict)
 
@@ -164,6 +176,12 @@ class ConnectionSettings:
             _fail("timeout_seconds", "must be greater than 0")
         if self.backoff_seconds < 0:
             _fail("backoff_seconds", "must not be negative")
+        if not self.request_deadline_seconds >= self.timeout_seconds:
+            _fail("request_deadline_seconds", f"must be at least ONEROSTER_TIMEOUT_SECONDS ({self.timeout_seconds:g})")
+        _check_range("max_page_mb", self.max_page_mb, 1, 4096)
+        _check_range("max_records", self.max_records, 1, 1_000_000_000)
+        _check_range("max_records_beyond_total", self.max_records_beyond_total, 0, 1_000_000_000)
+        _check_range("max_pages_without_progress", self.max_pages_without_progress, 1, 1_000_000)
         method = self.oauth1_signature_method.upper()
         if method not in SIGNATURE_METHODS:
             _fail("oauth1_signature_method", f"must be one of {', '.join(SIGNATURE_METHODS)}")

@@ -54,6 +54,11 @@ class OneRosterResource(dg.ConfigurableResource):
     peak_concurrency: Optional[int] = None
     peak_hours: Optional[str] = None
     district_timezone: Optional[str] = None
+    request_deadline_seconds: Optional[float] = None
+    max_page_mb: Optional[int] = None
+    max_records: Optional[int] = None
+    max_records_beyond_total: Optional[int] = None
+    max_pages_without_progress: Optional[int] = None
     demo_schools: int = DemoShape.schools
     demo_students: int = DemoShape.students
     demo_seed: int = DemoShape.seed

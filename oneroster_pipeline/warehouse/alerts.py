@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from oneroster_pipeline.client.redaction import REDACTOR
+
 from . import store
 
 SECRET_ENV_VARS = ("ONEROSTER_CLIENT_SECRET", "ONEROSTER_ACCESS_TOKEN", "ONEROSTER_ALERT_WEBHOOK_URL")
@@ -24,10 +26,10 @@ def secret_values(env: Mapping[str, str]) -> list[str]:
 
 
 def redact(text: str, secrets: Iterable[str | None] | None = None) -> str:
-    """Replace every value of `secrets` (the caller's: e.g. `secret_values(os.environ)`) with '***'."""
-    for value in sorted({v for v in secrets or () if v and len(v) >= 4}, key=len, reverse=True):
-        text = text.replace(value, "***")
-    return text
+    """The process's one redactor (`client.redaction`), with the values of `secrets` (the caller's: e.g.
+    `secret_values(os.environ)`) registered first: masked in every form, and from now on everywhere."""
+    REDACTOR.register(*(secrets or ()))
+    return REDACTOR.redact(text)
 
 
 @dataclass(frozen=True)
