@@ -101,10 +101,16 @@ def _forms(value: str) -> set[str]:
 
 
 def _is_fragment(word: str, forms: tuple[str, ...]) -> bool:
-    """Whether `word` (8+ characters) is part of a secret, or holds one once URL-decoded (a value as it is was
-    replaced before)."""
+    """Whether `word` (8+ characters), or its tail from one of its '/' (a URL's path), is part of a secret, or holds
+    one once URL-decoded (a value as it is was replaced before)."""
     decoded = unquote_plus(word) if "%" in word or "+" in word else word
-    return any(len(form) >= MIN_FRAGMENT and (word in form or decoded in form or form in decoded) for form in forms)
+    tails = [word[i:] for i, char in enumerate(word) if char == "/" and len(word) - i >= MIN_FRAGMENT]
+    for form in forms:
+        if len(form) < MIN_FRAGMENT:
+            continue
+        if word in form or decoded in form or form in decoded or any(tail in form for tail in tails):
+            return True
+    return False
 
 
 REDACTOR = Redactor()

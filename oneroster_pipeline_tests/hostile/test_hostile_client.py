@@ -7,6 +7,8 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import subprocess
+import sys
 import time
 import zlib
 
@@ -240,3 +242,40 @@ def test_a_page_that_cannot_be_split_fails_the_pull_naming_the_page():
         with pytest.raises(OneRosterDataError) as failed:
             pull_students(provider)
         assert "/students" in str(failed.value) and "cannot be split into records" in str(failed.value)
+
+
+CHILD_PULL = """
+import json, re, sys
+from oneroster_pipeline.client.errors import OneRosterError
+from oneroster_pipeline.client.settings import ConnectionSettings
+from oneroster_pipeline.client.sources import open_source
+try:
+    with open_source(ConnectionSettings.from_env(json.loads(sys.argv[1]))) as source:
+        for _ in source.student_batches():
+            pass
+    outcome = "finished"
+except OneRosterError as error:
+    outcome = str(error)
+# this process's own peak (getrusage's ru_maxrss would carry the forking parent's peak across exec)
+peak_kb = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+print(json.dumps({"outcome": outcome, "max_rss_mb": peak_kb / 1024}))
+"""
+
+
+@pytest.mark.parametrize("body", ["a 300 MB page", "a gzip bomb of 1 GB", "an endless chunked array"])
+def test_an_unbounded_body_stays_far_below_600_mb_with_the_default_bound(body):
+    record = json.dumps(student(1, "sch-1")).encode()
+    answers = {
+        "a 300 MB page": lambda h: h.send_body(200, b'{"users": [' + b",".join([record] * (300_000_000 // len(record)))
+                                               + b"]}"),
+        "a gzip bomb of 1 GB": lambda h: h.send_body(200, gzip_bomb(1 << 30), headers={"Content-Encoding": "gzip"}),
+        "an endless chunked array": lambda h: h.send_chunks(
+            itertools.chain([b'{"users": ['], itertools.repeat(record + b",", 100_000_000))),
+    }
+    with HostileProvider() as provider:
+        provider.behaviour = _students_only(answers[body])
+        done = subprocess.run([sys.executable, "-c", CHILD_PULL, json.dumps(provider.env())], check=False,
+                              capture_output=True, text=True, timeout=120)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "ONEROSTER_MAX_PAGE_MB" in result["outcome"], result
+    assert result["max_rss_mb"] < 600, result
