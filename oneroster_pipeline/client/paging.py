@@ -27,6 +27,9 @@ from .http import get_ok, parse_json
 from .page_decode import Unsplittable, decode_page
 
 MAX_PAGES = 100_000
+# headers carrying the provider's data revision, which must not change while a pull pages (requests' headers are
+# case-insensitive: X-Perm-Rev, x-perm-rev ...)
+REVISION_HEADERS = ("x-perm-rev",)
 DUPLICATE_SAMPLE = 10
 
 
@@ -65,6 +68,7 @@ class PullReport:
     read_timeouts: int = 0  # page requests that timed out (each retried at the same offset with half the limit)
     page_size_reduced_to: int | None = None  # the limit after read timeouts halved it (None: never reduced)
     events: list[str] = field(default_factory=list)  # what the pull adapted to, in order (no payload values)
+    revision: str | None = None  # the data revision the pages were served from (x-perm-rev), when sent
     # CSV: records read per file (rows plus rejected rows), e.g. {"users.csv": 2000, "roles.csv": 2400}; REST: {}
     received_by_file: dict[str, int] = field(default_factory=dict)
 
@@ -78,6 +82,7 @@ class Page:
     url: str
     envelope: str | None = None  # the key the records came in (e.g. "users", or "students" from some servers)
     links: dict | None = None  # the parsed Link header (rel -> {"url": ...}), None when not sent
+    revision: str | None = None  # the provider's data revision of this answer (ClassLink's x-perm-rev), if sent
 
 
 def fetch_page(session: requests.Session, url: str, params: dict, envelopes: tuple[str, ...], offset: int,
@@ -111,9 +116,28 @@ def page_from_response(response: requests.Response, envelopes: tuple[str, ...], 
         raise OneRosterDataError(response.url, f"HTTP {response.status_code} answer has no {' or '.join(envelopes)} "
                                  f"list (found: {found or 'an empty object'}); refusing to treat it as empty", offset)
     total = response.headers.get("X-Total-Count", "").strip()
+    total = int(total) if total.isdigit() else _body_total(payload)
     links = response.links if "Link" in response.headers else None
-    has_next = "next" in links if links is not None else None
-    return Page(offset, records, int(total) if total.isdigit() else None, has_next, response.url, key, links)
+    has_next = "next" in links if links is not None else _body_has_next(payload)
+    revision = next((response.headers[h].strip()[:100] for h in REVISION_HEADERS if h in response.headers), None)
+    return Page(offset, records, total, has_next, response.url, key, links, revision or None)
+
+
+# counts some providers put in the body instead of X-Total-Count (Focus SIS `total`, Timeback `totalCount`)
+BODY_TOTALS = ("total", "totalCount")
+
+
+def _body_total(payload: dict) -> int | None:
+    value = next((payload[k] for k in BODY_TOTALS if k in payload), None)
+    return value if value.__class__ is int and value >= 0 else None
+
+
+def _body_has_next(payload: dict) -> bool | None:
+    """Whether a body's `pagination` object (Focus SIS) names a next page; None when there is none."""
+    pagination = payload.get("pagination")
+    if not isinstance(pagination, dict) or "next" not in pagination:
+        return None
+    return bool(pagination["next"])
 
 
 _REINSERT_CHUNK = 1 << 15
@@ -237,6 +261,16 @@ class PullBoundExceeded(OneRosterDataError):
     """A pull stopped by one of its bounds (`PullBounds`): the provider never signalled the end. A failed pull."""
 
 
+class RevisionChanged(OneRosterDataError):
+    """The provider's data revision changed while the pull paged: records may have moved between the pages already
+    fetched and the rest, so the pull is not the whole truth (the caller restarts it from the first page)."""
+
+    def __init__(self, url: str, collection: str, first: str, now: str, pages: int, offset: int) -> None:
+        self.first, self.now, self.collection = first, now, collection
+        super().__init__(url, f"the provider's data revision (x-perm-rev) changed from {first!r} to {now!r} after "
+                         f"{pages} page(s) of the {collection} pull", offset)
+
+
 class Pager:
     """The offset of the next page, whether the pull is done, and the deduplicated records of each page."""
 
@@ -258,6 +292,12 @@ class Pager:
         report, n = self.report, len(page.records)
         report.pages += 1
         report.received += n
+        if page.revision is not None:
+            if report.revision is None:
+                report.revision = page.revision
+            elif page.revision != report.revision:
+                raise RevisionChanged(page.url, report.collection, report.revision, page.revision, report.pages,
+                                      page.offset)
         if page.total is not None:
             report.reported_total = page.total
             if report.first_reported_total is None:

@@ -28,6 +28,9 @@ class ProviderProfile:
     accepts_fields: bool = True  # request `fields=` (only what is normalised); dropped when the server says 400
     token_url_needs_app_name: bool = False  # Infinite Campus: .../campus/oauth2/token?appName=<appName>
     bearer_with_access_token: bool = True  # ONEROSTER_ACCESS_TOKEN set and ONEROSTER_AUTH unset -> bearer
+    # the field that names one person when the provider sends one student record per (person, school): the
+    # records sharing it are merged into one student (ONEROSTER_PERSON_KEY); None: one record is one student
+    person_key: str | None = None
 
 
 PROFILES: dict[str, ProviderProfile] = {p.name: p for p in (
@@ -40,6 +43,11 @@ PROFILES: dict[str, ProviderProfile] = {p.name: p for p in (
     # Rate limits are unpublished and 429s happen: 2 pages at a time, halved on 429; sort support undocumented.
     ProviderProfile("classlink", "ClassLink", default_auth="oauth1", auth_modes=("oauth1", "bearer"),
                     default_concurrency=2, max_concurrency=4, accepts_sort=False),
+    # Ed-Fi's OneRoster API (Ed-Fi-Alliance-OSS/edfi-oneroster): one user record per (student, school) with a
+    # school-scoped sourcedId and the same identifier; no X-Total-Count, no Link (a short page ends the pull);
+    # limit up to 500-10,000 depending on the deployment.
+    ProviderProfile("edfi", "Ed-Fi OneRoster API", default_page_size=500, max_page_size=10_000, default_concurrency=4,
+                    max_concurrency=8, person_key="identifier"),
     ProviderProfile("oneroster", "OneRoster (generic)"),
     ProviderProfile("demo", "built-in demo provider"),
     ProviderProfile("csv", "OneRoster CSV export", default_auth="none", auth_modes=("none",), default_concurrency=1),

@@ -42,12 +42,14 @@ ENV_VARS = {
     "max_records": "ONEROSTER_MAX_RECORDS",
     "max_records_beyond_total": "ONEROSTER_MAX_RECORDS_BEYOND_TOTAL",
     "max_pages_without_progress": "ONEROSTER_MAX_PAGES_WITHOUT_PROGRESS",
+    "max_revision_restarts": "ONEROSTER_MAX_REVISION_RESTARTS",
+    "person_key": "ONEROSTER_PERSON_KEY",
 }
 # read when the settings' own variable is unset: the schedule's timezone is usually the district's
 FALLBACK_ENV_VARS = {"district_timezone": "ONEROSTER_TIMEZONE"}
 _SECRETS = ("client_secret", "access_token")
 _INTS = ("page_size", "max_retries", "max_concurrency", "peak_concurrency", "max_page_mb", "max_records",
-         "max_records_beyond_total", "max_pages_without_progress")
+         "max_records_beyond_total", "max_pages_without_progress", "max_revision_restarts")
 _FLOATS = ("timeout_seconds", "backoff_seconds", "request_deadline_seconds")
 VERSIONS = {"1.1": "1.1", "v1p1": "1.1", "1.2": "1.2", "v1p2": "1.2"}
 SIGNATURE_METHODS = ("HMAC-SHA256", "HMAC-SHA1")
@@ -55,6 +57,9 @@ _PATH_VERSION = re.compile(r"/v1p([12])(?=/|$)")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _PEAK = re.compile(r"^(?:(?P<days>[a-z,\- ]+?)\s+)?(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})$")
 NO_PEAK = ("none", "off", "never", "no")
+# ONEROSTER_PERSON_KEY values -> the column of the normalised user row that holds it
+PERSON_KEYS = {"identifier": "identifier", "usermasteridentifier": "user_master_identifier",
+               "user_master_identifier": "user_master_identifier", "none": None}
 
 
 class SettingsError(ValueError):
@@ -118,6 +123,10 @@ class ConnectionSettings:
     max_records: int = 5_000_000  # records of one collection in one pull
     max_records_beyond_total: int = 10_000  # unique records past the X-Total-Count of the first page
     max_pages_without_progress: int = 10  # pages in a row that bring no sourcedId not seen before in the pull
+    max_revision_restarts: int = 3  # pulls restarted from the first page after the data revision changed
+    # the field naming one person across several student records (PERSON_KEYS); the profile's when unset, "none":
+    # every record is its own student
+    person_key: str | None = None
     # the constructor arguments before defaults were resolved: with_overrides re-resolves from these
     _given: dict = dataclasses.field(init=False, repr=False, compare=False, default_factory=dict)
 
@@ -182,6 +191,11 @@ class ConnectionSettings:
         _check_range("max_records", self.max_records, 1, 1_000_000_000)
         _check_range("max_records_beyond_total", self.max_records_beyond_total, 0, 1_000_000_000)
         _check_range("max_pages_without_progress", self.max_pages_without_progress, 1, 1_000_000)
+        _check_range("max_revision_restarts", self.max_revision_restarts, 0, 100)
+        key = profile.person_key if self.person_key is None else self.person_key.strip().lower()
+        if key is not None and key not in PERSON_KEYS:
+            _fail("person_key", "must be identifier, userMasterIdentifier or none, got " + repr(self.person_key))
+        self._set("person_key", PERSON_KEYS[key] if key else None)
         method = self.oauth1_signature_method.upper()
         if method not in SIGNATURE_METHODS:
             _fail("oauth1_signature_method", f"must be one of {', '.join(SIGNATURE_METHODS)}")

@@ -59,6 +59,8 @@ class OneRosterResource(dg.ConfigurableResource):
     max_records: Optional[int] = None
     max_records_beyond_total: Optional[int] = None
     max_pages_without_progress: Optional[int] = None
+    max_revision_restarts: Optional[int] = None
+    person_key: Optional[str] = None
     demo_schools: int = DemoShape.schools
     demo_students: int = DemoShape.students
     demo_seed: int = DemoShape.seed

@@ -143,6 +143,8 @@ class HostileProvider:
         self.behaviour: Behaviour | None = None
         self.requests: list[Seen] = []
         self.tokens: list[str] = []
+        self.revision: str | None = None  # sent as x-perm-rev (ClassLink's data revision) when set
+        self.students: list[dict] | None = None  # served instead of the district's students when set
         self.lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.provider = self
@@ -194,10 +196,14 @@ class HostileProvider:
             handler.send_json(401, {"imsx_codeMajor": "failure", "imsx_description": "unauthorised"})
             return
         collection = seen.path.removeprefix(BASE_PATH)
+        students = self.students if self.students is not None else self.district.students_list()
         records, key = {"/orgs": (self.district.orgs(), "orgs"), "/schools": (self.district.orgs()[1:], "orgs"),
-                        "/students": (self.district.students_list(), "users")}.get(collection, (None, None))
+                        "/students": (students, "users")}.get(collection, (None, None))
         if records is None:
             handler.send_json(404, {"imsx_codeMajor": "failure", "imsx_description": "no such endpoint"})
             return
         offset, limit = int(seen.query.get("offset", 0)), int(seen.query.get("limit", 100))
-        handler.send_json(200, {key: records[offset:offset + limit]}, {"X-Total-Count": str(len(records))})
+        headers = {"X-Total-Count": str(len(records))}
+        if self.revision is not None:
+            headers["x-perm-rev"] = self.revision
+        handler.send_json(200, {key: records[offset:offset + limit]}, headers)
