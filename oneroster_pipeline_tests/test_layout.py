@@ -15,6 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "oneroster_pipeline"
 CORE = ("client", "warehouse", "demo")
 MAX_LINES = 450
+DAGSTER_PACKAGES = ("dagster", "dagster_duckdb", "dagster_webserver", "dagster_postgres", "dagster_dg_cli")
 
 
 def modules() -> dict[str, Path]:
@@ -59,14 +60,42 @@ def imported_names(path: Path) -> list[str]:
     return names
 
 
-def test_the_core_never_imports_dagster():
-    core = {name: path for name, path in modules().items()
+def core_modules() -> dict[str, Path]:
+    return {name: path for name, path in modules().items()
             if name.split(".")[1:2] and name.split(".")[1] in CORE
             or name in ("oneroster_pipeline.summary", "oneroster_pipeline.districts")}
-    offenders = [f"{name} imports {imported}" for name, path in core.items() for imported in imported_names(path)
-                 if imported.split(".")[0] in ("dagster", "dagster_duckdb", "dagster_webserver")
-                 or imported.startswith("oneroster_pipeline.defs")]
-    assert core and offenders == []
+
+
+DAGSTER_LAYER = ("oneroster_pipeline.defs", "oneroster_pipeline.definitions")
+
+
+def dagster_imports(core: dict[str, Path], known: dict[str, Path]) -> list[str]:
+    """What modules of `core` import of Dagster or of the Dagster layer, relative imports included."""
+    offenders = [f"{name} imports {imported}" for name, path in core.items()
+                 for imported in imported_names(path) if imported.split(".")[0] in DAGSTER_PACKAGES]
+    return offenders + [f"{name} imports {target}" for name, path in core.items()
+                        for target in imports_of(name, path, known) if target.startswith(DAGSTER_LAYER)]
+
+
+def test_the_core_never_imports_dagster():
+    assert core_modules() and dagster_imports(core_modules(), modules()) == []
+
+
+def test_the_layout_check_sees_relative_imports(tmp_path):
+    """A relative import of the Dagster layer from the core (`from ..defs import resources`) is one too."""
+    package = tmp_path / "oneroster_pipeline"
+    for folder in ("warehouse", "defs"):
+        (package / folder).mkdir(parents=True)
+        (package / folder / "__init__.py").write_text("")
+    (package / "defs" / "resources.py").write_text("")
+    (package / "warehouse" / "leaky.py").write_text("from ..defs import resources\n")
+    known = {"oneroster_pipeline.defs": package / "defs" / "__init__.py",
+             "oneroster_pipeline.defs.resources": package / "defs" / "resources.py",
+             "oneroster_pipeline.warehouse.leaky": package / "warehouse" / "leaky.py"}
+    core = {"oneroster_pipeline.warehouse.leaky": known["oneroster_pipeline.warehouse.leaky"]}
+    assert sorted(dagster_imports(core, known)) == [
+        "oneroster_pipeline.warehouse.leaky imports oneroster_pipeline.defs",
+        "oneroster_pipeline.warehouse.leaky imports oneroster_pipeline.defs.resources"]
 
 
 def test_no_import_circle():
