@@ -71,7 +71,8 @@ def test_schedule_sensors_and_resources_keep_their_names():
     defs = workspace_definitions()
     repository = defs.get_repository_def()
     assert [(s.name, s.job_name) for s in repository.schedule_defs] == [("daily_student_sync", "student_sync")]
-    assert {s.name for s in repository.sensor_defs} == {"sync_failure_alert", "failed_check_alert"}
+    assert {s.name for s in repository.sensor_defs} == {"sync_failure_alert", "sync_canceled_alert",
+                                                         "failed_check_alert"}
     assert {key: type(value) for key, value in defs.resources.items()} == RESOURCES
     assert {job.name for job in MONITORED_JOBS} == SYNC_JOBS | SWITCH_JOBS  # what both sensors watch
 

@@ -9,7 +9,9 @@ failed ERROR checks are alerted by the step that evaluated them (no daemon neede
 # - `alert_failed_checks` (success hook): one `check_failure` alert for the ERROR-severity checks that failed in the
 #   step (a check's failure is alerted by the step that evaluated it).
 # The sensors (`sensors.py`) still cover runs that fail where no step hook can run (the run worker dies, a resource
-# fails to initialise, the run is canceled) and skip what the run already recorded (`alert_recorded`).
+# fails to initialise, the run is canceled) and skip what the run already recorded (`alert_recorded`). A terminated
+# (interrupted) run is recorded as `canceled` with a `run_canceled` alert (`record_canceled`), by the step it
+# interrupted (`canceled.py`: Dagster runs no hook for an interrupt) or by the sensors.
 
 from datetime import datetime, timezone
 
@@ -92,10 +94,53 @@ def _record_failure(instance, run, warehouse, alerts, log, details: str, finishe
         log.error("could not record the failed run in sync_runs: %s", redact(str(error), secrets_to_hide()))
 
 
+# a terminated run: canceled, not failed (`canceled.py` records it from the step it interrupted)
+INTERRUPTS = (dg.DagsterExecutionInterruptedError, KeyboardInterrupt)
+CANCELED_KIND = "run_canceled"  # the alert kind, beside run_failure, check_failure and sync_held
+
+
+def canceled_details(job_name: str, step: str | None = None) -> str:
+    where = f" in step {step}" if step else ""
+    return (f"{job_name} was canceled{where} (terminated: the UI's Terminate, SIGTERM or SIGINT); what it had not "
+            "committed was rolled back, so the tables are as its last committed step left them")
+
+
+def record_canceled(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, alerts, log, details: str) -> None:
+    """The run's `sync_runs` row gets outcome 'canceled' (with `details`) and one `run_canceled` alert goes out,
+    unless the row has an outcome already (the sync committed before the signal, or the run recorded itself)."""
+    try:
+        with warehouse.connect() as con:
+            rows = con.execute("SELECT outcome FROM sync_runs WHERE run_id = ?", [run.run_id]).fetchall()
+            if rows and rows[0][0] is not None:
+                return
+            record = instance.get_run_record_by_id(run.run_id)
+            started = datetime.fromtimestamp(record.start_time, timezone.utc) if record and record.start_time else None
+            write_run_row(con, run, started, datetime.now(timezone.utc), outcome="canceled",
+                          message=redact(details, secrets_to_hide()))
+    except Exception as error:  # the alert still goes out; say why the row could not be written
+        log.error("could not record the canceled run in sync_runs: %s", redact(str(error), secrets_to_hide()))
+    if not alert_recorded(warehouse, run.run_id, CANCELED_KIND):
+        alerts.send(Alert(CANCELED_KIND, run.job_name, run.run_id, f"{run.job_name} was canceled", details),
+                    database=warehouse.database, logger=log)
+
+
+def record_canceled_run(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, alerts, log,
+                        details: str) -> None:
+    """`record_canceled` in every district the run covers (the sensors: they see the run, not a step)."""
+    for district in districts_of_run(run):
+        resources = bound(district, {"warehouse": warehouse, "alerts": alerts})
+        record_canceled(instance, run, resources["warehouse"], resources["alerts"], log, details)
+
+
 @dg.failure_hook(name="record_failed_run", required_resource_keys={"warehouse", "alerts"})
 def record_failed_run(context: dg.HookContext) -> None:
-    """A step failed: record the run as failed (sync_runs) and alert once per run, from inside the run."""
+    """A step failed: record the run as failed (sync_runs) and alert once per run, from inside the run. A step that
+    was interrupted records the run as canceled (`canceled.py`; Dagster does not normally run hooks for it)."""
     run = context.instance.get_run_by_id(context.run_id)
+    if isinstance(context.op_exception, INTERRUPTS):
+        record_canceled_run(context.instance, run, context.resources.warehouse, context.resources.alerts,
+                            context.log, canceled_details(run.job_name, context.step_key))
+        return
     errors = step_errors(context.instance, context.run_id)
     if not any(line.startswith(f"{context.step_key}: ") for line in errors) and context.op_exception is not None:
         exception = context.op_exception

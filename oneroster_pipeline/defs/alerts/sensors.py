@@ -1,5 +1,6 @@
 """Sensors for what no step hook sees (a run that died, failed before its steps, or was canceled) and failed ERROR
-checks of successful runs; each skips an alert the run already sent."""
+checks of successful runs; each skips an alert the run already sent. A run interrupted by SIGTERM/SIGINT is
+recorded as canceled (`canceled.py`), whether Dagster marked it failed (`dagster job execute`) or canceled (the UI)."""
 
 # Each alert is logged, appended to DuckDB `sync_alerts`, and POSTed to ONEROSTER_ALERT_WEBHOOK_URL when set.
 # The runs record themselves (`hooks.py`: hooks on every monitored job), so these sensors, which need the
@@ -14,14 +15,25 @@ from oneroster_pipeline.defs.provider_switch.jobs import PROVIDER_SWITCH_JOBS
 from oneroster_pipeline.defs.resources import AlertsResource, WarehouseResource
 from oneroster_pipeline.defs.sync.jobs import SYNC_JOBS
 
-from .hooks import alert_recorded, failed_error_checks, record_failure, root_cause, send_check_alert, step_errors
+from .canceled import interrupted
+from .hooks import (
+    alert_recorded,
+    canceled_details,
+    failed_error_checks,
+    record_canceled_run,
+    record_failure,
+    root_cause,
+    send_check_alert,
+    step_errors,
+)
 
 MONITORED_JOBS = [*SYNC_JOBS, *PROVIDER_SWITCH_JOBS]
 # and the implicit asset job's runs (the UI's Materialize, asset backfills): Dagster names it __ASSET_JOB(_<n>)
 MONITORED_JOB_NAMES = frozenset(job.name for job in MONITORED_JOBS)
 IMPLICIT_ASSET_JOB_PREFIX = "__ASSET_JOB"
 
-__all__ = ["MONITORED_JOBS", "failed_check_alert", "failed_error_checks", "root_cause", "sync_failure_alert"]
+__all__ = ["MONITORED_JOBS", "failed_check_alert", "failed_error_checks", "root_cause", "sync_canceled_alert",
+           "sync_failure_alert"]
 
 
 def monitored(run: dg.DagsterRun) -> bool:
@@ -59,6 +71,9 @@ def sync_failure_alert(
     run = context.dagster_run
     if not monitored(run):
         return
+    if interrupted(context.instance, run.run_id, context.failure_event):  # SIGTERM/SIGINT: canceled, not failed
+        record_canceled_run(context.instance, run, warehouse, alerts, context.log, canceled_details(run.job_name))
+        return
     message = context.failure_event.message or "the run failed"
     checks = failed_error_checks(context.instance, run.run_id)
     details = "; ".join(step_errors(context.instance, run.run_id) + checks) or message
@@ -66,6 +81,20 @@ def sync_failure_alert(
     # a batched run that failed naming some districts: only those failed (the others were synced in full)
     record_failure(context.instance, run, warehouse, alerts, context.log, details,
                    only_districts=failed_districts_of(context.instance, run.run_id))
+
+
+@dg.run_status_sensor(
+    name="sync_canceled_alert", run_status=dg.DagsterRunStatus.CANCELED,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records a canceled sync, preview, provider switch or rebuild run (the UI's Terminate) as canceled "
+                "in sync_runs, with a run_canceled alert, unless the run recorded itself.",
+)
+def sync_canceled_alert(
+    context: dg.RunStatusSensorContext, warehouse: WarehouseResource, alerts: AlertsResource
+) -> None:
+    run = context.dagster_run
+    if monitored(run):
+        record_canceled_run(context.instance, run, warehouse, alerts, context.log, canceled_details(run.job_name))
 
 
 @dg.run_status_sensor(

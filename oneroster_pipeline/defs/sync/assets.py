@@ -2,7 +2,8 @@
 student sync's dry run."""
 
 # Each asset stages its pull to Parquet (no DuckDB lock held while the provider pages), then applies it in one
-# DuckDB transaction: a failed run leaves every table as it was.
+# DuckDB transaction: a failed run leaves every table as it was. Every body is a `sync_step`: a terminated run
+# records itself as canceled (its `alerts` resource sends that alert).
 
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import dagster as dg
 
 # the run hooks ride on the assets too: a UI materialization or an asset backfill (the implicit asset job) records
 # its failure itself, as the named jobs do
+from oneroster_pipeline.defs.alerts.canceled import sync_step
 from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS
 from oneroster_pipeline.defs.districts import (
     BACKFILL_POLICY,
@@ -96,7 +98,9 @@ def _held(check_asset: str, check_name: str, held: SyncHeld):
     pool="duckdb", name="oneroster_orgs", partitions_def=DISTRICT_PARTITIONS, backfill_policy=BACKFILL_POLICY,
 )
 @per_district
-def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource):
+@sync_step
+def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
+                   alerts: AlertsResource):
     with warehouse.connect() as con:
         connection = guard_connection(context, oneroster, con)  # refuses a connection that is not the active one
     started = time.monotonic()
@@ -135,8 +139,10 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
     ),
 )
 @per_district
+@sync_step
 def buildings(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_policy: dg.ResourceParam[SyncPolicy]
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_policy: dg.ResourceParam[SyncPolicy],
+    alerts: AlertsResource,
 ) -> dg.MaterializeResult:
     now = datetime.now(timezone.utc)
     with warehouse.connect() as con, store.transaction(con):
@@ -231,6 +237,7 @@ def _diff_preview(con, run_id: str, disposition: str | None = None) -> tuple[dic
                                    description=GUARD_DESCRIPTION)],
 )
 @per_district
+@sync_step
 def student_sync_assets(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
     sync_policy: dg.ResourceParam[SyncPolicy], alerts: AlertsResource,
@@ -323,9 +330,10 @@ def _outcome_columns(done: StudentSyncOutcome) -> dict:
     ),
 )
 @per_district
+@sync_step
 def student_sync_preview(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
-    sync_policy: dg.ResourceParam[SyncPolicy],
+    sync_policy: dg.ResourceParam[SyncPolicy], alerts: AlertsResource,
 ) -> dg.MaterializeResult:
     with warehouse.connect() as con:
         pulling, _ = _pull_students(context, oneroster, warehouse, sync_policy, con)
