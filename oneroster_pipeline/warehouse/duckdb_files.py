@@ -12,6 +12,12 @@ A connection's `prepare` (the store's schema check) runs once per attachment, an
 exactly as this process left it when it last detached it (the file and its write-ahead log: same inode, size and
 modification time, so nobody wrote it since and its tables are the ones this process saw).
 
+Writing can fail for want of space (or another IO error): `write_failure` turns DuckDB's and the OS's texts into a
+`WarehouseWriteError` that says the disk is full and names the file. What is durable decides what such a failure
+means. A COMMIT that succeeded is in the file's write-ahead log, which DuckDB replays the next time the file is
+opened; so a DETACH whose checkpoint fails after the connections committed loses nothing: it is logged as a
+warning (naming the file, the log and the full disk) and never raised. A failure before or at COMMIT rolls back.
+
 The shared instance spills to `.duckdb-spill-<pid>` beside the first file it attached (DuckDB creates the folder
 when it first spills and removes it when the instance closes, at exit), one folder per process so that concurrent
 runs never share spill files.
@@ -20,6 +26,8 @@ runs never share spill files.
 from __future__ import annotations
 
 import atexit
+import errno
+import logging
 import os
 import re
 import threading
@@ -32,6 +40,7 @@ from typing import TypeVar
 import duckdb
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 PATH_VAR = "ONEROSTER_DUCKDB_PATH"
@@ -44,6 +53,47 @@ class DuckDBPathError(RuntimeError):
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
         super().__init__(f"{PATH_VAR}={path}: {problem}")
+
+
+class WarehouseWriteError(OSError):
+    """Writing the DuckDB file, its write-ahead log, or a staging or spill file beside it failed (the disk is full,
+    or another IO error) before the transaction being written committed: it was rolled back. The message says
+    whether the disk is full and names the file that could not be written (and, after `ONEROSTER_DUCKDB_PATH=`, the
+    DuckDB file, unless a staging file failed: then nothing was written to it). An OSError, as the failure it
+    explains (ENOSPC when the disk is full)."""
+
+    def __init__(self, path: str | None, file: str, disk_full: bool, detail: str) -> None:
+        self.path, self.file, self.disk_full = path, file, disk_full
+        problem = "the disk is full (no space left on device)" if disk_full else "an IO error"
+        done = ("the transaction being written was rolled back, so the tables are as they were before it" if path
+                else "nothing was written to the DuckDB file")
+        fix = f"free space on the volume of {Path(file).parent}" if disk_full else "check that volume"
+        super().__init__(f"{f'{PATH_VAR}={path}: ' if path else ''}{problem} writing {file}: {done}. "
+                         f"{fix[0].upper()}{fix[1:]} and run again. ({detail})")
+        self.errno = errno.ENOSPC if disk_full else None
+
+
+_DISK_FULL = ("no space left on device", "disk quota exceeded", "file too large")
+_WRITE_FAILED = ("could not write", "could not fsync", "could not truncate", "checkpoint failed",
+                 "has been invalidated", "input/output error", "read-only file system")
+
+
+def write_failure(error: BaseException, path: str | Path | None, file: str | Path | None = None
+                  ) -> WarehouseWriteError | None:
+    """`error` as a WarehouseWriteError when it is a failure to write (a DuckDB error, or an OSError writing `file`)
+    for the DuckDB file at `path` (None: a file beside it, e.g. staging); None for any other error. DuckDB's text
+    names the file it could not write."""
+    text = str(error)
+    lowered = text.lower()
+    disk_full = any(phrase in lowered for phrase in _DISK_FULL) or (
+        isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT))
+    if not disk_full and not (isinstance(error, OSError) or any(phrase in lowered for phrase in _WRITE_FAILED)):
+        return None
+    named = re.search(r'(?:write|fsync|truncate) file "([^"]+)"', text)
+    written = named.group(1) if named else str(file or path)
+    detail = " ".join(text.split())
+    detail = detail if len(detail) < 400 else detail[:400] + "..."
+    return WarehouseWriteError(str(path) if path else None, written, disk_full, detail)
 
 
 class HeldByAnotherInstance(Exception):
@@ -130,6 +180,8 @@ def _duckdb_reason(text: str) -> str:
     if "not a valid DuckDB database file" in text:
         return "the file exists but is not a DuckDB database file"
     reason = text.rsplit('": ', 1)[-1].strip() if '": ' in text else text
+    if any(phrase in text.lower() for phrase in _DISK_FULL):
+        return f"the disk is full ({reason})"
     hints = {"is a directory": "the path is a directory; name a file in it, e.g. <folder>/oneroster.duckdb",
              "not a directory": "a parent of the path is a file, not a folder",
              "permission denied": "permission denied (check the owner and mode of the file and its folder)",
@@ -140,6 +192,8 @@ def _duckdb_reason(text: str) -> str:
 def _os_reason(error: OSError) -> str:
     if isinstance(error, (FileExistsError, NotADirectoryError)):
         return "a parent of the path is a file, not a folder"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full ({(error.strerror or str(error)).lower()})"
     return (error.strerror or str(error)).lower()
 
 
@@ -183,10 +237,32 @@ def attached(path: str | Path, wait: float, prepare: Callable[[duckdb.DuckDBPyCo
         with _lock:
             entry.users -= 1
             if entry.users == 0:
-                shared.root.execute(f"DETACH {entry.alias}")  # if this fails the file stays attached, for reuse
-                del shared.files[key]
-                if entry.prepared:
-                    shared.left[key] = _signature(key)
+                _detach(shared, key, entry)
+
+
+def _detach(shared: _Shared, key: str, entry: _Attachment) -> None:
+    """DETACH the file: it checkpoints, so its committed changes move from the write-ahead log into the file. A
+    failure is logged, never raised: whatever was committed is in the log and is replayed the next time the file is
+    opened (and an error on its way out of the connection is the one to tell). DuckDB detaches the file even when
+    its checkpoint fails; if it did not, the file stays attached, for reuse."""
+    try:
+        shared.root.execute(f"DETACH {entry.alias}")
+    except duckdb.Error as error:
+        if entry.alias in {row[0] for row in shared.root.execute(
+                "SELECT database_name FROM duckdb_databases()").fetchall()}:
+            log.warning("could not detach %s (it stays attached): %s", key, " ".join(str(error).split()))
+            return
+        del shared.files[key]
+        full = (failure := write_failure(error, key)) is not None and failure.disk_full
+        reason, fix = (("the disk is full (no space left on device)", "free space on") if full
+                       else ("an IO error", "check"))
+        log.warning(f"{PATH_VAR}={key}: could not checkpoint the DuckDB file: {reason}. Nothing is lost: what was "
+                    f"committed is in its write-ahead log {key}.wal, which DuckDB replays the next time the file is "
+                    f"opened; {fix} the volume of {Path(key).parent}. ({' '.join(str(error).split())})")
+        return
+    del shared.files[key]
+    if entry.prepared:
+        shared.left[key] = _signature(key)
 
 
 def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -271,10 +272,13 @@ def _save_diff(con: duckdb.DuckDBPyConnection, diff, run_id: str | None, now: da
 
 
 def apply_student_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | None, now: datetime,
-                       policy: HoldPolicy, approved_hash: str | None = None,
-                       preview: bool = False) -> StudentSyncOutcome:
+                       policy: HoldPolicy, approved_hash: str | None = None, preview: bool = False,
+                       before_commit: Callable[[StudentSyncOutcome], None] | None = None) -> StudentSyncOutcome:
     """Load `oneroster_users`, plan the student sync, compute its diff and hold decision, then apply what is not
     held, all in one transaction. A preview records the diff in `sync_diffs` and changes nothing else.
+    `before_commit(outcome)` writes the caller's record of an applied sync (its `sync_runs` row) on `con` in that
+    same transaction: the tables and the record of them are committed together or not at all (a full disk fails
+    the COMMIT and both roll back).
 
     Raises SyncHeld (nothing applied; the held diff and the hold recorded) when the hold policy holds everything.
     """
@@ -301,7 +305,10 @@ def apply_student_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id:
                 _save_diff(con, store.query_arrow(con, "SELECT * FROM _diff WHERE change = 'deactivate'"),
                            run_id, now, "held")
             result = apply_student_sync(con, plan, now, run_id, hold_deactivations)
-            return StudentSyncOutcome("partially_held" if hold_deactivations else "applied", plan, decision, result)
+            done = StudentSyncOutcome("partially_held" if hold_deactivations else "applied", plan, decision, result)
+            if before_commit is not None:
+                before_commit(done)
+            return done
     except _RollBack:
         with store.transaction(con):
             _save_diff(con, diff, run_id, now, "preview")

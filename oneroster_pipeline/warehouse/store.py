@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import queue
@@ -178,16 +179,22 @@ def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None = DEFAULT_MEM
 
 @contextmanager
 def prepared(con: duckdb.DuckDBPyConnection, memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
-             ensure: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+             ensure: bool = True, path: str | Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Use a fresh connection: memory capped at `memory_limit` (see `limit_memory`), every table created (unless
     `ensure` is False: the caller did); closed at the end, whatever happens. Running out of the memory cap becomes a
-    MemoryLimitError that says which variable to raise."""
+    MemoryLimitError that says which variable to raise; a failure to write the file at `path` (the disk is full)
+    a WarehouseWriteError naming it."""
     try:
         limit_memory(con, memory_limit)
         if ensure:
             ensure_schema(con)
         yield con
-    except duckdb.OutOfMemoryException as error:
+    except duckdb.Error as error:  # a full disk first: a spill that finds no space fails as "out of memory" too
+        failure = duckdb_files.write_failure(error, path) if path is not None else None
+        if failure is not None:
+            raise failure from None  # its message quotes DuckDB's
+        if not isinstance(error, duckdb.OutOfMemoryException):
+            raise
         limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
         raise MemoryLimitError(
             f"DuckDB ran out of its memory limit ({limit}): raise {MEMORY_LIMIT_VAR} (e.g. 512MB); the tables are "
@@ -229,9 +236,10 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     try:
         yield con
     except BaseException:
-        con.execute("ROLLBACK")
+        with contextlib.suppress(duckdb.Error):  # a failed write may have ended the transaction: the error is raised
+            con.execute("ROLLBACK")
         raise
-    con.execute("COMMIT")
+    con.execute("COMMIT")  # a COMMIT that fails (the disk is full) has rolled back
 
 
 @contextmanager
@@ -255,7 +263,7 @@ def connect(path: str | Path, lock_wait_seconds: float | None = None,
         schema_checked = con is not None
         if con is None:
             con = open_duckdb(path, wait, config)
-        with prepared(con, memory_limit, ensure=not schema_checked):
+        with prepared(con, memory_limit, ensure=not schema_checked, path=path):
             yield con
 
 
@@ -276,12 +284,18 @@ def stage_batches(batches: Iterable[pa.Table], path: Path, schema: pa.Schema) ->
     lists, each allocation counts towards a collection, and the collections (which scan every young object, and
     every object now and then) cost as much CPU as the normalising itself. The records form no cycles: reference
     counting frees each page as the next one comes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    with gc_paused(), _WriterThread(path, schema) as writer:
-        for batch in batches:
-            writer.write(batch.cast(schema) if batch.schema != schema else batch)
-            rows += batch.num_rows
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with gc_paused(), _WriterThread(path, schema) as writer:
+            for batch in batches:
+                writer.write(batch.cast(schema) if batch.schema != schema else batch)
+                rows += batch.num_rows
+    except OSError as error:  # a full disk is named as such (staging is on the DuckDB file's volume)
+        failure = duckdb_files.write_failure(error, None, path)
+        if failure is None or not failure.disk_full:
+            raise
+        raise failure from None  # its message quotes the error (the run's record shows an error's innermost cause)
     return rows
 
 

@@ -249,15 +249,15 @@ def student_sync_assets(
         pulling, estimate = _pull_students(context, oneroster, warehouse, sync_policy, con)
     approved_hash = context.run.tags.get(APPROVE_HELD_DIFF_TAG)
     with pulling as pull, warehouse.connect() as con:
-        try:
-            done = apply_student_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
-                                      sync_policy.hold, approved_hash)
+        try:  # the sync_runs row of an applied sync commits with the sync itself (a full disk fails both)
+            done = apply_student_pull(
+                con, pull, context.run.run_id, datetime.now(timezone.utc), sync_policy.hold, approved_hash,
+                before_commit=lambda done: record_run(context, con, **_pull_columns(pull), **_outcome_columns(done)))
         except SyncHeld as held:
             record_run(context, con, **_pull_columns(pull), diff_hash=held.diff_hash,
                        outcome="held", message="; ".join(held.reasons))
             yield from _held("students", "mass_change_guard", held)
         activate_after_sync(context, con, connection)  # applied: a candidate connection becomes the active one
-        record_run(context, con, **_pull_columns(pull), **_outcome_columns(done))
         preview = store.query_dicts(
             con, "SELECT student_id, sourced_id, building_sis, given_name, family_name, grade, status "
                  "FROM students ORDER BY student_id LIMIT 10")
