@@ -96,6 +96,14 @@ def write_failure(error: BaseException, path: str | Path | None, file: str | Pat
     return WarehouseWriteError(str(path) if path else None, written, disk_full, detail)
 
 
+def raise_if_disk_full(error: OSError, file: Path) -> None:
+    """Raise `error`, an OSError writing `file` beside the DuckDB file (staging), as a WarehouseWriteError when the
+    disk is full (its message quotes the error: a run's record shows an error's innermost cause)."""
+    failure = write_failure(error, None, file)
+    if failure is not None and failure.disk_full:
+        raise failure from None
+
+
 class HeldByAnotherInstance(Exception):
     """The file is already open in this process through its own `duckdb.connect` instance (a notebook, a test, a
     plain `DuckDBResource` connection): the caller opens it the same way, sharing that instance."""

@@ -292,10 +292,8 @@ def stage_batches(batches: Iterable[pa.Table], path: Path, schema: pa.Schema) ->
                 writer.write(batch.cast(schema) if batch.schema != schema else batch)
                 rows += batch.num_rows
     except OSError as error:  # a full disk is named as such (staging is on the DuckDB file's volume)
-        failure = duckdb_files.write_failure(error, None, path)
-        if failure is None or not failure.disk_full:
-            raise
-        raise failure from None  # its message quotes the error (the run's record shows an error's innermost cause)
+        duckdb_files.raise_if_disk_full(error, path)
+        raise
     return rows
 
 
