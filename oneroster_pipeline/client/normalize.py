@@ -8,8 +8,15 @@ from any provider. Enumerations follow one rule, on every source (csv/source.py 
 `tobedeleted`; a missing or blank status is `active`, a missing enabledUser is null (not stated), and a user without
 any role or an org without a type is rejected ("missing or empty"). A value outside the vocabulary is never
 reclassified: the record becomes a `Rejection` naming the field and the value (enumeration values are not personal
-data; cut to 40 characters). Any other record that cannot be normalised (no sourcedId, an unparseable
-dateLastModified) is a `Rejection` too, with no payload value beyond its id; the rest of the page goes on.
+data; cut to 40 characters). Any other record that cannot be normalised (no sourcedId) is a `Rejection` too, with no
+payload value beyond its id; the rest of the page goes on.
+
+Only identity and placement decide whether a record can be used: `sourcedId`, `status`, the role(s) and (for orgs)
+`type`. A value we cannot read in a field we only carry (dateLastModified, username, givenName, familyName,
+middleName, email, identifier, enabledUser, grades, metadata; an org's name and identifier) becomes NULL and the
+record is kept: a `Rejection` of kind `value_dropped` names the field and why (as Microsoft SDS keeps a record with a
+warning when an optional value is invalid). Carried text is a JSON string (trimmed) or number (its text); an
+object, array or boolean cannot be read. Dates: see `_timestamp` (one rule for REST and CSV).
 A sourcedId is opaque, the record's own and every reference to another record's (orgs[], roles[].org, primaryOrg,
 parent): kept byte for byte (` TWIN-1 ` and `TWIN-1` are two records), and only an empty or whitespace-only one is
 missing (`_id`); only enumerations and text values are trimmed. `password` is never read.
@@ -44,19 +51,25 @@ ORG_TYPES = frozenset({"department", "district", "local", "national", "school", 
 EXT_PATTERN = r"ext:[a-z0-9._-]+"
 ENABLED = {"true": True, "false": False}
 MISSING = "missing or empty"
+REJECTED, VALUE_DROPPED = "rejected", "value_dropped"  # Rejection.kind: the record left out | one value set NULL
+# why a dateLastModified is dropped (REST and CSV alike)
+UNREADABLE_DATE = "not a date-time we can read (ISO 8601, or a US M/D/YYYY date); set to NULL, record kept"
 _EXT = re.compile(EXT_PATTERN)
 _SHOWN = 40  # characters of an unknown enumeration value named in a rejection
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """A record left out of a pull. `location` says where it was (endpoint, offset, position in the page)."""
+    """A record left out of a pull (kind `rejected`), or one value of a kept record set to NULL because it cannot
+    be read (kind `value_dropped`: the record lands as usual). `location` says where it was (endpoint, offset,
+    position in the page)."""
 
     entity: str  # "org" | "user"
     sourced_id: str | None
     location: str
     field: str
     reason: str
+    kind: str = REJECTED  # REJECTED | VALUE_DROPPED
 
 
 class _Reject(Exception):
@@ -65,12 +78,15 @@ class _Reject(Exception):
         self.field, self.reason = field, reason
 
 
-def _rows(records, make_row, entity: str, location: str, rejections: list[Rejection]) -> list[tuple[int, tuple]]:
-    """The per-record path: (position, record) pairs -> (position, row) pairs; the others become rejections."""
+def _rows(records, make_row, entity: str, location: str, rejections: list[Rejection],
+          kept=None) -> list[tuple[int, tuple]]:
+    """The per-record path: (position, record) pairs -> (position, row) pairs; the others become rejections. A row's
+    dropped values become `value_dropped` rejections after it, when `kept(row)` (default: always) says it is kept."""
     rows = []
     for position, record in records:
         sourced_id = record.get("sourcedId") if isinstance(record, dict) else None
         sourced_id = sourced_id if isinstance(sourced_id, str) and sourced_id.strip() else None
+        dropped: list[tuple[str, str]] = []
         try:
             if not isinstance(record, dict):
                 raise _Reject("(record)", "not a JSON object")
@@ -78,7 +94,11 @@ def _rows(records, make_row, entity: str, location: str, rejections: list[Reject
                 raw = record.get("sourcedId")
                 raise _Reject("sourcedId", MISSING if raw is None or isinstance(raw, str) else
                               f"not a string ({_json_type(raw)})")
-            rows.append((position, make_row(record, sourced_id)))
+            row = make_row(record, sourced_id, dropped)
+            rows.append((position, row))
+            if dropped and (kept is None or kept(row)):
+                rejections += [Rejection(entity, sourced_id, f"{location}, item {position}", field, reason,
+                                         VALUE_DROPPED) for field, reason in dropped]
         except _Reject as reject:
             rejections.append(Rejection(entity, sourced_id, f"{location}, item {position}", reject.field,
                                         reject.reason))
@@ -90,15 +110,26 @@ def _columns(schema: pa.Schema, rows: list[tuple]) -> dict[str, list]:
     return {field.name: list(values) for field, values in zip(schema, columns)}
 
 
-def _org_row(o: dict, sourced_id: str) -> tuple:
-    status, modified = _status(o.get("status")), _timestamp(o.get("dateLastModified"))
-    return (sourced_id, status, modified, _text(o.get("name")), _org_type(o.get("type")),
-            _text(o.get("identifier")), _ref(o.get("parent")), _legacy(o.get("metadata")))
+def _kept(read, value: object, dropped: list[tuple[str, str]]) -> object:
+    """`read(value)`, or None when it refuses the value: (field, reason) is then added to `dropped`."""
+    try:
+        return read(value)
+    except _Reject as reject:
+        dropped.append((reject.field, reject.reason))
+        return None
 
 
-def _user_row(u: dict, sourced_id: str) -> tuple:
+def _org_row(o: dict, sourced_id: str, dropped: list[tuple[str, str]]) -> tuple:
+    status, kind = _status(o.get("status")), _org_type(o.get("type"))
+    get = o.get
+    return (sourced_id, status, _kept(_timestamp, get("dateLastModified"), dropped),
+            _kept(_NAME, get("name"), dropped), kind, _kept(_IDENTIFIER, get("identifier"), dropped),
+            _ref(get("parent")), _kept(_legacy, get("metadata"), dropped))
+
+
+def _user_row(u: dict, sourced_id: str, dropped: list[tuple[str, str]]) -> tuple:
     get = u.get
-    status, modified = _status(get("status")), _timestamp(get("dateLastModified"))
+    status = _status(get("status"))
     roles = get("roles")
     listed = get("orgs")
     if roles.__class__ is list and len(roles) == 1 and roles[0].__class__ is dict and listed is None:
@@ -110,36 +141,43 @@ def _user_row(u: dict, sourced_id: str) -> tuple:
             for i, r in enumerate(roles):
                 if not isinstance(r, dict):
                     raise _Reject("role", f"roles[{i}] is not a JSON object ({_json_type(r)})")
-            role_names = [r.get("role") for r in roles]
+            role_names = [_role(r.get("role")) for r in roles]
             orgs = [r.get("org") for r in roles]
         elif roles is not None and roles.__class__ is not list:
             raise _Reject("role", f"roles is not a JSON array ({_json_type(roles)})")
         else:
-            role_names, orgs = [get("role")], []
+            role_names, orgs = [_role(get("role"))], []
         if listed.__class__ is list:
             orgs += listed
-        role_list, org_list = _unique(_role(r) for r in role_names), _unique(_ref(o) for o in orgs)
+        role_list, org_list = _unique(role_names), _unique(_ref(o) for o in orgs)
     enabled = get("enabledUser")
-    text = _text
-    return (sourced_id, status, modified, text(get("username")),
-            text(get("givenName")), text(get("familyName")), text(get("middleName")),
-            text(get("email")), text(get("identifier")),
-            enabled if enabled is None or enabled is True or enabled is False else _enabled(enabled),
-            role_list, org_list, _ref(get("primaryOrg")), _grades(get("grades")), _legacy(get("metadata")))
+    if not (enabled is None or enabled is True or enabled is False):
+        enabled = _kept(_enabled, enabled, dropped)
+    return (sourced_id, status, _kept(_timestamp, get("dateLastModified"), dropped),
+            *(_kept(read, get(read.field), dropped) for read in _USER_TEXTS), enabled,
+            role_list, org_list, _ref(get("primaryOrg")), _kept(_grades, get("grades"), dropped),
+            _kept(_legacy, get("metadata"), dropped))
 
 
-def _text(value: object) -> str | None:
-    if value.__class__ is str:
-        return value.strip() or None
-    if value is None:
-        return None
-    value = str(value).strip()
-    return value or None
+class _Carried:
+    """The reader of one carried text field: a JSON string trimmed (None when blank), a JSON number as its text;
+    an object, array or boolean is refused (the record keeps NULL there)."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __call__(self, value: object) -> str | None:
+        if value.__class__ is str:
+            return value.strip() or None
+        if value is None:
+            return None
+        if isinstance(value, (bool, dict, list)):
+            raise _Reject(self.field, f"not a string ({_json_type(value)})")
+        return str(value).strip() or None
 
 
-def _lower(value: object) -> str | None:
-    text = _text(value)
-    return text.lower() if text else None
+_USER_TEXTS = tuple(_Carried(f) for f in ("username", "givenName", "familyName", "middleName", "email", "identifier"))
+_NAME, _IDENTIFIER = _Carried("name"), _Carried("identifier")
 
 
 def _json_type(value: object) -> str:
@@ -211,15 +249,41 @@ def _org_type(value: object) -> str:
 
 
 def _timestamp(value: object) -> datetime | None:
+    """A dateLastModified as a UTC datetime; None when missing or blank. The one date rule of every source (the CSV
+    source and tables.py's Arrow fast path give exactly what this gives). Read, after trimming:
+    - ISO 8601, as `datetime.fromisoformat` reads it: a date alone (`2023-01-05`), a date-time with or without
+      seconds, a fraction, `T` or a space, an offset (`+01:00`, `+0100`) or `Z`;
+    - a US date `M/D/YYYY` (Microsoft SDS exports, the `1/05/2023` of a moodle 1.2 fixture), optionally with a time
+      `H:MM[:SS]` and AM/PM. A slash date is always month first: `1/05/2023` is 5 January 2023, never 1 May, and a
+      day-first date that cannot be a US one (`15/06/2023`) is not guessed but unreadable, as is a 2-digit year.
+    A date-time without an offset is UTC. Anything else (another form, a date that does not exist, a JSON number) is
+    refused; the caller drops the value (NULL) and keeps the record."""
     if value is None or value == "":
         return None
     try:
-        parsed = datetime.fromisoformat(value)  # type: ignore[arg-type]
+        text = value.strip()  # type: ignore[union-attr]
+        if not text:
+            return None
+        us = _US_DATE.fullmatch(text)
+        parsed = _us_date(us) if us else datetime.fromisoformat(text)
         if parsed.tzinfo is None:
             return parsed.replace(tzinfo=timezone.utc)
         return parsed if parsed.tzinfo is timezone.utc else parsed.astimezone(timezone.utc)
-    except (TypeError, ValueError, OverflowError):
-        raise _Reject("dateLastModified", "not an ISO 8601 date-time") from None
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise _Reject("dateLastModified", UNREADABLE_DATE) from None
+
+
+_US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?")
+
+
+def _us_date(match: re.Match) -> datetime:
+    month, day, year, hour, minute, second, half = match.groups()
+    hour = int(hour or 0)
+    if half:
+        if not 1 <= hour <= 12:
+            raise ValueError("hour out of range for AM/PM")
+        hour = hour % 12 + (12 if half.lower() == "pm" else 0)
+    return datetime(int(year), int(month), int(day), hour, int(minute or 0), int(second or 0))
 
 
 def _enabled(value: object) -> bool | None:
@@ -237,7 +301,7 @@ def _enabled(value: object) -> bool | None:
 
 def _id(value: object) -> str | None:
     """A sourcedId as given (opaque: never trimmed, so two distinct ids stay two); None when missing, empty or only
-    whitespace. A JSON number is read as its text (as `_text` does)."""
+    whitespace. A JSON number is read as its text (as carried text is)."""
     if value.__class__ is not str:
         if value is None:
             return None
@@ -255,17 +319,33 @@ def _unique(values: Iterable[str | None]) -> list[str]:
     return list(dict.fromkeys(v for v in values if v))
 
 
+_GRADE = _Carried("grades")
+
+
 def _grades(value: object) -> list[str]:
+    """Grades: a JSON array of strings (or numbers), or one comma-separated string; missing is []. Another value,
+    or an array holding an object, array or boolean, is refused (dropped: NULL)."""
     if value.__class__ is list and len(value) == 1 and value[0].__class__ is str:
         grade = value[0].strip()
         return [grade] if grade else []
     if isinstance(value, str):
         value = value.split(",")
-    return _unique(_text(g) for g in value) if isinstance(value, list) else []
+    elif value is None:
+        return []
+    elif not isinstance(value, list):
+        raise _Reject("grades", f"not a JSON array ({_json_type(value)})")
+    return _unique(_GRADE(g) for g in value)
+
+
+_LEGACY = _Carried("metadata")
 
 
 def _legacy(metadata: object) -> str | None:
+    """metadata.ic.legacysourceId (Infinite Campus); metadata that is not a JSON object, or a legacysourceId that
+    is an object, array or boolean, is refused (dropped: NULL)."""
     if metadata is None:
         return None
-    ic = metadata.get("ic") if isinstance(metadata, dict) else None
-    return _text(ic.get("legacysourceId")) if isinstance(ic, dict) else None
+    if not isinstance(metadata, dict):
+        raise _Reject("metadata", f"not a JSON object ({_json_type(metadata)})")
+    ic = metadata.get("ic")
+    return _LEGACY(ic.get("legacysourceId")) if isinstance(ic, dict) else None

@@ -20,7 +20,7 @@ import pyarrow as pa
 from .auth import build_auth
 from .errors import OneRosterHTTPError, OneRosterReadTimeout
 from .http import build_session, surface_read_timeouts
-from .normalize import Rejection
+from .normalize import REJECTED, Rejection
 from .page_decode import Quarantined
 from .paging import (
     Page,
@@ -115,7 +115,7 @@ class RestSource:
             if any(r.__class__ is Quarantined for r in records):
                 records = self._quarantine(records, entity, where)
             table = to_table(records, where, report)
-            report.rejected += len(self.rejections) - rejected
+            report.rejected += sum(r.kind == REJECTED for r in self.rejections[rejected:])  # not dropped values
             report.rows += table.num_rows
             if table.num_rows:
                 yield table

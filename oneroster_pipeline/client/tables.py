@@ -2,7 +2,8 @@
 
 Each field is gathered once per page, enumerations are converted once per distinct value by the rules of
 normalize.py, and dates are parsed by Arrow; a record this fast path cannot vouch for is normalised on its own by
-normalize.py's per-record path, which decides its row or its `Rejection` exactly as the rules say.
+normalize.py's per-record path, which decides its row (and the values it drops) or its `Rejection` exactly as the
+rules say. `timestamps` is the date rule over an Arrow string column (the CSV source uses it too).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def users_table(records: Iterable[object], location: str, rejections: list[Rejec
             return table, 0
         kept = table.filter(keep)
         return kept, table.num_rows - kept.num_rows
-    rows = _rows(slow, _user_row, "user", location, rejections)
+    rows = _rows(slow, _user_row, "user", location, rejections, _holding(role))
     kept = _in_page_order(table, positions, USER_SCHEMA, rows, keep, role)
     return kept, table.num_rows + len(rows) - kept.num_rows
 
@@ -67,9 +68,14 @@ def users_table(records: Iterable[object], location: str, rejections: list[Rejec
 def _users_per_record(records: Iterable[object], location: str, rejections: list[Rejection],
                       role: str | None = None) -> tuple[pa.Table, int]:
     """`users_table` one record at a time, without the columnar fast path (the reference its tests compare to)."""
-    rows = [r for _, r in _rows(enumerate(records), _user_row, "user", location, rejections)]
+    rows = [r for _, r in _rows(enumerate(records), _user_row, "user", location, rejections, _holding(role))]
     kept = rows if role is None else [r for r in rows if role in r[_ROLES]]
     return pa.Table.from_pydict(_columns(USER_SCHEMA, kept), schema=USER_SCHEMA), len(rows) - len(kept)
+
+
+def _holding(role: str | None):
+    """Whether a row is kept by the role filter (its dropped values are reported only then); None: every row."""
+    return None if role is None else lambda row: role in row[_ROLES]
 
 
 def _orgs_per_record(records: Iterable[object], location: str, rejections: list[Rejection]) -> pa.Table:
@@ -95,8 +101,9 @@ def _in_page_order(fast: pa.Table, positions: list[int], schema: pa.Schema, rows
 # A page is normalised column by column: each field gathered once, enumerations converted once per distinct value
 # (by the functions above, so the rule is the same), dates parsed by Arrow. A record the fast path cannot vouch for
 # (not a plain dict, a value that is not a string or null where one is expected, an uncommon shape of roles/orgs, a
-# value the rules refuse, a date outside the strict ISO form below) is left to the per-record path (`_rows`), which
-# decides its row or its rejection exactly as before; the fast path never rejects anything itself.
+# value the rules refuse or drop, a date `_timestamp` refuses) is left to the per-record path (`_rows`), which
+# decides its row (and its dropped values) or its rejection exactly as before; the fast path never rejects or drops
+# anything itself.
 
 _BAD = object()  # a value the fast path does not vouch for: its record takes the per-record path
 _EMPTY: dict = {}
@@ -141,17 +148,35 @@ def _timestamp_column(values: list) -> tuple[pa.Array, list[int]]:
     except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):  # a non-string; a lone surrogate
         strings = None
     if strings is not None:
-        strings = pc.if_else(pc.equal(strings, ""), None, strings)
-        if pc.all(pc.match_substring_regex(strings, _ISO_DATE)).as_py() is not False:
-            try:
-                return strings.cast(UTC_TIMESTAMP), []
-            except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. 31 February: the per-value way names who
-                pass
+        return timestamps(strings)
     parsed = [_attempt(_timestamp, v) for v in values]
     bad = [i for i, v in enumerate(parsed) if v is _BAD]
     for i in bad:
         parsed[i] = None
     return pa.array(parsed, UTC_TIMESTAMP), bad
+
+
+def timestamps(strings: pa.Array) -> tuple[pa.Array, list[int]]:
+    """normalize's date rule (`_timestamp`) over a string array, for REST pages and CSV batches alike: a
+    UTC_TIMESTAMP array and the positions whose value it refuses (null there). The strict ISO form is cast by Arrow
+    (exactly what `_timestamp` gives); any other value goes through `_timestamp`, once per distinct value."""
+    strings = pc.if_else(pc.equal(strings, ""), None, strings)
+    iso = pc.fill_null(pc.match_substring_regex(strings, _ISO_DATE), False)
+    others = pc.and_(pc.invert(iso), pc.is_valid(strings))
+    try:
+        cast = pc.if_else(iso, strings, None).cast(UTC_TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. 31 February: every value the per-value way
+        cast, others = pa.nulls(len(strings), UTC_TIMESTAMP), pc.is_valid(strings)
+    if not pc.any(others).as_py():
+        return cast, []
+    rest = pc.filter(strings, others)
+    distinct = pc.unique(rest)
+    parsed = [_attempt(_timestamp, v) for v in distinct.to_pylist()]
+    index = pc.index_in(rest, value_set=distinct)
+    values = pa.array([None if v is _BAD else v for v in parsed], UTC_TIMESTAMP).take(index)
+    refused = pa.array([v is _BAD for v in parsed], pa.bool_()).take(index)
+    where = pc.indices_nonzero(others)
+    return pc.replace_with_mask(cast, others, values), pc.filter(where, refused).to_pylist()
 
 
 def _vouched(columns: list[list], n: int, extra_bad: list[int]) -> tuple[list[int], list[int]]:
@@ -181,8 +206,10 @@ def _org_list(listed: object) -> list[str]:
 
 
 def _legacy_column(dicts: list[dict]) -> list:
-    """`_legacy` of each record's metadata (a metadata object without `ic` is the common case: None)."""
-    return [_legacy(m) if m.__class__ is dict and "ic" in m else None for m in (r.get("metadata") for r in dicts)]
+    """`_legacy` of each record's metadata (a metadata object without `ic` is the common case: None); _BAD where it
+    refuses the value (a metadata that is not an object, an unreadable legacysourceId)."""
+    return [(_attempt(_legacy, m) if "ic" in m else None) if m.__class__ is dict else None if m is None else _BAD
+            for m in (r.get("metadata") for r in dicts)]
 
 
 def _org_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[int, object]]]:
@@ -197,7 +224,7 @@ def _org_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[i
     identifier = _text_column([r.get("identifier") for r in dicts])
     parent = [_ref(r.get("parent")) for r in dicts]
     legacy = _legacy_column(dicts)
-    good, bad = _vouched([ids, status, kind, name, identifier], n, bad_dates)
+    good, bad = _vouched([ids, status, kind, name, identifier, legacy], n, bad_dates)
     arrays = [pa.array(_pick(c, good, n), f.type) for c, f in
               zip((ids, status), ORG_SCHEMA)]
     arrays.append(dates if not bad else dates.take(pa.array(good, pa.int64())))
@@ -241,12 +268,12 @@ def _user_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[
                 named.append(_BAD)
                 orgs.append(None)
     roles = _enum_column(named, _role)
-    good, bad = _vouched([ids, status, enabled, roles, *texts], n, bad_dates)
-    primary = [None if v is None else _ref(v) for v in (r.get("primaryOrg") for r in dicts)]
     grades = [([grade] if (grade := value[0].strip()) else [])
-              if value.__class__ is list and len(value) == 1 and value[0].__class__ is str else _grades(value)
-              for value in (r.get("grades") for r in dicts)]
+              if value.__class__ is list and len(value) == 1 and value[0].__class__ is str
+              else _attempt(_grades, value) for value in (r.get("grades") for r in dicts)]
     legacy = _legacy_column(dicts)
+    good, bad = _vouched([ids, status, enabled, roles, *texts, grades, legacy], n, bad_dates)
+    primary = [None if v is None else _ref(v) for v in (r.get("primaryOrg") for r in dicts)]
     fields = list(USER_SCHEMA)
     arrays = [pa.array(_pick(c, good, n), f.type) for c, f in zip((ids, status), fields)]
     arrays.append(dates if not bad else dates.take(pa.array(good, pa.int64())))

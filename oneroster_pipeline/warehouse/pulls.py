@@ -8,13 +8,14 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 
 from oneroster_pipeline.client.errors import OneRosterHTTPError
+from oneroster_pipeline.client.normalize import REJECTED
 from oneroster_pipeline.client.schemas import ORG_SCHEMA, USER_SCHEMA
 
 from . import store
@@ -49,16 +50,16 @@ RAW_ENTITY = {"orgs": "org", "students": "user"}
 
 def identified_rejections(collection: str, rejections) -> list[str]:
     """The sourcedIds of the rejected records that name a row of the collection's raw table: their existing rows
-    are kept as they are (a rejection is not an absence)."""
+    are kept as they are (a rejection is not an absence). A dropped value (kind value_dropped) is no rejection."""
     entity = RAW_ENTITY.get(collection)
-    return [r.sourced_id for r in rejections if r.entity == entity and r.sourced_id]
+    return [r.sourced_id for r in rejections if r.entity == entity and r.sourced_id and r.kind == REJECTED]
 
 
 def unidentified_rejections(collection: str, rejections) -> list:
     """The rejected records whose raw-table sourcedId could not be read (no sourcedId; a roles.csv row, whose user
     is not named by the rejection): any of them may be a record already synced."""
     entity = RAW_ENTITY.get(collection)
-    return [r for r in rejections if not (r.entity == entity and r.sourced_id)]
+    return [r for r in rejections if r.kind == REJECTED and not (r.entity == entity and r.sourced_id)]
 
 
 def rejected_file(location: str | None) -> str | None:
@@ -131,6 +132,11 @@ class StagedPull:
     modified_since: datetime | None
     started_at: datetime
     kept_rejected: int = 0  # existing raw rows kept as they were because their record was rejected (set by the load)
+    dropped_values: list = field(default_factory=list)  # values set NULL in kept records (Rejection kind value_dropped)
+
+    def __post_init__(self) -> None:  # a value dropped from a kept record is not a rejection (issue 25)
+        self.dropped_values += [r for r in self.rejections if r.kind != REJECTED]
+        self.rejections = [r for r in self.rejections if r.kind == REJECTED]
 
     @property
     def verdict(self) -> Verdict:
@@ -182,8 +188,8 @@ def record_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | 
     }])
     store.insert_rows(con, "rejected_records", [{
         "run_id": run_id, "collection": pull.collection, "sourced_id": r.sourced_id,
-        "location": r.location, "field": r.field, "reason": r.reason, "recorded_at": now,
-    } for r in pull.rejections])
+        "location": r.location, "field": r.field, "reason": r.reason, "recorded_at": now, "kind": r.kind,
+    } for r in [*pull.rejections, *pull.dropped_values]])
 
 
 def _load_raw(con: duckdb.DuckDBPyConnection, table: str, pull: StagedPull, now: datetime) -> None:

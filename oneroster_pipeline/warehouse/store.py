@@ -93,7 +93,9 @@ TABLES_DDL = {
     "rejected_records": """
         CREATE TABLE IF NOT EXISTS rejected_records (
             run_id VARCHAR, collection VARCHAR NOT NULL, sourced_id VARCHAR, location VARCHAR, field VARCHAR,
-            reason VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL)""",
+            reason VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL, kind VARCHAR DEFAULT 'rejected');
+        -- kind: 'rejected' (record left out) | 'value_dropped' (field set NULL, record kept); older rows: rejected
+        ALTER TABLE rejected_records ADD COLUMN IF NOT EXISTS kind VARCHAR DEFAULT 'rejected'""",
     "sync_alerts": """
         CREATE TABLE IF NOT EXISTS sync_alerts (
             alerted_at TIMESTAMPTZ NOT NULL, job_name VARCHAR, run_id VARCHAR, kind VARCHAR NOT NULL,

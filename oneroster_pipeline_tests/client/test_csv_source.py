@@ -203,22 +203,25 @@ def test_bad_rows_are_reported_with_file_and_line_and_skipped(tmp_path):
         rejections, report = list(source.rejections), source.reports["students"]
         list(source.org_batches())
         assert source.rejections == []  # the rejections of the latest pull only
-    assert sorted(students.column("sourced_id").to_pylist()) == ["s1", "s5", "s7"]
+    # s2 and s3: an unreadable enabledUser / dateLastModified is dropped (NULL), the student kept (issue 25)
+    assert sorted(students.column("sourced_id").to_pylist()) == ["s1", "s2", "s3", "s5", "s7"]
     assert students.filter(pc.equal(students.column("sourced_id"), "s1")).column(
         "given_name").to_pylist() == ["Ann\nMarie"]
-    assert sorted((r.location, r.field, r.sourced_id, r.entity) for r in rejections) == [
-        ("users.csv line 11", "(record)", "s6", "user"),  # the id of a row of the wrong shape: its first field
-        ("users.csv line 4", "enabledUser", "s2", "user"),
-        ("users.csv line 5", "sourcedId", None, "user"),
-        ("users.csv line 6", "dateLastModified", "s3", "user"),
-        ("users.csv line 7", "(record)", "s4", "user"),
+    kept = {r["sourced_id"]: r for r in students.to_pylist()}
+    assert kept["s2"]["enabled_user"] is None and kept["s3"]["date_last_modified"] is None
+    assert sorted((r.location, r.field, r.sourced_id, r.entity, r.kind) for r in rejections) == [
+        ("users.csv line 11", "(record)", "s6", "user", "rejected"),  # a row of the wrong shape: its first field
+        ("users.csv line 4", "enabledUser", "s2", "user", "value_dropped"),
+        ("users.csv line 5", "sourcedId", None, "user", "rejected"),
+        ("users.csv line 6", "dateLastModified", "s3", "user", "value_dropped"),
+        ("users.csv line 7", "(record)", "s4", "user", "rejected"),
     ]
     reasons = {r.location: r.reason for r in rejections}
     assert reasons["users.csv line 7"] == "too many columns (expected 18)"
     assert reasons["users.csv line 11"] == "too few columns (expected 18)"
     assert "Private Name" not in repr(rejections)  # an enumeration value is named (issue 13), a name never
     assert reasons["users.csv line 4"] == "unknown value 'maybe' (not a OneRoster enabledUser: true or false)"
-    assert (report.rejected, report.duplicates, report.duplicate_sample, report.rows) == (5, 1, ["s1"], 3)
+    assert (report.rejected, report.duplicates, report.duplicate_sample, report.rows) == (3, 1, ["s1"], 5)
     assert report.complete and report.received == 10 and report.skipped == 1
 
 

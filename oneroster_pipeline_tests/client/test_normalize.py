@@ -97,15 +97,18 @@ def test_unusable_records_are_rejected_with_field_and_reason_and_the_pull_goes_o
         {"sourcedId": "bad-date", "role": "student", "dateLastModified": "yesterday", "givenName": "Private Name"},
         {"sourcedId": "bad-flag", "role": "student", "enabledUser": "maybe", "givenName": "Private Name"},
         "not an object",
+        {"sourcedId": "bad-status", "role": "student", "status": "archived", "dateLastModified": "yesterday"},
     ]
     rejections = []
     table, _ = users_table(users, "GET /students offset 200", rejections, role="student")
-    assert table.column("sourced_id").to_pylist() == ["ok"]
-    assert [(r.sourced_id, r.field, r.location) for r in rejections] == [
-        (None, "sourcedId", "GET /students offset 200, item 1"),
-        ("bad-date", "dateLastModified", "GET /students offset 200, item 2"),
-        ("bad-flag", "enabledUser", "GET /students offset 200, item 3"),
-        (None, "(record)", "GET /students offset 200, item 4"),
+    # an unreadable value of a field we only carry is dropped and the record kept (issue 25)
+    assert table.column("sourced_id").to_pylist() == ["ok", "bad-date", "bad-flag"]
+    assert [(r.sourced_id, r.field, r.location, r.kind) for r in rejections] == [
+        (None, "sourcedId", "GET /students offset 200, item 1", "rejected"),
+        ("bad-date", "dateLastModified", "GET /students offset 200, item 2", "value_dropped"),
+        ("bad-flag", "enabledUser", "GET /students offset 200, item 3", "value_dropped"),
+        (None, "(record)", "GET /students offset 200, item 4", "rejected"),
+        ("bad-status", "status", "GET /students offset 200, item 5", "rejected"),  # no dropped value named beside
     ]
     assert all(r.entity == "user" and r.reason for r in rejections)
     assert "Private Name" not in repr(rejections) and "yesterday" not in repr(rejections)

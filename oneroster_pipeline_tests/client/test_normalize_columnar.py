@@ -4,7 +4,8 @@ Generated pages mix clean records, records with noise that keeps their meaning, 
 not (the strategies of test_normalize_properties.py), plus values aimed at the fast path's gates: dates in and out of
 the strict ISO form Arrow parses (fraction digits, offsets, `Z`/`z`, naive, date only, 31 February, years at
 datetime's bounds), enabledUser as booleans, 0/1 and strings, org lists with blanks, duplicates and bare ids, 1.2
-roles[] of one entry with and without `orgs`. Property: the same table (rows, order, schema), the same skipped count
+roles[] of one entry with and without `orgs` and with any roleType, primaryOrg, grades and metadata in good and
+unreadable shapes. Property: the same table (rows, order, schema), the same skipped count
 and the same Rejections (entity, sourced_id, location, field, reason, in order) as `_users_per_record` /
 `_orgs_per_record`, for every role filter.
 """
@@ -47,7 +48,8 @@ DATE_VALUES = (
                                "+01"]))
     | st.sampled_from(["", " ", "2024-06-15", "2024-06-15 10:00:00Z", "2024-06-15T10:00Z", " 2024-06-15T10:00:00Z",
                        "2024-06-15T10:00:00,5Z", "15/06/2023", "2024-06-15T10:00:00Z\ud800",
-                       "\ud800", None])
+                       "\ud800", None, "1/05/2023", "12/31/2023 11:59 PM", "8/24/2021 0:00:00", "13/05/2023",
+                       "2/30/2024", "1/5/23", " 2024-06-15 "])
     | JSON)
 ENABLED_VALUES = st.sampled_from([True, False, 0, 1, 1.0, "true", "FALSE", " True ", "", None, "yes", "1"]) | JSON
 ORG_LISTS = st.lists(st.sampled_from(["o1", " o1", "o2 ", "", " ", "school-9"]).map(ref)
@@ -69,7 +71,16 @@ def gate_noise(draw, record: object, keys: tuple[str, ...]) -> object:
     if "roles" in keys and draw(st.booleans()):
         record["roles"] = draw(st.lists(st.fixed_dictionaries(
             {"role": st.sampled_from(["student", " Teacher", "ext:x", "", "nobody"]) | JSON,
-             "org": st.sampled_from(["o1", " o2 ", ""]).map(ref) | JSON}), min_size=1, max_size=2) | JSON)
+             "org": st.sampled_from(["o1", " o2 ", ""]).map(ref) | JSON,
+             "roleType": st.sampled_from(["primary", " PRIMARY ", "secondary", "", None]) | JSON}),
+            min_size=1, max_size=2) | JSON)
+    if "primaryOrg" in keys and draw(st.booleans()):
+        record["primaryOrg"] = draw(st.sampled_from([None, "", "o3", ref("o1"), {}]) | JSON)
+    if "grades" in keys and draw(st.booleans()):
+        record["grades"] = draw(st.sampled_from([["05"], [" 05 ", 6], "05,06", [{"g": 1}], [True], 5, {}]) | JSON)
+    if "metadata" in keys and draw(st.booleans()):
+        record["metadata"] = draw(st.sampled_from([{"ic": {"legacysourceId": "L"}}, {"ic": {"legacysourceId": 7}},
+                                                   {"ic": {"legacysourceId": ["L"]}}, {"ic": "x"}, "meta", 5]))
     for key in draw(st.lists(st.sampled_from(keys), max_size=2)):
         record[key] = draw(WHITESPACE | st.sampled_from([0, 1, True, False, 2.5, "x", "Student", "School"]))
     return record
@@ -148,14 +159,16 @@ def test_a_clean_page_takes_the_fast_path_only():
     assert table.column("legacy_sourced_id").to_pylist() == ["L1", None]
 
 
-def test_a_date_arrow_cannot_encode_is_rejected_as_before():
-    """A lone surrogate (JSON "\\ud800") in dateLastModified: a rejection, as `_timestamp` decides, not an error."""
+def test_a_date_arrow_cannot_encode_is_dropped_not_an_error():
+    """A lone surrogate (JSON "\\ud800") in dateLastModified: the value is dropped as `_timestamp` decides (NULL, the
+    record kept, a value_dropped rejection), not an error."""
     page = [{"sourcedId": "a", "role": "student", "dateLastModified": "\ud800"},
             {"sourcedId": "b", "role": "student", "dateLastModified": "2024-06-15T10:00:00Z"}]
     rejections: list = []
     table, _ = users_table(page, "x", rejections)
-    assert table.column("sourced_id").to_pylist() == ["b"]
-    assert [(r.sourced_id, r.field) for r in rejections] == [("a", "dateLastModified")]
+    assert table.column("sourced_id").to_pylist() == ["a", "b"]
+    assert table.column("date_last_modified").to_pylist()[0] is None
+    assert [(r.sourced_id, r.field, r.kind) for r in rejections] == [("a", "dateLastModified", "value_dropped")]
 
 
 def test_vouched_splits_positions():

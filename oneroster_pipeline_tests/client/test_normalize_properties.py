@@ -7,7 +7,8 @@ that may not (unknown enumeration values, wrong JSON types in any
 field, records that are not objects). Properties:
 - no exception escapes `users_table` / `orgs_table`;
 - every record becomes exactly one of: a row, a Rejection, a "skipped" count — nothing silently lost — and a page
-  gives what its records give one by one;
+  gives what its records give one by one; a row may come with `value_dropped` rejections (issue 25), each naming
+  a field we only carry, whose column is NULL in the row;
 - a Rejection carries the sourcedId as given whenever the record had a string sourcedId that is not blank, else
   None;
 - a record with meaning-preserving noise gives exactly the row its clean version gives;
@@ -23,7 +24,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oneroster_pipeline.client.normalize import ORG_TYPES
+from oneroster_pipeline.client.normalize import ORG_TYPES, REJECTED, VALUE_DROPPED
 from oneroster_pipeline.client.tables import orgs_table, users_table
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,6 +106,7 @@ def same_meaning(draw, record: dict) -> dict:
         elif key == "roles":
             for entry in noisy[key]:
                 entry["role"] = _spell(draw, entry["role"])
+                entry["roleType"] = _spell(draw, entry["roleType"])  # primary in any case: the same primary org
                 if draw(st.booleans()):
                     entry["org"] = entry["org"]["sourcedId"]  # a bare id instead of a GUID ref
         elif key in ("orgs",) and draw(st.booleans()):
@@ -182,12 +184,23 @@ def _expected_id(record: object) -> str | None:
     return raw if isinstance(raw, str) and raw.strip() else None
 
 
+# the fields whose unreadable value is dropped (the record kept), and the row's column each one empties
+DROPPABLE = {"dateLastModified": "date_last_modified", "username": "username", "givenName": "given_name",
+             "familyName": "family_name", "middleName": "middle_name", "email": "email", "identifier": "identifier",
+             "enabledUser": "enabled_user", "grades": "grades", "metadata": "legacy_sourced_id", "name": "name"}
+
+
 def _check_page(table_of, page: list) -> None:
-    """No exception; every record exactly one of row / rejection / skipped, one by one and as a page."""
+    """No exception; every record exactly one of row / rejection / skipped, one by one and as a page; dropped
+    values only beside a row, each naming a field we only carry, NULL in the row."""
     rows, rejections, skipped = [], [], 0
     for position, record in enumerate(page):
         one_rows, one_rejections, one_skipped = _outcome(table_of, record)
-        assert len(one_rows) + len(one_rejections) + one_skipped == 1, record
+        real = [r for r in one_rejections if r.kind == REJECTED]
+        assert len(one_rows) + len(real) + one_skipped == 1, record
+        for dropped in (r for r in one_rejections if r.kind != REJECTED):
+            assert dropped.kind == VALUE_DROPPED and one_rows, (record, dropped)
+            assert one_rows[0][DROPPABLE[dropped.field]] is None, (record, dropped)
         for rejection in one_rejections:
             assert rejection.sourced_id == _expected_id(record), (record, rejection)
             assert rejection.field and rejection.reason and rejection.location.endswith(", item 0")
@@ -306,8 +319,10 @@ def test_a_page_of_nothing_but_odd_values_keeps_its_accounting():
     _check_page(users, page)
     rejections: list = []
     table, skipped = users(page, rejections)
-    assert table.column("sourced_id").to_pylist() == ["h"] and skipped == 1 and len(rejections) == 13
-    assert [(r.sourced_id, r.field) for r in rejections[5:]] == [
-        (None, "sourcedId"), (None, "sourcedId"), (" a ", "role"), ("b", "role"), ("c", "role"), ("d", "status"),
-        ("e", "dateLastModified"), ("f", "enabledUser")]
+    # e and f: a date out of range in UTC and an enabledUser of 1 are values we only carry: dropped, records kept
+    assert table.column("sourced_id").to_pylist() == ["e", "f", "h"] and skipped == 1 and len(rejections) == 13
+    assert [(r.sourced_id, r.field, r.kind) for r in rejections[5:]] == [
+        (None, "sourcedId", REJECTED), (None, "sourcedId", REJECTED), (" a ", "role", REJECTED),
+        ("b", "role", REJECTED), ("c", "role", REJECTED), ("d", "status", REJECTED),
+        ("e", "dateLastModified", VALUE_DROPPED), ("f", "enabledUser", VALUE_DROPPED)]
     assert isinstance(table, pa.Table)

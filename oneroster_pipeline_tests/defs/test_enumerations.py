@@ -194,7 +194,7 @@ def test_role_stu_dent_is_rejected_with_field_role_not_counted_as_not_a_student(
 
 
 @pytest.mark.parametrize("kind", SOURCES)
-def test_unknown_status_type_and_enabled_user_are_rejected_naming_the_value(kind, tmp_path):
+def test_unknown_status_and_type_are_rejected_and_an_unknown_enabled_user_dropped_naming_the_value(kind, tmp_path):
     orgs = [DISTRICT, org("sch1"), org("sch2", status="Closed"), org("sch3", "campus"),
             org("sch4", type_=MISSING), org("sch5", "EXT:Campus")]
     users = [user("s1", "sch1"), user("s2", "sch1", status="archived"), user("s3", "sch1", enabledUser="yes"),
@@ -207,12 +207,14 @@ def test_unknown_status_type_and_enabled_user_are_rejected_naming_the_value(kind
         "sch3": ("type", "unknown value 'campus' (not a OneRoster org type)"),
         "sch4": ("type", "missing or empty"),
     }
-    assert set(students) == {"s1"} and report.skipped == 0
-    assert {r.sourced_id: (r.field, r.reason) for r in rejections} == {
-        "s2": ("status", "unknown value 'archived' (not a OneRoster status: active or tobedeleted)"),
-        "s3": ("enabledUser", "unknown value 'yes' (not a OneRoster enabledUser: true or false)"),
-        "s4": ("role", "missing or empty"),
-        "s5": ("status", f"unknown value '{'x' * 40}...' (not a OneRoster status: active or tobedeleted)"),
+    # enabledUser is only carried: its unknown value is dropped (NULL), the student kept (issue 25)
+    assert set(students) == {"s1", "s3"} and students["s3"]["enabled_user"] is None and report.skipped == 0
+    assert {r.sourced_id: (r.field, r.reason, r.kind) for r in rejections} == {
+        "s2": ("status", "unknown value 'archived' (not a OneRoster status: active or tobedeleted)", "rejected"),
+        "s3": ("enabledUser", "unknown value 'yes' (not a OneRoster enabledUser: true or false)", "value_dropped"),
+        "s4": ("role", "missing or empty", "rejected"),
+        "s5": ("status", f"unknown value '{'x' * 40}...' (not a OneRoster status: active or tobedeleted)",
+               "rejected"),
     }
 
 

@@ -2,8 +2,10 @@
 a pull that lands nothing is never green.
 
 The REST tests serve generated OneRoster 1.1 JSON pages from a small server of the test's own over real HTTP on
-loopback (the demo provider's overlay always writes a valid dateLastModified, so it cannot serve a corrupt one);
-the CSV tests build exports with the demo's `export_csv` and corrupt them by hand.
+loopback (the demo provider's overlay always writes valid values, so it cannot serve a corrupt one); the CSV tests
+build exports with the demo's `export_csv` and corrupt them by hand. A record is rejected for what decides whether
+it can be used (its sourcedId, status, role, type); an unreadable value of a field we only carry (a date, an
+enabledUser) is dropped and the record kept (issue 25), which never makes a pull incomplete either.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from oneroster_pipeline.warehouse.pulls import (
 from .sync_harness import STUDENT_CONTENT, SyncHarness, check_evaluation
 
 FULL = {"oneroster/sync_mode": "full"}
-BAD_DATE = "15/06/2023"  # not ISO 8601: the client rejects the record, naming dateLastModified
+BAD_STATUS = "archived"  # not a OneRoster status: the client rejects the record, naming status
+BAD_DATE = "15/06/2023"  # day first: not a date we read, so dropped (NULL), the record kept
 # hold thresholds out of the way: the property is about what is planned, not about what the hold policy holds
 NO_HOLDS = dict(max_deactivate_pct=100.0, max_deactivate=10**6, building_max_deactivate_pct=100.0,
                 building_max_deactivate=10**6, max_update_pct=100.0)
@@ -79,10 +82,15 @@ class Roster:
         return [s["sourcedId"] for s in self.students]
 
     def corrupt(self, sourced_id: str, kind: str) -> None:
-        """`date`: dateLastModified 15/06/2023; `enabled`: enabledUser "maybe"; `no_id`: no sourcedId."""
+        """Rejections: `status`: status "archived"; `role`: role "stu dent"; `no_id`: no sourcedId. Dropped values
+        (the record kept): `date`: dateLastModified 15/06/2023; `enabled`: enabledUser "maybe"."""
         with self.lock:
             record = next(s for s in self.students if s.get("sourcedId") == sourced_id)
-            if kind == "date":
+            if kind == "status":
+                record["status"] = BAD_STATUS
+            elif kind == "role":
+                record["role"] = "stu dent"
+            elif kind == "date":
                 record["dateLastModified"] = BAD_DATE
             elif kind == "enabled":
                 record["enabledUser"] = "maybe"
@@ -91,7 +99,7 @@ class Roster:
 
     def corrupt_org(self, sourced_id: str) -> None:
         with self.lock:
-            next(o for o in self.orgs if o["sourcedId"] == sourced_id)["dateLastModified"] = BAD_DATE
+            next(o for o in self.orgs if o["sourcedId"] == sourced_id)["status"] = BAD_STATUS
 
     def remove(self, sourced_id: str) -> None:
         with self.lock:
@@ -175,14 +183,14 @@ def _students(harness: SyncHarness) -> list[tuple]:
 
 
 # ---- done-when: REST -----------------------------------------------------------------------------------------------
-def test_rest_full_pull_with_20_malformed_dates_deactivates_no_one(server, tmp_path):
+def test_rest_full_pull_with_20_rejected_statuses_deactivates_no_one(server, tmp_path):
     harness = SyncHarness(tmp_path, _rest_resource(server))
     assert harness.run("full_sync").success
     assert harness.scalar("SELECT count(*) FROM students WHERE status = 'active'") == 240
     before = {row[1]: row for row in _students(harness)}
     corrupted = server.roster.ids()[3::11][:20]  # spread over the 4 schools: under every hold threshold
     for sourced_id in corrupted:
-        server.roster.corrupt(sourced_id, "date")
+        server.roster.corrupt(sourced_id, "status")
     gone = server.roster.ids()[5]  # a student really removed at the provider in the same pull
     server.roster.remove(gone)
 
@@ -193,8 +201,8 @@ def test_rest_full_pull_with_20_malformed_dates_deactivates_no_one(server, tmp_p
     assert after[gone][-2:] != before[gone][-2:] and after[gone][-2] == "inactive"  # absence still deactivates
     assert harness.rows("SELECT sourced_id, change FROM student_changes WHERE run_id = ?", [result.run_id]) == [
         (gone, "deactivate")]
-    assert sorted(harness.rows("SELECT sourced_id, field FROM rejected_records WHERE run_id = ?",
-                               [result.run_id])) == [(s, "dateLastModified") for s in sorted(corrupted)]
+    assert sorted(harness.rows("SELECT sourced_id, field, kind FROM rejected_records WHERE run_id = ?",
+                               [result.run_id])) == [(s, "status", "rejected") for s in sorted(corrupted)]
     assert harness.rows("SELECT complete, rejected, rejected_unidentified, rejected_kept FROM pull_reports "
                         "WHERE run_id = ? AND collection = 'students'", [result.run_id]) == [(True, 20, 0, 20)]
     assert check_evaluation(result, "pull_complete").passed
@@ -204,11 +212,11 @@ def test_rest_full_pull_with_20_malformed_dates_deactivates_no_one(server, tmp_p
     assert "20 of the 239 records read were rejected" in check.description
     assert "20 existing row(s) of rejected records kept" in check.description
     sample = check.metadata["rejected_sample"].value
-    assert sample.count("dateLastModified") == 20 and "GET /students offset 0, item " in sample
+    assert sample.count(BAD_STATUS) == 20 and "GET /students offset 0, item " in sample
     assert any("rejections_within_tolerance" in line for line in failed_error_checks(harness.instance, result.run_id))
 
 
-def test_rest_school_with_a_malformed_date_keeps_its_building(server, tmp_path):
+def test_rest_school_with_a_rejected_status_keeps_its_building(server, tmp_path):
     harness = SyncHarness(tmp_path, _rest_resource(server))
     assert harness.run("full_sync").success
     before = harness.rows("SELECT building_id, building_sis, status FROM buildings ORDER BY building_id")
@@ -217,7 +225,7 @@ def test_rest_school_with_a_malformed_date_keeps_its_building(server, tmp_path):
     assert harness.rows("SELECT building_id, building_sis, status FROM buildings ORDER BY building_id") == before
     assert harness.rows("SELECT name FROM oneroster_orgs WHERE sourced_id = 'school-1'") == [("School 1",)]
     assert harness.rows("SELECT sourced_id, field FROM rejected_records WHERE run_id = ?", [result.run_id]) == [
-        ("school-1", "dateLastModified")]
+        ("school-1", "status")]
     check = check_evaluation(result, "rejections_within_tolerance")
     assert check.asset_key == dg.AssetKey("oneroster_orgs") and not check.passed  # 1 of 5 orgs: 20 %
     assert "1 of the 5 records read were rejected (20.0%)" in check.description
@@ -234,7 +242,9 @@ def _sync(con, source, staging: Path, run: str, now: datetime):
     return students, apply_student_pull(con, students, run, now, HoldPolicy(**NO_HOLDS))
 
 
-CORRUPTIONS = st.dictionaries(st.integers(0, 239), st.sampled_from(["date", "enabled", "no_id"]), max_size=30)
+CORRUPTIONS = st.dictionaries(st.integers(0, 239), st.sampled_from(["status", "role", "no_id", "date", "enabled"]),
+                              max_size=30)
+DROPPED = {"date", "enabled"}  # values dropped, the record kept: neither a rejection nor an absence
 
 
 @settings(max_examples=20, deadline=None, database=None,
@@ -261,6 +271,10 @@ def test_no_valid_student_is_deactivated_by_a_corrupted_neighbour(shared_server,
         after = {row[0]: row for row in con.execute(content).fetchall()}
 
     still_there = set(ids) - removed
+    enabled_at = ["sourced_id", *STUDENT_CONTENT.split(", ")].index("enabled_user")
+    for i, kind in corruptions.items():  # a dropped enabledUser is NULL: the student kept, that value gone
+        if kind == "enabled":
+            before[ids[i]] = before[ids[i]][:enabled_at] + (None,) + before[ids[i]][enabled_at + 1:]
     assert {s: after[s] for s in still_there} == {s: before[s] for s in still_there}
     unidentified = any(kind == "no_id" for kind in corruptions.values())
     assert pull.verdict.complete is not unidentified
@@ -269,7 +283,8 @@ def test_no_valid_student_is_deactivated_by_a_corrupted_neighbour(shared_server,
         assert "could not be identified" in pull.verdict.reason
     else:  # a complete pull still deactivates what really left
         assert {s for s, row in after.items() if row[-1] is not None} == removed
-    assert len(pull.rejections) == len(corruptions)
+    assert len(pull.rejections) == sum(kind not in DROPPED for kind in corruptions.values())
+    assert len(pull.dropped_values) == sum(kind in DROPPED for kind in corruptions.values())
 
 
 def test_a_pull_of_only_rejected_students_changes_nothing_and_is_not_held_as_empty(shared_server, tmp_path):
@@ -280,7 +295,7 @@ def test_a_pull_of_only_rejected_students_changes_nothing_and_is_not_held_as_emp
         _sync(con, source, tmp_path, "clean", datetime(2026, 3, 2, tzinfo=timezone.utc))
         before = con.execute(f"SELECT {STUDENT_CONTENT}, deactivated_at FROM students ORDER BY 1").fetchall()
         for sourced_id in shared_server.roster.ids():
-            shared_server.roster.corrupt(sourced_id, "enabled")
+            shared_server.roster.corrupt(sourced_id, "role")
         pull, done = _sync(con, source, tmp_path, "all-rejected", datetime(2026, 3, 3, tzinfo=timezone.utc))
         after = con.execute(f"SELECT {STUDENT_CONTENT}, deactivated_at FROM students ORDER BY 1").fetchall()
     assert (pull.rows, pull.kept_rejected, pull.verdict.complete) == (0, 240, True)
@@ -317,7 +332,7 @@ def _student_rows(header: list[str], rows: list[list[str]]) -> list[int]:
     return [k for k, row in enumerate(rows) if row[role] == "student"]
 
 
-def test_csv_export_with_malformed_dates_or_a_stray_quote_deactivates_no_one(tmp_path):
+def test_csv_export_with_rejected_statuses_or_a_stray_quote_deactivates_no_one(tmp_path):
     district = District(CSV_SHAPE)
     export = export_csv(district, tmp_path / "sftp" / "oneroster.zip", "1.1")
     harness = SyncHarness(tmp_path, OneRosterResource(provider="csv", csv_path=str(export)))
@@ -325,22 +340,22 @@ def test_csv_export_with_malformed_dates_or_a_stray_quote_deactivates_no_one(tmp
     before = _students(harness)
     assert sum(1 for row in before if row[-1] is None) > 200
 
-    bad_dates: list[str] = []
+    bad_statuses: list[str] = []
 
-    def malformed_dates(header, rows):
-        date, sid = header.index("dateLastModified"), header.index("sourcedId")
+    def rejected_statuses(header, rows):
+        status, sid = header.index("status"), header.index("sourcedId")
         for k in _student_rows(header, rows)[::10][:20]:
-            rows[k][date] = BAD_DATE
-            bad_dates.append(rows[k][sid])
+            rows[k][status] = BAD_STATUS
+            bad_statuses.append(rows[k][sid])
 
-    _rewrite(export, "users.csv", malformed_dates)
-    dates_run = harness.run("student_sync")
+    _rewrite(export, "users.csv", rejected_statuses)
+    status_run = harness.run("student_sync")
     assert _students(harness) == before
-    assert harness.rows("SELECT count(*) FROM student_changes WHERE run_id = ?", [dates_run.run_id]) == [(0,)]
+    assert harness.rows("SELECT count(*) FROM student_changes WHERE run_id = ?", [status_run.run_id]) == [(0,)]
     assert harness.rows("SELECT complete, rejected, rejected_kept FROM pull_reports WHERE run_id = ? AND "
-                        "collection = 'students'", [dates_run.run_id]) == [(True, 20, 20)]
+                        "collection = 'students'", [status_run.run_id]) == [(True, 20, 20)]
     assert sorted(harness.rows("SELECT sourced_id, field FROM rejected_records WHERE run_id = ?",
-                               [dates_run.run_id])) == [(s, "dateLastModified") for s in sorted(bad_dates)]
+                               [status_run.run_id])) == [(s, "status") for s in sorted(bad_statuses)]
 
     # a clean export again, then a stray quote after the sourcedId: the line is rejected with its id, the pull stays
     # complete, and that student keeps its row as it was

@@ -2,7 +2,9 @@
 
 The export is found and its manifest checked by export.py, each file staged into DuckDB by reading.py, the rows of
 a pull selected by the SQL of queries.py; here each batch gets normalize.py's per-value rules (status, type, role,
-enabledUser), so the CSV and REST sources agree, and the rows that fail them become `Rejection`s.
+enabledUser, and tables.timestamps: the date rule), so the CSV and REST sources agree. A row whose sourcedId,
+status, type or role fails them is a `Rejection`; an unreadable dateLastModified or enabledUser is dropped (NULL, a
+`value_dropped` rejection) and the row kept.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..normalize import Rejection
 from ..paging import DUPLICATE_SAMPLE, PullReport, delta_filter
 from ..schemas import ORG_SCHEMA, USER_SCHEMA
 from ..settings import VERSIONS, ConnectionSettings
+from ..tables import timestamps
 from .export import MANIFEST, CsvExportError, Export
 from .queries import SQL_SETUP, org_query, roles_by_user, student_query
 from .reading import MISSING, LineIndex, StagedFile, stage
@@ -157,27 +160,29 @@ class CsvSource:
         finally:
             cursor.close()
         report.skipped = main.rows - seen
-        report.rejected = len(self.rejections)
+        report.rejected = sum(r.kind == normalize.REJECTED for r in self.rejections)
         deltas = [f"{f.name} is a delta file ({MANIFEST}: file.{k}=delta)" for k, f in zip(keys, files)
                   if self.manifest_modes[k] == "delta"]
         report.complete = not deltas
         report.incomplete_reason = ("; ".join(deltas) + ": only changed records, not a full pull") if deltas else None
-        if deltas or self.rejections or report.duplicates:
-            log.warning(f"{collection} from {self.path}: {report.rows} rows, {len(self.rejections)} rejected, "
+        if deltas or report.rejected or report.duplicates:
+            log.warning(f"{collection} from {self.path}: {report.rows} rows, {report.rejected} rejected, "
                         f"{report.duplicates} duplicates, complete={report.complete}")
 
     def _apply_value_rules(self, batch: pa.RecordBatch, schema: pa.Schema, entity: str, file: StagedFile,
                            lines: LineIndex, report: PullReport) -> pa.Table:
-        """Apply the per-value rules of normalize.py (status, type, role, enabledUser: one rule with the REST
-        source), report duplicates and rejections, and keep the good rows as `schema`."""
+        """Apply the per-value rules of normalize.py (status, type, role, enabledUser, the date rule: one rule with
+        the REST source), report duplicates, rejections and dropped values, and keep the good rows as `schema`."""
         columns = {name: batch.column(name) for name in batch.schema.names}
         columns["status"], _, bad_status = _per_value(columns["status"], _csv_status, pa.string())
         no_text = pa.scalar(None, pa.string())
         problems = [("sourcedId", pc.if_else(pc.is_null(columns["sourced_id"]), MISSING, no_text)),
-                    ("status", bad_status),
-                    ("dateLastModified", pc.if_else(pc.and_(pc.is_valid(columns["date_text"]),
-                                                            pc.is_null(columns["date_last_modified"])),
-                                                    "not an ISO 8601 date-time", no_text))]
+                    ("status", bad_status)]
+        columns["date_last_modified"], bad_dates = timestamps(columns["date_text"])
+        unread = [None] * batch.num_rows
+        for i in bad_dates:
+            unread[i] = normalize.UNREADABLE_DATE
+        drops = [("dateLastModified", pa.array(unread, pa.string()))]
         if entity == "org":
             columns["type"], _, bad_type = _per_value(columns["type"], normalize._org_type, pa.string())
             problems.append(("type", bad_type))
@@ -201,7 +206,7 @@ class CsvSource:
             problems.append(("role", pa.array(bad_role, pa.string())))
             columns["enabled_user"], _, bad_flag = _per_value(columns["enabled_text"], normalize._enabled,
                                                               pa.bool_())
-            problems.append(("enabledUser", bad_flag))
+            drops.append(("enabledUser", bad_flag))
         duplicate = columns["repeated"]
         if pc.any(duplicate).as_py():
             ids = pc.filter(columns["sourced_id"], duplicate)
@@ -212,22 +217,33 @@ class CsvSource:
         for _, why in problems:
             rejected = pc.or_(rejected, pc.is_valid(why))
         rejected = pc.and_(rejected, pc.invert(duplicate))
-        if pc.any(rejected).as_py():
-            self._reject(columns, problems, rejected, entity, file, lines)
         keep = pc.invert(pc.or_(rejected, duplicate))
+        dropped = pa.array([False] * batch.num_rows)
+        for _, why in drops:
+            dropped = pc.or_(dropped, pc.is_valid(why))
+        dropped = pc.and_(dropped, keep)
+        if pc.any(pc.or_(rejected, dropped)).as_py():
+            self._reject(columns, problems, rejected, drops, dropped, entity, file, lines)
         arrays = [pc.filter(columns[f.name], keep).cast(f.type) for f in schema]
         return pa.Table.from_arrays(arrays, schema=schema)
 
-    def _reject(self, columns: dict, problems: list, rejected: pa.Array, entity: str, file: StagedFile,
-                lines: LineIndex) -> None:
-        """One Rejection per rejected row: the first field at fault (sourcedId, status, dateLastModified, type or
-        role, enabledUser: the order of the REST normaliser) with normalize's reason for it."""
+    def _reject(self, columns: dict, problems: list, rejected: pa.Array, drops: list, dropped: pa.Array,
+                entity: str, file: StagedFile, lines: LineIndex) -> None:
+        """In row order: one Rejection per rejected row, the first field at fault (sourcedId, status, type or role:
+        the order of the REST normaliser) with normalize's reason for it; one `value_dropped` Rejection per
+        unreadable value of a kept row (dateLastModified, enabledUser; the column is already NULL there)."""
         reasons = [(name, why.to_pylist()) for name, why in problems]
-        for i in pc.indices_nonzero(rejected).to_pylist():
-            name, reason = next((n, why[i]) for n, why in reasons if why[i] is not None)
-            rec = columns["rec"][i].as_py()
-            self.rejections.append(Rejection(entity, columns["sourced_id"][i].as_py(),
-                                             f"{file.name} line {lines.line_of(rec)}", name, reason))
+        dropped_reasons = [(name, why.to_pylist()) for name, why in drops]
+        is_rejected = rejected.to_pylist()
+        for i in pc.indices_nonzero(pc.or_(rejected, dropped)).to_pylist():
+            where = f"{file.name} line {lines.line_of(columns['rec'][i].as_py())}"
+            sourced_id = columns["sourced_id"][i].as_py()
+            if is_rejected[i]:
+                name, reason = next((n, why[i]) for n, why in reasons if why[i] is not None)
+                self.rejections.append(Rejection(entity, sourced_id, where, name, reason))
+            else:
+                self.rejections += [Rejection(entity, sourced_id, where, name, why[i], normalize.VALUE_DROPPED)
+                                    for name, why in dropped_reasons if why[i] is not None]
 
 
 def _per_value(values: pa.Array, rule: Callable[[object], object],

@@ -66,6 +66,10 @@ def _check_read(report: ConnectionReport, check: str, pull, rejections: list, wh
     counts = f"{pull.endpoint}: {pull.received} rows read, {pull.rows} {what} kept"
     extra = [f"{pull.duplicates} duplicates" if pull.duplicates else "",
              f"{pull.skipped} not students" if what == "students" and pull.skipped else ""]
+    dropped = [r for r in rejections if r.kind != "rejected"]  # values set NULL in kept rows (issue 25)
+    rejections = [r for r in rejections if r.kind == "rejected"]
+    extra.append(f"{len(dropped)} unreadable values dropped (rows kept, e.g. {dropped[0].location}: "
+                 f"{dropped[0].field})" if dropped else "")
     counts += "".join(f", {e}" for e in extra if e)
     if not rejections:
         report.add(check, OK, counts + ", none rejected")

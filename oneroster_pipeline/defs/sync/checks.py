@@ -59,7 +59,7 @@ class LatestPulls:
             pull = self._latest(collection)
             self._samples[collection] = [] if pull is None else store.query_dicts(self.con, """
                 SELECT location, sourced_id, field, reason FROM rejected_records
-                WHERE collection = ? AND recorded_at = ? AND run_id IS NOT DISTINCT FROM ?
+                WHERE collection = ? AND recorded_at = ? AND run_id IS NOT DISTINCT FROM ? AND kind = 'rejected'
                 ORDER BY location LIMIT ?""", [collection, pull["fetched_at"], pull["run_id"], LISTED])
         return self._samples[collection]
 
@@ -223,7 +223,7 @@ students_pull_complete = _pull_complete_check("oneroster_users", "students")
 def _rejections_check(asset: str, collection: str) -> SyncCheck:
     @_check(asset, "rejections_within_tolerance", description=(
         f"At most ONEROSTER_MAX_REJECTED_PCT (default 1) % of the latest {collection} pull's records were rejected "
-        "(could not be read: a bad date, enabledUser or enumeration value, a broken CSV line), overall and in "
+        "(could not be used: no sourcedId, a bad status, role or type, a broken CSV line), overall and in "
         "each CSV file. Rejected records keep their existing rows, so a high share means the district's data "
         "is not being synced. The rejected records are in rejected_records."))
     def rejections_within_tolerance(con, policy: SyncPolicy, pulls) -> dg.AssetCheckResult:
