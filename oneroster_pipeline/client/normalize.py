@@ -17,6 +17,12 @@ middleName, email, identifier, enabledUser, grades, metadata; an org's name and 
 record is kept: a `Rejection` of kind `value_dropped` names the field and why (as Microsoft SDS keeps a record with a
 warning when an optional value is invalid). Carried text is a JSON string (trimmed) or number (its text); an
 object, array or boolean cannot be read. Dates: see `_timestamp` (one rule for REST and CSV).
+
+The primary org (`primary_org_sourced_id`): 1.2 `primaryOrg`, else the org of the `roles[]` entry whose roleType is
+`primary` for the student role (the lowest such org sourcedId if a record names several), else none: the warehouse
+then takes the lowest sourcedId among the student's orgs that are buildings (warehouse/students.py), never the
+provider's order. 1.1 names no primary. The CSV source applies the same rule to users.csv primaryOrgSourcedId and
+roles.csv roleType.
 A sourcedId is opaque, the record's own and every reference to another record's (orgs[], roles[].org, primaryOrg,
 parent): kept byte for byte (` TWIN-1 ` and `TWIN-1` are two records), and only an empty or whitespace-only one is
 missing (`_id`); only enumerations and text values are trimmed. `password` is never read.
@@ -136,13 +142,17 @@ def _user_row(u: dict, sourced_id: str, dropped: list[tuple[str, str]]) -> tuple
         only = roles[0]  # the common 1.2 shape: one role in one org
         role, org = _role(only.get("role")), _ref(only.get("org"))
         role_list, org_list = [role], [org] if org else []
+        primary = org if role == "student" and _is_primary(only.get("roleType")) else None
     else:
+        primary = None
         if roles.__class__ is list and roles:
             for i, r in enumerate(roles):
                 if not isinstance(r, dict):
                     raise _Reject("role", f"roles[{i}] is not a JSON object ({_json_type(r)})")
             role_names = [_role(r.get("role")) for r in roles]
             orgs = [r.get("org") for r in roles]
+            primary = min((o for o, r, entry in zip(map(_ref, orgs), role_names, roles)
+                           if o and r == "student" and _is_primary(entry.get("roleType"))), default=None)
         elif roles is not None and roles.__class__ is not list:
             raise _Reject("role", f"roles is not a JSON array ({_json_type(roles)})")
         else:
@@ -155,8 +165,13 @@ def _user_row(u: dict, sourced_id: str, dropped: list[tuple[str, str]]) -> tuple
         enabled = _kept(_enabled, enabled, dropped)
     return (sourced_id, status, _kept(_timestamp, get("dateLastModified"), dropped),
             *(_kept(read, get(read.field), dropped) for read in _USER_TEXTS), enabled,
-            role_list, org_list, _ref(get("primaryOrg")), _kept(_grades, get("grades"), dropped),
+            role_list, org_list, _ref(get("primaryOrg")) or primary, _kept(_grades, get("grades"), dropped),
             _kept(_legacy, get("metadata"), dropped))
+
+
+def _is_primary(role_type: object) -> bool:
+    """A 1.2 roles[] entry's roleType is `primary` (trimmed, any case)."""
+    return role_type.__class__ is str and role_type.strip().lower() == "primary"
 
 
 class _Carried:

@@ -20,6 +20,7 @@ from .normalize import (
     _columns,
     _enabled,
     _grades,
+    _is_primary,
     _legacy,
     _org_row,
     _org_type,
@@ -246,6 +247,7 @@ def _user_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[
              for key in ("username", "givenName", "familyName", "middleName", "email", "identifier")]
     enabled = _enum_column([r.get("enabledUser") for r in dicts], _enabled, booleans=True)
     every_11 = [r.get("roles") for r in dicts].count(None) == n
+    role_primary = None  # per record: the org of its one roles[] entry when that entry's roleType is primary
     if every_11:  # a 1.1 page (as `_user_row`: role_names = [role], orgs = orgs[] when it is a list)
         named = [r.get("role") for r in dicts]
         orgs = [([org] if (org := only.get("sourcedId")).strip() else [])
@@ -253,9 +255,10 @@ def _user_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[
                 and only.get("sourcedId").__class__ is str else _org_list(listed)
                 for listed in (r.get("orgs") for r in dicts)]
     else:
-        named, orgs = [], []
+        named, orgs, role_primary = [], [], []
         for r in dicts:
             roles, listed = r.get("roles"), r.get("orgs")
+            org = None
             if roles is None:
                 named.append(r.get("role"))
                 orgs.append(_org_list(listed))
@@ -264,16 +267,22 @@ def _user_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[
                 named.append(only.get("role"))
                 org = _ref(only.get("org"))
                 orgs.append([org] if org else [])
+                org = org if _is_primary(only.get("roleType")) else None
             else:
                 named.append(_BAD)
                 orgs.append(None)
+            role_primary.append(org)
     roles = _enum_column(named, _role)
     grades = [([grade] if (grade := value[0].strip()) else [])
               if value.__class__ is list and len(value) == 1 and value[0].__class__ is str
               else _attempt(_grades, value) for value in (r.get("grades") for r in dicts)]
     legacy = _legacy_column(dicts)
     good, bad = _vouched([ids, status, enabled, roles, *texts, grades, legacy], n, bad_dates)
+    # primaryOrg, else the org of a student role whose roleType is primary (as `_user_row`)
     primary = [None if v is None else _ref(v) for v in (r.get("primaryOrg") for r in dicts)]
+    if role_primary is not None:
+        primary = [p or (o if o and role == "student" else None)
+                   for p, o, role in zip(primary, role_primary, roles)]
     fields = list(USER_SCHEMA)
     arrays = [pa.array(_pick(c, good, n), f.type) for c, f in zip((ids, status), fields)]
     arrays.append(dates if not bad else dates.take(pa.array(good, pa.int64())))

@@ -31,8 +31,10 @@ _ABSENT_FILES = ("academicSessions", "categories", "classes", "classResources", 
                  "demographics", "enrollments", "lineItems", "resources", "results")
 
 
-def export_csv(district: District, path: str | Path, version: str = "1.1") -> Path:
-    """Write the bulk zip for OneRoster `version` ("1.1" or "1.2") to `path` and return it."""
+def export_csv(district: District, path: str | Path, version: str = "1.1", primary_not_first: bool = False) -> Path:
+    """Write the bulk zip for OneRoster `version` ("1.1" or "1.2") to `path` and return it. `primary_not_first`
+    (the persona quirk of that name): a user's primary org listed last (1.1 orgSourcedIds, 1.2 roles.csv rows) and
+    no 1.2 primaryOrgSourcedId, so only roles.csv roleType tells the primary."""
     if version not in USER_COLUMNS:
         raise ValueError(f"version must be 1.1 or 1.2, not {version!r}")
     path = Path(path)
@@ -45,9 +47,10 @@ def export_csv(district: District, path: str | Path, version: str = "1.1") -> Pa
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         _write(archive, "manifest.csv", ("propertyName", "value"), manifest)
         _write(archive, "orgs.csv", ORG_COLUMNS, (_org_row(o) for o in district.orgs()))
-        _write(archive, "users.csv", USER_COLUMNS[version], (_user_row(u, version) for u in district.expected_users()))
+        _write(archive, "users.csv", USER_COLUMNS[version],
+               (_user_row(u, version, primary_not_first) for u in district.expected_users()))
         if version == "1.2":
-            _write(archive, "roles.csv", ROLE_COLUMNS, _role_rows(district))
+            _write(archive, "roles.csv", ROLE_COLUMNS, _role_rows(district, primary_not_first))
     return path
 
 
@@ -63,20 +66,28 @@ def _org_row(org: dict) -> tuple[str, ...]:
             org["parent"] or "")
 
 
-def _user_row(user: dict, version: str) -> tuple[str, ...]:
+def _listed(orgs: list[str], primary_not_first: bool) -> list[tuple[int, str]]:
+    """(position in the logical record: 0 is the primary, org) in the order the export lists them."""
+    listed = list(enumerate(orgs))
+    return listed[1:] + listed[:1] if primary_not_first else listed
+
+
+def _user_row(user: dict, version: str, primary_not_first: bool = False) -> tuple[str, ...]:
     enabled = "true" if user["enabledUser"] else "false"
     user_ids = ",".join(f"{{{u['type']}:{u['identifier']}}}" for u in user["userIds"])
     person = (user["givenName"], user["familyName"], user["middleName"], user["identifier"], user["email"],
              user["sms"], user["phone"], "", ",".join(user["grades"]), "")
     head = (user["sourcedId"], user["status"], user["dateLastModified"], enabled)
     if version == "1.1":
-        return (*head, ",".join(user["orgs"]), user["role"], user["username"], user_ids, *person)
+        orgs = ",".join(org for _, org in _listed(user["orgs"], primary_not_first))
+        return (*head, orgs, user["role"], user["username"], user_ids, *person)
+    primary = user["orgs"][0] if user["orgs"] and not primary_not_first else ""
     return (*head, user["username"], user_ids, *person, user["userMasterIdentifier"], "", user["preferredFirstName"],
-            "", "", user["orgs"][0] if user["orgs"] else "", "")
+            "", "", primary, "")
 
 
-def _role_rows(district: District) -> Iterable[tuple[str, ...]]:
+def _role_rows(district: District, primary_not_first: bool = False) -> Iterable[tuple[str, ...]]:
     for user in district.expected_users():
-        for k, org in enumerate(user["orgs"]):
+        for k, org in _listed(user["orgs"], primary_not_first):
             yield (district.role_id(user["sourcedId"], org), user["status"], user["dateLastModified"],
                    user["sourcedId"], "primary" if k == 0 else "secondary", user["role"], "", "", org, "")

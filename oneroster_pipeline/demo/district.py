@@ -7,7 +7,11 @@
 #
 # Categories of students (by a slot that cycles through 0..99, so the shares are exact per hundred students): 2%
 # enrolled in two schools, 1% attached only to the district org, 1% `tobedeleted` (about half of them at the closed
-# school, which is their only school), 2% with `enabledUser` false, the rest regular.
+# school, which is their only school), 2% with `enabledUser` false, the rest regular. A two-school student's primary
+# school (listed first) is the one with the lower sourcedId (in the plain id namespace: an `id_namespace` renames ids
+# but keeps the district, primaries included): 1.1 cannot name a primary and the pipeline then takes the lowest
+# sourcedId, so every rendering (1.1, 1.2, CSV) places them alike; `update_student(orgs=[...])` sets any primary (the
+# first org), e.g. the higher one, which only 1.2's roleType / primaryOrg can tell.
 
 from __future__ import annotations
 
@@ -71,6 +75,8 @@ class District:
         self._school_grades = {o["sourcedId"]: grades for o, grades in built if grades}
         self.district_id = self._base_orgs[0]["sourcedId"]
         self._regular_school_ids = [o["sourcedId"] for o in self._base_orgs[1 : 1 + shape.schools]]
+        plain = District(shape)._regular_school_ids if id_namespace else self._regular_school_ids
+        self._school_rank = {k: rank for rank, k in enumerate(sorted(range(shape.schools), key=plain.__getitem__))}
         self.department_id = self._base_orgs[-2]["sourcedId"]
         self.closed_school_id = self._base_orgs[-1]["sourcedId"]
         # overlay
@@ -186,7 +192,8 @@ class District:
         first = h % len(schools)
         if category == TWO_SCHOOLS:
             second = (first + 1 + (h >> 8) % (len(schools) - 1)) % len(schools)
-            return [schools[first], schools[second]]
+            # the primary: the lower (plain) sourcedId, see the notes atop this module
+            return [schools[k] for k in sorted((first, second), key=self._school_rank.__getitem__)]
         return [schools[first]]
 
     def student_orgs(self, i: int) -> list[str] | None:

@@ -21,7 +21,8 @@
 #   `bool.ToString()`).
 # - `edfi`: flat string `imsx_codeMinor` (D), no `X-Total-Count` and no `Link` (D: the collection handler sends the
 #   JSON body only), hrefs relative to the base URL, `/orgs/{id}` (D: the users view builds them so), no
-#   dateLastModified filter (A: its views filter on the fields they select, and it keeps no change tracking).
+#   dateLastModified filter (A: its views filter on the fields they select, and it keeps no change tracking), roles[]
+#   with roleType primary/secondary and no primaryOrg (N), the primary school not listed first (A).
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ CORE_SCOPE_ONLY = "core_scope_only"
 REJECT_SORT = "reject_sort"
 REJECT_FIELDS = "reject_fields"
 REJECT_DATE_FILTER = "reject_date_filter"
+PRIMARY_NOT_FIRST = "primary_not_first"
 
 QUIRKS: dict[str, str] = {
     PLURAL_ENVELOPES: "/schools answers under `schools` (and /schools/{id} under `school`), /students and "
@@ -79,6 +81,8 @@ QUIRKS: dict[str, str] = {
     REJECT_FIELDS: "any `fields` parameter is refused with 400",
     REJECT_DATE_FILTER: "a `filter` on dateLastModified is refused with 400 (no delta support; status and role "
                         "filters still work)",
+    PRIMARY_NOT_FIRST: "a user's primary org is listed last (1.1 orgs[], 1.2 roles[]) and 1.2 sends no primaryOrg: "
+                       "only roles[].roleType says which org is primary",
 }
 
 EXCLUSIVE_GROUPS: tuple[frozenset[str], ...] = (
@@ -109,9 +113,10 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in (
     Persona("aeries", frozenset({SESSION_COOKIE, NULL_FIELDS, APP_RELATIVE_HREFS, EMPTY_AUTH_ERROR,
                                  ENABLED_USER_CAPITALISED}),
             description="Aeries: cookies from the token response, nulls, ~/ hrefs, empty 401, \"True\""),
-    Persona("edfi", frozenset({EDFI_ERRORS, NO_TOTAL_COUNT, NO_LINK, RELATIVE_HREFS, REJECT_DATE_FILTER}),
+    Persona("edfi", frozenset({EDFI_ERRORS, NO_TOTAL_COUNT, NO_LINK, RELATIVE_HREFS, REJECT_DATE_FILTER,
+                               PRIMARY_NOT_FIRST}),
             description="Ed-Fi OneRoster API: flat imsx_codeMinor, no paging headers, /orgs/{id} hrefs, "
-                        "no dateLastModified filter"),
+                        "no dateLastModified filter, roleType but no primaryOrg"),
 )}
 
 

@@ -4,8 +4,8 @@
 # `roles[]` (the primary org's role is `primary`, the others `secondary`, as Infinite Campus reports them),
 # `primaryOrg` and the 1.2 fields; the 1.2 schema also types `enabledUser` as a string, so booleans are only sent when
 # asked for (`boolean_enabled_user`, as some servers do). A `Wire` carries the value-level persona quirks (see
-# personas.py): enabledUser spelling, `inactive`, JSON nulls, Infinite Campus ids; envelopes, hrefs, headers and
-# errors are the server's business.
+# personas.py): enabledUser spelling, `inactive`, JSON nulls, Infinite Campus ids, the primary org listed last without
+# primaryOrg; envelopes, hrefs, headers and errors are the server's business.
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class Wire:
     null_fields: bool = False  # absent / empty values -> JSON null
     ic_prefixed_ids: bool = False  # 1.1 user sourcedIds get the role prefix
     ic_legacy_id: bool = False  # 1.2 users get metadata.ic.legacysourceId
+    primary_not_first: bool = False  # the primary org listed last; 1.2 without primaryOrg (roleType only)
 
     @classmethod
     def from_quirks(cls, quirks: Iterable[str]) -> Wire:
@@ -43,11 +44,12 @@ class Wire:
         elif q.ENABLED_USER_CAPITALISED in quirks:
             enabled = ("True", "False")
         return cls(enabled, q.INACTIVE_STATUS in quirks, q.NULL_FIELDS in quirks, q.IC_ROLE_PREFIXED_IDS in quirks,
-                   q.IC_LEGACY_SOURCE_ID in quirks)
+                   q.IC_LEGACY_SOURCE_ID in quirks, q.PRIMARY_NOT_FIRST in quirks)
 
     @property
     def plain(self) -> bool:
-        return not (self.inactive_status or self.null_fields or self.ic_prefixed_ids or self.ic_legacy_id)
+        return not (self.inactive_status or self.null_fields or self.ic_prefixed_ids or self.ic_legacy_id
+                    or self.primary_not_first)
 
 
 SPEC_WIRE = Wire()
@@ -107,6 +109,10 @@ def _apply_wire(out: dict, user: dict, version: str, wire: Wire) -> None:
         out["metadata"] = {**(out["metadata"] or {}), "ic": {"legacysourceId": legacy_sourced_id(user)}}
     if version == "1.1" and wire.ic_prefixed_ids:
         out["sourcedId"] = legacy_sourced_id(user)
+    if wire.primary_not_first:
+        listed = "orgs" if version == "1.1" else "roles"
+        out[listed] = out[listed][1:] + out[listed][:1]  # the primary (first) org last
+        out.pop("primaryOrg", None)
     if wire.null_fields:
         if not legacy:
             out["metadata"] = None

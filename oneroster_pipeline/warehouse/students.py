@@ -60,13 +60,15 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
     holds only the rows that change (with their old status and building, and the changed fields of an update), so
     the diff, the holds and the apply never re-join `students`; the students absent from it stay as they are.
     """
-    # one scan of the users: each membership carries the user's primary org (no join back to oneroster_users)
+    # one scan of the users: each membership carries the user's primary org (no join back to oneroster_users). The
+    # primary building (issue 25): the primary org (normalize.py: primaryOrg, else the student role's roleType
+    # primary) if it is a building, else the building with the lowest sourcedId, never the provider's order
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _building_links AS
         SELECT m.sourced_id, b.building_id, b.building_sis, m.pos::INTEGER AS pos,
                row_number() OVER (PARTITION BY m.sourced_id
-                                  ORDER BY (m.org = m.primary_org) DESC NULLS LAST, m.pos) = 1
+                                  ORDER BY (m.org = m.primary_org) DESC NULLS LAST, m.org) = 1
                    AS is_primary
         FROM (
             SELECT sourced_id, primary_org_sourced_id AS primary_org, unnest(org_sourced_ids) AS org,

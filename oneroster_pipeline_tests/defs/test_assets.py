@@ -53,14 +53,15 @@ def test_full_sync_builds_buildings_students_and_ignored(provider, tmp_path):
         assert check_evaluation(result, name).passed, name
 
 
-def test_primary_building_follows_primary_org_then_provider_order(provider, tmp_path):
+def test_primary_building_on_1_1_is_the_lowest_building_sourced_id(provider, tmp_path):
+    """1.1 names no primary org: the building with the lowest sourcedId (issue 25), never the provider's order."""
     harness = SyncHarness(tmp_path, oneroster_for(provider, version="1.1"))
     harness.run("full_sync")
     buildings = {row[0] for row in harness.rows("SELECT building_sis FROM buildings")}
     for sourced_id, building_sis, orgs in harness.rows("""
             SELECT s.sourced_id, s.building_sis, u.org_sourced_ids FROM students s
             JOIN oneroster_users u USING (sourced_id)"""):
-        assert building_sis == next(org for org in orgs if org in buildings), sourced_id
+        assert building_sis == min(org for org in orgs if org in buildings), sourced_id
 
 
 def test_one_one_and_one_two_give_identical_students(provider, tmp_path):

@@ -373,11 +373,14 @@ def normalise(record: dict, version: str) -> tuple:
         sourced_id = sourced_id[1:]  # IC 1.1: the role-prefixed id of the same person
     orgs = record["orgs"] if version == "1.1" else [r["org"] for r in record["roles"]]
     roles = [record["role"]] if version == "1.1" else sorted({r["role"] for r in record["roles"]})
+    # the orgs as a set and the primary one (1.2: primaryOrg, else roleType): their order is wire (primary_not_first)
+    primary = None if version == "1.1" else (record.get("primaryOrg") or next(
+        (r["org"] for r in record["roles"] if r["roleType"] == "primary"), {})).get("sourcedId")
     return (sourced_id, "tobedeleted" if record["status"] == "inactive" else record["status"],
             record["dateLastModified"], record["username"], record["givenName"], record["familyName"],
             record["middleName"] or "", record["identifier"] or "", record["email"] or "",
-            str(record["enabledUser"]).lower() == "true", tuple(roles), tuple(o["sourcedId"] for o in orgs),
-            tuple(record["grades"]))
+            str(record["enabledUser"]).lower() == "true", tuple(roles), tuple(sorted(o["sourcedId"] for o in orgs)),
+            primary, tuple(record["grades"]))
 
 
 @pytest.mark.parametrize("persona", sorted(q.PERSONAS))

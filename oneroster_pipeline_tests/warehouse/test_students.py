@@ -81,16 +81,35 @@ def test_a_tobedeleted_student_is_deactivated_in_place(con, tmp_path):
     assert outcome.plan.deactivated == 1 and students(con)["a"] == [1, "s1", "tobedeleted", False]
 
 
-def test_the_primary_building_is_the_primary_org_else_the_first_school(con, tmp_path):
+def test_the_primary_building_is_the_primary_org_else_the_lowest_sourced_id_never_the_order(con, tmp_path):
+    """Issue 25: the primary org (1.2 primaryOrg or roleType primary) if it is a building, else the building with
+    the lowest sourcedId, whatever order the provider lists the orgs in."""
     sync_students(con, tmp_path, [
-        student("first", "district-1", "s2", "s1"),  # 1.1: no primaryOrg, the first school in provider order
-        student("primary", "s1", "s2", primary="s2"),  # 1.2 primaryOrg wins over the order
+        student("lowest", "district-1", "s2", "s1"),  # 1.1: no primary org, the lowest building sourcedId
+        student("primary", "s1", "s2", primary="s2"),  # the primary org wins over the lowest id
+        student("not-a-building", "s2", "s1", primary="district-1"),  # a primary org with no building: the lowest
     ])
-    assert {sid: s[1] for sid, s in students(con).items()} == {"first": "s2", "primary": "s2"}
+    assert {sid: s[1] for sid, s in students(con).items()} == {"lowest": "s1", "primary": "s2", "not-a-building": "s1"}
     links = rows(con, "SELECT sourced_id, building_sis, is_primary, provider_position FROM student_buildings "
                       "ORDER BY sourced_id, provider_position")
-    assert links == [("first", "s2", True, 2), ("first", "s1", False, 3),
+    assert links == [("lowest", "s2", False, 2), ("lowest", "s1", True, 3),
+                     ("not-a-building", "s2", False, 1), ("not-a-building", "s1", True, 2),
                      ("primary", "s1", False, 1), ("primary", "s2", True, 2)]
+    # the provider listing the orgs in another order changes nothing
+    sync_students(con, tmp_path, [student("lowest", "s1", "s2", "district-1"),
+                                  student("primary", "s2", "s1", primary="s2"),
+                                  student("not-a-building", "s1", "s2", primary="district-1")], now=later(1))
+    assert {sid: s[1] for sid, s in students(con).items()} == {"lowest": "s1", "primary": "s2", "not-a-building": "s1"}
+    assert [c for c in changes(con) if c[1] != "insert"] == []
+
+
+def test_a_student_moves_building_once_when_its_primary_school_changes_never_when_the_order_does(con, tmp_path):
+    sync_students(con, tmp_path, [student("a", "s1", "s2", primary="s1"), student("b", "s1", "s2")])
+    sync_students(con, tmp_path, [student("a", "s2", "s1", primary="s2"), student("b", "s2", "s1")], now=later(1))
+    sync_students(con, tmp_path, [student("a", "s1", "s2", primary="s2"), student("b", "s1", "s2")], now=later(2))
+    assert (students(con)["a"][1], students(con)["b"][1]) == ("s2", "s1")
+    assert [c for c in changes(con) if c[1] != "insert"] == [("a", "update", "building_id", "1", "2"),
+                                                             ("a", "update", "building_sis", "s1", "s2")]
 
 
 def test_students_without_a_building_are_ignored_with_a_reason(con, tmp_path):

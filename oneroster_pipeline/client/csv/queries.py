@@ -69,9 +69,9 @@ def student_query(version: str, users_file: StagedFile, by_user: str | None,
     if version == "1.1":
         roles = """CASE WHEN txt(role) IS NULL THEN []::VARCHAR[] ELSE [lower(txt(role))] END"""
         orgs, primary, join, unknown_role = 'id_list("orgSourcedIds")', "NULL::VARCHAR", "", "false"
-    else:
+    else:  # normalize's primary org: primaryOrgSourcedId, else the student role's primary org (roles.csv)
         roles, orgs = "coalesce(uniq(r.roles), []::VARCHAR[])", "coalesce(uniq(r.orgs), []::VARCHAR[])"
-        primary = 'coalesce(r.primary_org, sid(u."primaryOrgSourcedId"))'
+        primary = 'coalesce(sid(u."primaryOrgSourcedId"), r.primary_org)'
         join = f'LEFT JOIN {by_user} r ON r.user_id = sid(u."sourcedId")'
         unknown_role = "sourced_id IS NULL"  # no id: its roles cannot be known, so it is reported
     since, params = "", []
@@ -95,8 +95,9 @@ def student_query(version: str, users_file: StagedFile, by_user: str | None,
 
 
 def roles_by_user(con: duckdb.DuckDBPyConnection, roles: StagedFile) -> str:
-    """roles.csv aggregated per user (once): roles and orgs, the primary role first then file order, and the
-    primary role's org. Rows without userSourcedId or role are rejections of the student pull."""
+    """roles.csv aggregated per user (once): roles and orgs in file order (the provider's order, as REST keeps
+    roles[]), and the org of the student role whose roleType is primary (the lowest org sourcedId if several, as
+    normalize's `_user_row`). Rows without userSourcedId or role are rejections of the student pull."""
     table = "roles_by_user"
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0]:
         con.execute(f"""
@@ -104,12 +105,11 @@ def roles_by_user(con: duckdb.DuckDBPyConnection, roles: StagedFile) -> str:
             SELECT user_id, list_transform(items, lambda x: x.role) AS roles,
                    list_filter(list_transform(items, lambda x: x.org), lambda o: o IS NOT NULL) AS orgs, primary_org
             FROM (SELECT user_id,  -- list_sort of a plain list: an ordered aggregate would not spill to disk
-                         list_sort(list({{'secondary': NOT is_primary, 'rec': rec, 'role': role, 'org': org}}))
-                             AS items,
-                         arg_min(org, rec) FILTER (WHERE is_primary AND org IS NOT NULL) AS primary_org
+                         list_sort(list({{'rec': rec, 'role': role, 'org': org}})) AS items,
+                         min(org) FILTER (WHERE is_primary AND role_norm(role) = 'student') AS primary_org
                   FROM (SELECT rec, sid("userSourcedId") AS user_id, lower(txt(role)) AS role,
                                sid("orgSourcedId") AS org,
-                               coalesce(lower(txt("roleType")) = 'primary', false) AS is_primary
+                               coalesce(role_norm("roleType") = 'primary', false) AS is_primary
                         FROM {roles.table})
                   WHERE user_id IS NOT NULL AND role IS NOT NULL
                   GROUP BY user_id)""")
