@@ -25,7 +25,8 @@ ORG_CHECKS = [("oneroster_orgs", "pull_complete"), ("oneroster_orgs", "rejection
               ("buildings", "building_sis_matches_schools"), ("buildings", "building_sis_unique")]
 STUDENT_CHECKS = [("oneroster_users", "fetched_count_matches_provider_total"), ("oneroster_users", "pull_complete"),
                   ("oneroster_users", "rejections_within_tolerance"), ("students", "students_ids_unique"),
-                  ("students", "students_buildings_exist"), ("students", "students_landed")]
+                  ("students", "students_buildings_exist"), ("students", "students_landed"),
+                  ("students", "one_student_per_person")]
 
 
 def _recorded(context, asset_keys) -> list[dg.MaterializeResult]:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import duckdb
 
-from oneroster_pipeline.client.errors import OneRosterHTTPError
+from oneroster_pipeline.client.errors import OneRosterDataError, OneRosterHTTPError
 from oneroster_pipeline.client.normalize import REJECTED
+from oneroster_pipeline.client.paging import RevisionChanged
 from oneroster_pipeline.client.schemas import ORG_SCHEMA, USER_SCHEMA
 
 from . import store
@@ -132,6 +133,7 @@ class StagedPull:
     modified_since: datetime | None
     started_at: datetime
     kept_rejected: int = 0  # existing raw rows kept as they were because their record was rejected (set by the load)
+    person_key: str | None = None  # the records sharing it are one student (people.py); None: one record, one student
     dropped_values: list = field(default_factory=list)  # values set NULL in kept records (Rejection kind value_dropped)
 
     def __post_init__(self) -> None:  # a value dropped from a kept record is not a rejection (issue 25)
@@ -150,26 +152,51 @@ class StagedPull:
 
 def stage_pull(source, collection: str, staging_dir: Path, modified_since: datetime | None = None,
                logger: logging.Logger | None = None) -> StagedPull:
-    """Stream one collection page by page into Parquet. A provider that rejects the delta filter gets a full pull."""
+    """Stream one collection page by page into Parquet. A provider that rejects the delta filter gets a full pull.
+    A pull whose data revision changed while it paged (ClassLink's x-perm-rev) starts again from the first page,
+    at most ONEROSTER_MAX_REVISION_RESTARTS times; then it fails naming the revisions (nothing is applied)."""
     logger = logger or log
     path = staging_dir / f"{collection}.parquet"
     started_at = datetime.now(timezone.utc)
-    if collection == "orgs":
-        rows = store.stage_batches(source.org_batches(), path, ORG_SCHEMA)
-    else:
+    restarts, revisions = getattr(source.settings, "max_revision_restarts", 3), []
+    for attempt in range(restarts + 1):
         try:
-            rows = store.stage_batches(source.student_batches(modified_since=modified_since), path, USER_SCHEMA)
-        except OneRosterHTTPError as error:
-            if modified_since is None or error.status not in (400, 422):
-                raise
-            logger.warning(f"the provider rejected the dateLastModified delta filter ({error}); "
-                           "falling back to a full pull")
-            modified_since = None
-            rows = store.stage_batches(source.student_batches(), path, USER_SCHEMA)
+            rows, modified_since = _stage(source, collection, path, modified_since, logger)
+            break
+        except RevisionChanged as changed:
+            revisions += [r for r in (changed.first, changed.now) if not revisions or revisions[-1] != r]
+            if attempt == restarts:
+                raise OneRosterDataError(changed.url, f"the provider's data revision (x-perm-rev) kept changing "
+                                         f"during the {collection} pull ({' -> '.join(revisions)}); it was started "
+                                         f"again {restarts} time(s) (ONEROSTER_MAX_REVISION_RESTARTS): nothing is "
+                                         "applied from it") from None
+            logger.warning(f"{changed}: starting the {collection} pull again from the first page "
+                           f"({attempt + 1} of at most {restarts})")
+    report = source.reports[collection]
+    if revisions:
+        report.events.insert(0, f"the data revision changed while paging ({' -> '.join(revisions)}): started again "
+                                f"from the first page {len(revisions) - 1} time(s)")
     label = source.settings.connection_label()
     logger.info(f"fetched {rows} {collection} ({'delta' if modified_since else 'full'} pull) from {label}")
-    return StagedPull(collection, path, rows, source.reports[collection], list(source.rejections), label,
-                      "delta" if modified_since else "full", modified_since, started_at)
+    return StagedPull(collection, path, rows, report, list(source.rejections), label,
+                      "delta" if modified_since else "full", modified_since, started_at,
+                      person_key=getattr(source.settings, "person_key", None))
+
+
+def _stage(source, collection: str, path: Path, modified_since: datetime | None,
+           logger: logging.Logger) -> tuple[int, datetime | None]:
+    """One pass of `stage_pull`: (rows staged, the delta's start, or None when it became a full pull)."""
+    if collection == "orgs":
+        return store.stage_batches(source.org_batches(), path, ORG_SCHEMA), None
+    try:
+        return store.stage_batches(source.student_batches(modified_since=modified_since), path,
+                                   USER_SCHEMA), modified_since
+    except OneRosterHTTPError as error:
+        if modified_since is None or error.status not in (400, 422):
+            raise
+        logger.warning(f"the provider rejected the dateLastModified delta filter ({error}); "
+                       "falling back to a full pull")
+        return store.stage_batches(source.student_batches(), path, USER_SCHEMA), None
 
 
 def record_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | None, now: datetime) -> None:
@@ -185,6 +212,7 @@ def record_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | 
         "rejected_by_file": json.dumps(rejected_by_file(pull.rejections), sort_keys=True),
         "skipped": report.skipped, "pages": report.pages,
         "complete": verdict.complete, "incomplete_reason": verdict.reason, "fetched_at": now,
+        "revision": getattr(report, "revision", None), "person_key": pull.person_key,
     }])
     store.insert_rows(con, "rejected_records", [{
         "run_id": run_id, "collection": pull.collection, "sourced_id": r.sourced_id,
@@ -294,7 +322,7 @@ def apply_student_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id:
             _load_raw(con, "oneroster_users", pull, now)
             if not preview:
                 record_pull(con, pull, run_id, now)
-            plan = plan_student_sync(con, now)
+            plan = plan_student_sync(con, now, pull.person_key)
             # rows kept for rejected records count as landed: a pull of only rejected students is not an empty one
             decision = evaluate_holds(con, plan, pull.rows + pull.kept_rejected, policy, full_pull)
             decision.approved = approval_is_valid(con, decision, approved_hash, now, policy)

@@ -79,12 +79,14 @@ TABLES_DDL = {
             reported_total BIGINT, received BIGINT NOT NULL, kept BIGINT NOT NULL, duplicates BIGINT NOT NULL,
             rejected BIGINT NOT NULL, skipped BIGINT NOT NULL, pages BIGINT, complete BOOLEAN NOT NULL, incomplete_reason VARCHAR,
             fetched_at TIMESTAMPTZ NOT NULL, rejected_unidentified BIGINT, rejected_kept BIGINT,
-            received_by_file VARCHAR, rejected_by_file VARCHAR);
+            received_by_file VARCHAR, rejected_by_file VARCHAR, revision VARCHAR, person_key VARCHAR);
         -- columns added after the first release (a database created before them gains them here)
         ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS rejected_unidentified BIGINT;
         ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS rejected_kept BIGINT;
         ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS received_by_file VARCHAR;
-        ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS rejected_by_file VARCHAR""",
+        ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS rejected_by_file VARCHAR;
+        ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS revision VARCHAR;
+        ALTER TABLE pull_reports ADD COLUMN IF NOT EXISTS person_key VARCHAR""",
     "student_changes": """
         CREATE TABLE IF NOT EXISTS student_changes (
             run_id VARCHAR, changed_at TIMESTAMPTZ NOT NULL, student_id BIGINT NOT NULL,

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import duckdb
 
+from .people import build_users
 from .store import query_dicts
 
 # why a fetched student has no building (README, `ignored_students`): an active school org of theirs has no building
@@ -52,14 +53,16 @@ _STUDENT_FIELDS = (
 )
 
 
-def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentSyncPlan:
+def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime, person_key: str | None = None) -> StudentSyncPlan:
     """Compute the next `students` state from `oneroster_users` and `buildings` into temp tables, and count it.
+    With `person_key`, the records of one person are one student (people.py: `_users`).
 
     Students keep their `student_id` (by sourcedId) forever; one absent from `oneroster_users` stays, with
     status 'inactive' and `deactivated_at`; one that returns is reactivated under the same id. `_next_students`
     holds only the rows that change (with their old status and building, and the changed fields of an update), so
     the diff, the holds and the apply never re-join `students`; the students absent from it stay as they are.
     """
+    build_users(con, person_key)
     # one scan of the users: each membership carries the user's primary org (no join back to oneroster_users). The
     # primary building (issue 25): the primary org (normalize.py: primaryOrg, else the student role's roleType
     # primary) if it is a building, else the building with the lowest sourcedId, never the provider's order
@@ -73,7 +76,7 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
         FROM (
             SELECT sourced_id, primary_org_sourced_id AS primary_org, unnest(org_sourced_ids) AS org,
                    unnest(range(1, len(org_sourced_ids) + 1)) AS pos
-            FROM oneroster_users) m
+            FROM _users) m
         JOIN buildings b ON b.building_sis = m.org
         QUALIFY row_number() OVER (PARTITION BY m.sourced_id, b.building_id ORDER BY m.pos) = 1
         """
@@ -84,7 +87,7 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime) -> StudentS
         SELECT u.sourced_id, l.building_id, l.building_sis, u.given_name, u.family_name, u.middle_name,
                u.username, u.email, u.identifier, u.grades[1] AS grade, u.enabled_user,
                coalesce(u.status, 'active') AS status
-        FROM oneroster_users u JOIN _building_links l ON l.sourced_id = u.sourced_id AND l.is_primary
+        FROM _users u JOIN _building_links l ON l.sourced_id = u.sourced_id AND l.is_primary
         """
     )
     changed = (f"({', '.join(f'i.{f}' for f in _STUDENT_FIELDS)}) "
@@ -270,7 +273,7 @@ def _plan_ignored(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
                    list_transform(coalesce(u.org_sourced_ids, []), lambda org: coalesce(
                        map_extract_value(n.labels, org), {'kind': 'other', 'label': org || ' (not in the org pull)'}))
                        AS orgs
-            FROM oneroster_users u ANTI JOIN _building_links l ON l.sourced_id = u.sourced_id
+            FROM _users u ANTI JOIN _building_links l ON l.sourced_id = u.sourced_id
             CROSS JOIN org_labels n
         ), classified AS (
             SELECT *, list_filter(orgs, lambda o: o.kind <> 'other') AS schools,

@@ -26,7 +26,8 @@ CHECKS = {
     "oneroster_orgs": {"schools_present_guard", "pull_complete", "rejections_within_tolerance"},
     "buildings": {"building_sis_matches_schools", "building_sis_unique"},
     "oneroster_users": {"fetched_count_matches_provider_total", "pull_complete", "rejections_within_tolerance"},
-    "students": {"mass_change_guard", "students_ids_unique", "students_buildings_exist", "students_landed"},
+    "students": {"mass_change_guard", "students_ids_unique", "students_buildings_exist", "students_landed",
+                 "one_student_per_person"},
     "id_crosswalk": {"crosswalk_ambiguous", "crosswalk_unmatched"},
 }
 SYNC_JOBS = {"building_sync", "student_sync", "full_sync", "preview_student_sync"}

@@ -18,6 +18,7 @@ from oneroster_pipeline.defs.resources import WarehouseResource
 from oneroster_pipeline.defs.runs import markdown_table
 from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.buildings import repeated_building_sis
+from oneroster_pipeline.warehouse.people import current_person_key, shared_person_keys
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.pulls import rejection_findings
 
@@ -159,6 +160,28 @@ def students_buildings_exist(con, policy, pulls) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=not orphans, severity=ERROR,
         metadata={"orphans": len(orphans), "orphan_list": dg.MetadataValue.md(markdown_table(orphans, LISTED))},
+    )
+
+
+@_check("students", "one_student_per_person", additional_deps=["oneroster_users"], description=(
+    "No person is several active students: active student records sharing a person key (identifier) are one "
+    "person sent once per school (Ed-Fi's OneRoster API does this). WARN when they are not merged; with "
+    "ONEROSTER_PERSON_KEY (or ONEROSTER_PROVIDER=edfi) they are merged into one student and this passes."))
+def one_student_per_person(con, policy, pulls) -> dg.AssetCheckResult:
+    merged_by = current_person_key(con)
+    people, records, sample = shared_person_keys(con, merged_by or "identifier", LISTED)
+    if merged_by:
+        description = (f"{people} person(s) sent as {records} student records were merged into one student each by "
+                       f"{merged_by} (ONEROSTER_PERSON_KEY)")
+    else:
+        description = (f"{people} person(s) are {records} active student records sharing an identifier (one record "
+                       "per school?): each is a separate student. If the provider sends a person once per school, "
+                       "set ONEROSTER_PERSON_KEY=identifier (or ONEROSTER_PROVIDER=edfi)" if people else
+                       "every identifier is held by one active student record")
+    return dg.AssetCheckResult(
+        passed=not people or bool(merged_by), severity=dg.AssetCheckSeverity.WARN, description=description,
+        metadata={"people_in_several_records": people, "their_records": records, "merged_by": merged_by or "-",
+                  "people": dg.MetadataValue.md(markdown_table(sample, LISTED))},
     )
 
 
@@ -318,8 +341,8 @@ org_and_building_checks = _checks_step(
     "buildings and active schools match, and whether each building_sis is one building's.")
 student_checks = _checks_step(
     "student_checks", [fetched_count_matches_provider_total, students_pull_complete, users_rejections_within_tolerance,
-                       students_ids_unique, students_buildings_exist, students_landed],
+                       students_ids_unique, students_buildings_exist, students_landed, one_student_per_person],
     "The checks on oneroster_users and students: the student pull's count, completeness and rejections, and the "
-    "students table's ids, buildings and whether anything landed.")
+    "students table's ids, buildings, whether anything landed and whether a person is several students.")
 
 SYNC_CHECKS = [org_and_building_checks, student_checks]

@@ -9,6 +9,7 @@ from datetime import datetime
 import duckdb
 
 from .. import store
+from ..people import current_person_key
 from ..students import StudentSyncResult, apply_student_sync, plan_student_sync
 from .connections import active_connection
 from .errors import SwitchBlocked, SwitchError
@@ -147,7 +148,7 @@ def rebuild_student_tables(con: duckdb.DuckDBPyConnection, connection_id: str, n
             current = f"{active['label']} [{active['connection_id']}]" if active else "none"
             raise SwitchError(f"connection {connection_id} is {state}; the raw tables hold only the active "
                               f"connection's snapshot ({current}): backfill that partition instead")
-        plan = plan_student_sync(con, now)
+        plan = plan_student_sync(con, now, current_person_key(con))
         if not approved and (plan.deactivated > max_deactivate or (
                 plan.active_before and 100.0 * plan.deactivated / plan.active_before > max_deactivate_pct)):
             raise SwitchBlocked([f"the rebuild would deactivate {plan.deactivated} of {plan.active_before} active "
