@@ -34,7 +34,7 @@ def redact(text: str, secrets: Iterable[str | None] | None = None) -> str:
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # 'run_failure' | 'check_failure' | 'sync_held'
+    kind: str  # 'run_failure' | 'run_canceled' | 'check_failure' | 'sync_held'
     job_name: str | None
     run_id: str | None
     subject: str

@@ -17,6 +17,7 @@ import duckdb
 from oneroster_pipeline.client.errors import OneRosterDataError, OneRosterHTTPError
 from oneroster_pipeline.client.normalize import REJECTED
 from oneroster_pipeline.client.paging import RevisionChanged
+from oneroster_pipeline.client.redaction import redact
 from oneroster_pipeline.client.schemas import ORG_SCHEMA, USER_SCHEMA
 
 from . import store
@@ -211,12 +212,14 @@ def record_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | 
         "received_by_file": json.dumps(dict(getattr(report, "received_by_file", None) or {}), sort_keys=True),
         "rejected_by_file": json.dumps(rejected_by_file(pull.rejections), sort_keys=True),
         "skipped": report.skipped, "pages": report.pages,
-        "complete": verdict.complete, "incomplete_reason": verdict.reason, "fetched_at": now,
-        "revision": getattr(report, "revision", None), "person_key": pull.person_key,
+        "complete": verdict.complete, "incomplete_reason": redact(verdict.reason) if verdict.reason else None,
+        "fetched_at": now, "revision": getattr(report, "revision", None), "person_key": pull.person_key,
     }])
     store.insert_rows(con, "rejected_records", [{
         "run_id": run_id, "collection": pull.collection, "sourced_id": r.sourced_id,
-        "location": r.location, "field": r.field, "reason": r.reason, "recorded_at": now, "kind": r.kind,
+        # the provider's text (a value named in a reason) leaves the process through the one redactor
+        "location": redact(r.location), "field": r.field, "reason": redact(r.reason), "recorded_at": now,
+        "kind": r.kind,
     } for r in [*pull.rejections, *pull.dropped_values]])
 
 

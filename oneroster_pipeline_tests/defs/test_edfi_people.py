@@ -74,6 +74,10 @@ def test_edfi_people_in_two_schools_are_one_student_each_in_their_primary_buildi
         assert all(active[f"{100000 + n}"] == district.schools_of(n)[0] for n in range(1, PEOPLE + 1))
         links = dict(harness.rows("SELECT sourced_id, count(*) FROM student_buildings GROUP BY ALL"))
         assert sum(1 for n in links.values() if n == 2) == TWO_SCHOOLS  # the second school is recorded
+        [students] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["students"]]
+        metadata = students.materialization.metadata
+        assert metadata["people_in_several_records"].value == TWO_SCHOOLS
+        assert metadata["merged_by"].value == "identifier"
         merged = check_evaluation(result, "one_student_per_person")
         assert merged.passed and merged.metadata["people_in_several_records"].value == TWO_SCHOOLS
         ids_before = dict(harness.rows("SELECT sourced_id, student_id FROM students"))

@@ -36,6 +36,7 @@ from oneroster_pipeline.defs.runs import (
 from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.alerts import Alert
 from oneroster_pipeline.warehouse.buildings import seed_buildings_from_csv, sync_buildings
+from oneroster_pipeline.warehouse.people import shared_person_keys
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.pulls import (
     StagedPull,
@@ -264,6 +265,7 @@ def student_sync_assets(
         ignored_preview = store.query_dicts(
             con, "SELECT sourced_id, reason, detail FROM ignored_students ORDER BY reason, sourced_id LIMIT 10")
         held_counts, held_preview = _diff_preview(con, context.run.run_id, "held")
+        people, their_records, _ = shared_person_keys(con, listed=0)  # one person in several student records
         publish_district_snapshot(warehouse, context.log, con)  # applied (perhaps partly held): the cross-district view
     result, plan, decision = done.result, done.plan, done.decision
     duration = round(time.monotonic() - started, 2)
@@ -278,6 +280,7 @@ def student_sync_assets(
     yield dg.MaterializeResult(asset_key="students", metadata={
         "dagster/row_count": result.imported, **plan.as_metadata(), "provider": pull.label,
         "outcome": done.outcome, "held_deactivations": held_counts.get("deactivate", 0),
+        "people_in_several_records": people, "their_records": their_records, "merged_by": pull.person_key or "-",
         "duration_seconds": duration, "preview": dg.MetadataValue.md(markdown_table(preview)),
     })
     yield dg.MaterializeResult(asset_key="student_buildings", metadata={
