@@ -5,12 +5,14 @@ import pytest
 
 from oneroster_pipeline.warehouse.policy import SwitchPolicy
 from oneroster_pipeline.warehouse.provider_switch import (
+    COUNTS,
     Connection,
     SwitchBlocked,
     SwitchError,
     activate_connection,
     apply_switch,
     build_crosswalk,
+    summary_line,
 )
 
 from .staging import district_org, later, memory_store, org, rows, stage, student, sync_orgs, sync_students
@@ -105,3 +107,48 @@ def test_an_incomplete_pull_or_the_active_connection_cannot_build(con, tmp_path)
         build_crosswalk(con, "sw", OLD, stage(tmp_path, "orgs", [district_org()]),
                         stage(tmp_path, "students", []), SwitchPolicy(), later(1))
     assert rows(con, "SELECT count(*) FROM id_crosswalk") == [(0,)]
+
+
+def test_every_count_is_defined_and_adds_up_when_records_match_by_several_rules(tmp_path):
+    """Students match by three rules, ignored records (fetched, no school) by two; a rule's count is never overwritten
+    by another group's (the ignored records' identifier count replaced the students' in `student_rules`)."""
+    with memory_store() as con:
+        sync_orgs(con, tmp_path, [org("s1", identifier="1001"), org("s2", identifier="1002"),
+                                  org("s3", identifier="1003"), org("s4", identifier="1004")])
+        sync_students(con, tmp_path, [student(sid, "s1") for sid in "abcdef"]
+                      + [student(f"i{n}") for n in range(1, 5)])  # no school: ignored
+        activate_connection(con, OLD, later(0))
+        assert rows(con, "SELECT count(*) FROM students UNION ALL SELECT count(*) FROM ignored_students") == \
+            [(6,), (4,)]
+        report = build(con, tmp_path, [
+            org("N1", identifier="1001"),  # identifier
+            org("s2", identifier="x"),  # sourced_id
+            org("N3a", identifier="1003"), org("N3b", identifier="1003"),  # ambiguous: s3 is kept as it is
+            org("N9", identifier="1009"),  # a new school; s4 matches nothing
+        ], [
+            student("x-a", "N1", identifier="ID-a"), student("x-b", "N1", identifier="ID-b"),  # identifier
+            student("x-c", "N1", identifier=None, username="c.user"),  # username
+            student("d", "N1", identifier="other"),  # sourced_id
+            student("x-e1", "N1", identifier="ID-e"), student("x-e2", "N1", identifier="ID-e"),  # ambiguous; f gone
+            student("x-i1", identifier="ID-i1"), student("i2", identifier="changed"),  # ignored: identifier, sourced_id
+            student("x-i4a", identifier="ID-i4"), student("x-i4b", identifier="ID-i4"),  # ambiguous; i3 gone
+            student("z", "N1", identifier="ID-z"),  # new to the district
+        ], policy=SwitchPolicy(max_unmatched_pct=50.0, max_ambiguous=10))
+    assert report.counts == {
+        "buildings_total": 4, "buildings_matched": 2, "buildings_ambiguous": 1, "buildings_unmatched": 1,
+        "schools_pulled": 5, "schools_ambiguous": 2, "schools_unmatched": 1,
+        "students_total": 6, "students_matched": 4, "students_ambiguous": 1, "students_unmatched_old": 1,
+        "ignored_total": 4, "ignored_matched": 2, "ignored_ambiguous": 1, "ignored_unmatched_old": 1,
+        "students_pulled": 11, "students_ambiguous_new": 4, "students_unmatched_new": 1,
+    }
+    assert set(report.counts) == set(COUNTS)  # every count is defined
+    assert report.rules_used == {"building": {"identifier": 1, "sourced_id": 1},
+                                 "student": {"identifier": 2, "username": 1, "sourced_id": 1},
+                                 "ignored": {"identifier": 1, "sourced_id": 1}}
+    assert report.status == "ready" and report.reasons == []
+    assert summary_line(report) == (
+        "crosswalk sw1 ready: buildings 4 = 2 matched (by identifier 1, sourced_id 1) + 1 ambiguous + 1 unmatched; "
+        "new schools 5 = 2 matched + 2 ambiguous + 1 unmatched; "
+        "students 6 = 4 matched (by identifier 2, sourced_id 1, username 1) + 1 ambiguous + 1 unmatched; "
+        "ignored records 4 = 2 matched + 1 ambiguous + 1 unmatched; "
+        "new student records 11 = 6 matched + 4 ambiguous + 1 unmatched")

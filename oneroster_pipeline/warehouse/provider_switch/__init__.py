@@ -1,7 +1,8 @@
 """Provider change without losing identity: connection tracking, the crosswalk, applying a switch, rebuilding."""
 
 # Framework-free (no dagster import); `defs/provider_switch/` is the Dagster layer. This package's face: import from
-# `oneroster_pipeline.warehouse.provider_switch`; `connections`, `crosswalk`, `apply` and `errors` hold the parts.
+# `oneroster_pipeline.warehouse.provider_switch`; `connections`, `crosswalk`, `report`, `apply` and `errors` hold
+# the parts.
 #
 # - **Connections.** Every sync names the configured connection (`connection_of(settings)`: provider, base URL
 #   without credentials, OneRoster version). While no connection is active, `require_active_connection` registers
@@ -14,6 +15,8 @@
 #   record with the rule that matched it, or `ambiguous` / `unmatched`, to `id_crosswalk`. A rule matches only
 #   one-to-one pairs among the records still unmatched; a key shared by several records makes them all ambiguous
 #   (a later, weaker rule is not tried for them). Thresholds block the switch for a person to review.
+#   `report.COUNTS` defines every count of the crosswalk (each existing and each new record is counted once, as
+#   matched, ambiguous or unmatched); `summary_line` gives them in one line for the run's log.
 # - **Apply.** `apply_switch` (one transaction) keeps every `building_id` and `student_id`, rewrites `building_sis`,
 #   `students.sourced_id`, `student_buildings` and `ignored_students` to the new ids, records each old -> new id in
 #   `id_history`, replaces the raw tables with the new connection's pull, retires the old connection and activates
@@ -24,11 +27,12 @@
 
 from .apply import RebuildResult, SwitchResult, apply_switch, latest_switch, rebuild_student_tables
 from .connections import Connection, activate_connection, active_connection, connection_of, require_active_connection
-from .crosswalk import CrosswalkReport, build_crosswalk
+from .crosswalk import build_crosswalk
 from .errors import PROCEDURE, ConnectionChanged, SwitchBlocked, SwitchError
+from .report import COUNTS, CrosswalkReport, summary_line
 
 __all__ = [
-    "PROCEDURE", "Connection", "ConnectionChanged", "CrosswalkReport", "RebuildResult", "SwitchBlocked", "SwitchError",
-    "SwitchResult", "activate_connection", "active_connection", "apply_switch", "build_crosswalk", "connection_of",
-    "latest_switch", "rebuild_student_tables", "require_active_connection",
+    "COUNTS", "PROCEDURE", "Connection", "ConnectionChanged", "CrosswalkReport", "RebuildResult", "SwitchBlocked",
+    "SwitchError", "SwitchResult", "activate_connection", "active_connection", "apply_switch", "build_crosswalk",
+    "connection_of", "latest_switch", "rebuild_student_tables", "require_active_connection", "summary_line",
 ]

@@ -3,7 +3,6 @@ registry rule by rule (one-to-one only; a shared key is ambiguous), into `id_cro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
@@ -13,6 +12,7 @@ from ..policy import SwitchPolicy
 from ..pulls import StagedPull
 from .connections import Connection, active_connection, register
 from .errors import SwitchError
+from .report import CrosswalkReport, summarise
 
 
 def _norm(expr: str) -> str:
@@ -39,19 +39,6 @@ _STUDENT_KEYS = {
     "username": (_text("e.username"), _text("u.username")),
     "email": (_text("e.email"), _text("u.email")),
 }
-
-
-@dataclass
-class CrosswalkReport:
-    switch_id: str
-    old: dict
-    new: Connection
-    status: str  # 'ready' | 'blocked'
-    reasons: list[str] = field(default_factory=list)  # thresholds exceeded: approvable
-    counts: dict[str, int] = field(default_factory=dict)
-    rules_used: dict[str, dict[str, int]] = field(default_factory=dict)  # entity -> rule -> matched
-    ambiguous: list[dict] = field(default_factory=list)  # samples (≤ 50) for the UI
-    unmatched: list[dict] = field(default_factory=list)
 
 
 def _match(con: duckdb.DuckDBPyConnection, rules: tuple[str, ...]) -> None:
@@ -160,7 +147,7 @@ def build_crosswalk(con: duckdb.DuckDBPyConnection, switch_id: str, new: Connect
         _save(con, switch_id, "student", *ids, now)
 
         report = CrosswalkReport(switch_id, old, new, "ready")
-        _summarise(con, report, policy)
+        summarise(con, report, policy)
         c = report.counts
         con.execute(
             "INSERT INTO provider_switches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
@@ -170,43 +157,3 @@ def build_crosswalk(con: duckdb.DuckDBPyConnection, switch_id: str, new: Connect
              c["students_matched"], c["students_ambiguous"], c["students_unmatched_old"],
              c["students_unmatched_new"]])
     return report
-
-
-def _summarise(con, report: CrosswalkReport, policy: SwitchPolicy) -> None:
-    sid = report.switch_id
-    rows = store.query_dicts(con, """
-        SELECT entity, status, rule, old_id IS NOT NULL AS old_side, internal_id IS NOT NULL AS registered,
-               count(DISTINCT coalesce(old_id, new_id)) AS n
-        FROM id_crosswalk WHERE switch_id = ? GROUP BY ALL""", [sid])
-
-    def n(entity, status, old_side=None, registered=None):
-        return sum(r["n"] for r in rows if r["entity"] == entity and r["status"] == status
-                   and (old_side is None or r["old_side"] == old_side)
-                   and (registered is None or r["registered"] == registered))
-
-    c = report.counts = {
-        "buildings_total": con.execute("SELECT count(*) FROM buildings").fetchall()[0][0],
-        "buildings_matched": n("building", "matched"), "buildings_ambiguous": n("building", "ambiguous", True),
-        "buildings_unmatched": n("building", "unmatched", True), "schools_unmatched": n("building", "unmatched", False),
-        "students_total": con.execute("SELECT count(*) FROM students").fetchall()[0][0],
-        "students_matched": n("student", "matched"), "students_ambiguous": n("student", "ambiguous", True),
-        "students_unmatched_old": n("student", "unmatched", True, True),
-        "ignored_unmatched_old": n("student", "unmatched", True, False),
-        "students_unmatched_new": n("student", "unmatched", False),
-    }
-    for entity in ("building", "student"):
-        report.rules_used[entity] = {r["rule"]: r["n"] for r in rows
-                                     if r["entity"] == entity and r["status"] == "matched"}
-    for entity, total in (("building", c["buildings_total"]), ("student", c["students_total"])):
-        unmatched = c["buildings_unmatched"] if entity == "building" else c["students_unmatched_old"]
-        ambiguous = c[f"{entity}s_ambiguous"]
-        if total and 100.0 * unmatched / total > policy.max_unmatched_pct:
-            report.reasons.append(f"{unmatched} of {total} {entity}s ({100.0 * unmatched / total:.1f}%) match no "
-                                  f"record of the new connection (max {policy.max_unmatched_pct:g}%)")
-        if ambiguous > policy.max_ambiguous:
-            report.reasons.append(f"{ambiguous} {entity}s match ambiguously (max {policy.max_ambiguous})")
-    report.status = "blocked" if report.reasons else "ready"
-    sample = """SELECT entity, old_id, new_id, internal_id, rule, detail FROM id_crosswalk
-                WHERE switch_id = ? AND status = ? ORDER BY entity, old_id NULLS LAST, new_id LIMIT 50"""
-    report.ambiguous = store.query_dicts(con, sample, [sid, "ambiguous"])
-    report.unmatched = store.query_dicts(con, sample, [sid, "unmatched"])
