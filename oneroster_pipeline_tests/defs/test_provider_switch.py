@@ -18,12 +18,14 @@ import duckdb
 import pytest
 
 from oneroster_pipeline.definitions import build_definitions
+from oneroster_pipeline.defs.provider_switch import partitions
 from oneroster_pipeline.defs.provider_switch.partitions import PROVIDER_CONNECTIONS
 from oneroster_pipeline.defs.resources import OneRosterResource, default_resources
 from oneroster_pipeline.defs.runs import APPROVE_SWITCH_TAG
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 from oneroster_pipeline.warehouse.policy import SwitchPolicy
+from oneroster_pipeline.warehouse.provider_switch import COUNTS
 
 from .sync_harness import CLIENT_ID, CLIENT_SECRET, SyncHarness, check_evaluation, oneroster_for
 
@@ -71,6 +73,11 @@ def reconnect(harness: SyncHarness, oneroster, **switch_policy) -> None:
 
 def failure_message(result) -> str:
     return " ".join(str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure)
+
+
+def log_messages(harness: SyncHarness, run_id: str) -> list[str]:
+    """The run's log lines (context.log), as the UI's run page and the command line show them."""
+    return [entry.user_message for entry in harness.instance.all_logs(run_id) if not entry.is_dagster_event]
 
 
 def snapshot(harness: SyncHarness) -> tuple:
@@ -163,7 +170,7 @@ def test_switch_infinite_campus_1_1_to_classlink_1_2_keeps_every_internal_id(inf
     assert harness.scalar("SELECT count(*) FROM students WHERE sourced_id = ?", [unknown]) == 0
 
     # the backfill over the new connection's partition rebuilds the derived tables from the stored raw pull
-    assert new_id in harness.instance.get_dynamic_partitions(PROVIDER_CONNECTIONS.name)
+    assert harness.instance.get_dynamic_partitions(PROVIDER_CONNECTIONS.name) == [new_id]  # the only one offered
     rebuild = harness.defs.resolve_job_def("rebuild_student_tables").execute_in_process(
         instance=harness.instance, partition_key=new_id)
     assert rebuild.success
@@ -200,6 +207,51 @@ def test_switch_infinite_campus_1_1_to_classlink_1_2_keeps_every_internal_id(inf
     assert dict(harness.rows("SELECT building_id, name FROM buildings")) == buildings_before
 
 
+def test_the_preview_counts_add_up_are_explained_and_are_in_the_log(infinite_campus, classlink, tmp_path):
+    """Students match by three rules, and the ignored records (fetched, no school) by identifier: each count is its
+    own group's (the ignored records' identifier count used to overwrite the students' in `student_rules`, and
+    `students_matched` counted ignored records too, so it exceeded `students_total`)."""
+    harness = SyncHarness(tmp_path, ic_connection(infinite_campus))
+    assert harness.run("full_sync").success
+    students = harness.scalar("SELECT count(*) FROM students")
+    buildings = harness.scalar("SELECT count(*) FROM buildings")
+    ignored = harness.scalar("SELECT count(*) FROM oneroster_users u ANTI JOIN students s USING (sourced_id)")
+    schools = sum(1 for o in classlink.district.orgs() if o["type"] == "school")
+    assert ignored > 0 and schools == buildings + 1  # a closed (tobedeleted) school has no building
+    by_username, by_email, unknown = classlink.district.students_in_category("regular", limit=3)
+    classlink.district.update_student(by_username, identifier="CL-1")
+    classlink.district.update_student(by_email, identifier="CL-2", username="renamed.2")
+    classlink.district.update_student(unknown, identifier="CL-3", username="renamed.3", email="new3@example.org")
+
+    reconnect(harness, classlink_connection(classlink))
+    preview = harness.run("provider_switch_preview")
+    [event] = preview.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert {name: metadata[name].value for name in COUNTS} == {
+        "buildings_total": buildings, "buildings_matched": buildings, "buildings_ambiguous": 0,
+        "buildings_unmatched": 0, "schools_pulled": schools, "schools_ambiguous": 0, "schools_unmatched": 1,
+        "students_total": students, "students_matched": students - 1, "students_ambiguous": 0,
+        "students_unmatched_old": 1,
+        "ignored_total": ignored, "ignored_matched": ignored, "ignored_ambiguous": 0, "ignored_unmatched_old": 0,
+        "students_pulled": students + ignored, "students_ambiguous_new": 0, "students_unmatched_new": 1,
+    }
+    assert metadata["building_rules"].value == {"identifier": buildings}
+    assert metadata["student_rules"].value == {"identifier": students - 3, "username": 1, "email": 1}
+    assert metadata["ignored_rules"].value == {"identifier": ignored}
+    table = metadata["counts"].value  # every count with what it counts, next to the numbers
+    assert all(f"| {name} | {metadata[name].value} | {meaning} |" in table for name, meaning in COUNTS.items())
+    description = harness.defs.resolve_assets_def("id_crosswalk").specs_by_key[dg.AssetKey("id_crosswalk")].description
+    assert all(f"`{name}`: {meaning}" in description for name, meaning in COUNTS.items())
+    # the same counts in one line of the run's log (what `dg launch --job provider_switch_preview` prints)
+    [line] = [m for m in log_messages(harness, preview.run_id) if m.startswith("crosswalk ")]
+    assert line == (
+        f"crosswalk {preview.run_id} ready: buildings {buildings} = {buildings} matched (by identifier {buildings}) "
+        f"+ 0 ambiguous + 0 unmatched; new schools {schools} = {buildings} matched + 0 ambiguous + 1 unmatched; "
+        f"students {students} = {students - 1} matched (by identifier {students - 3}, email 1, username 1) "
+        f"+ 0 ambiguous + 1 unmatched; ignored records {ignored} = {ignored} matched + 0 ambiguous + 0 unmatched; "
+        f"new student records {students + ignored} = {students + ignored - 1} matched + 0 ambiguous + 1 unmatched")
+
+
 def test_blocked_switch_waits_for_approval_infinite_campus_1_1_to_1_2(infinite_campus, tmp_path):
     """The IC upgrade: students match by metadata.ic.legacysourceId, schools keep their sourcedId."""
     harness = SyncHarness(tmp_path, ic_connection(infinite_campus, "1.1"))
@@ -230,11 +282,32 @@ def test_blocked_switch_waits_for_approval_infinite_campus_1_1_to_1_2(infinite_c
     assert harness.run("student_sync").success
     assert harness.scalar("SELECT status FROM students WHERE sourced_id = ?", ["s" + gone]) == "inactive"
 
-    # a retired connection's partition cannot be rebuilt (its raw snapshot is gone) and says which one can
+    # the rebuild offers the active connection only: the switch removed the retired connection's partition
     old_id = harness.scalar("SELECT connection_id FROM provider_connections WHERE status = 'retired'")
+    new_id = harness.scalar("SELECT connection_id FROM provider_connections WHERE status = 'active'")
+    assert harness.instance.get_dynamic_partitions(PROVIDER_CONNECTIONS.name) == [new_id]
+    # a run for the retired connection (a backfill requested before the switch) does nothing, without failing or
+    # alerting, and names the partition to rebuild
+    harness.instance.add_dynamic_partitions(PROVIDER_CONNECTIONS.name, [old_id])
+    before = snapshot(harness)
     retired = harness.defs.resolve_job_def("rebuild_student_tables").execute_in_process(
-        instance=harness.instance, partition_key=old_id, raise_on_error=False)
-    assert not retired.success and "backfill that partition instead" in failure_message(retired)
+        instance=harness.instance, partition_key=old_id)
+    assert retired.success and not retired.get_asset_materialization_events()
+    [warning] = [m for m in log_messages(harness, retired.run_id) if "Nothing rebuilt" in m]
+    assert f"connection {old_id} was retired at" in warning and \
+        f"dg launch --job rebuild_student_tables --partition {new_id}" in warning, warning
+    assert snapshot(harness) == before
+    assert harness.scalar("SELECT count(*) FROM sync_alerts WHERE run_id = ?", [retired.run_id]) == 0
+    # the next sync in a new process (as after an upgrade from a version that kept retired partitions) removes it
+    partitions._ONLY_PARTITION.clear()
+    assert harness.run("student_sync").success
+    assert harness.instance.get_dynamic_partitions(PROVIDER_CONNECTIONS.name) == [new_id]
+    # the active connection's partition rebuilds, and its metadata names the connection
+    rebuilt = harness.defs.resolve_job_def("rebuild_student_tables").execute_in_process(
+        instance=harness.instance, partition_key=new_id)
+    [event] = rebuilt.get_asset_materialization_events()
+    label = harness.scalar("SELECT label FROM provider_connections WHERE status = 'active'")
+    assert event.materialization.metadata["connection"].value == f"{label} [{new_id}]"
 
 
 def test_rebuild_is_a_real_backfill_run_by_the_backfill_daemon(infinite_campus, classlink, tmp_path, monkeypatch):

@@ -3,7 +3,8 @@
 `dagster dev` serves the project's workspace.yaml on a free loopback port, with a temporary DAGSTER_HOME holding a
 copy of dagster.yaml, a temporary DuckDB file and the built-in demo district (300 students). The walkthrough:
 the asset graph shows every asset, the Jobs page every job, each asset's Checks tab every check; `full_sync` is
-launched with "Materialize all" on its job page and succeeds; every check then shows Succeeded; the
+launched with "Materialize all" on its job page and succeeds; every check then shows Succeeded; the rebuild of
+README's "Changing provider" offers the active connection only and launches one run; the
 `daily_student_sync` schedule is switched on from Automation and GraphQL reports it RUNNING.
 
 Screenshots of every step land in test-artifacts/ui/ (a step that failed is saved as `<step>-FAILED.png`, and the
@@ -45,6 +46,8 @@ JOBS = ["building_sync", "student_sync", "full_sync", "preview_student_sync", "t
 SCHEDULE = "daily_student_sync"
 JOB_URL = f"/locations/{ui.LOCATION}/jobs/full_sync"
 STUDENT_JOB_URL = f"/locations/{ui.LOCATION}/jobs/student_sync"
+REBUILD_JOB_URL = f"/locations/{ui.LOCATION}/jobs/rebuild_student_tables"
+REBUILD_ASSET = "student_tables_by_connection"
 SYNC_MODE_TAG = "oneroster/sync_mode"
 UI_TIMEOUT_MS = 30_000
 
@@ -240,6 +243,50 @@ def test_student_sync_with_a_run_tag_from_the_launchpad(page, dagster_dev):
         assert run["jobName"] == "student_sync"
         assert {"key": SYNC_MODE_TAG, "value": "full"} in run["tags"]
         assert dagster_dev.latest_metadata("oneroster_users", run_id).get("pull_mode") == "full"
+        page.reload()
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+
+
+def _launched_run(page) -> str:
+    """After a launch button: the toast's link to the new run; its id."""
+    expect(page.get_by_text("Launched run")).to_be_visible()
+    page.get_by_role("link", name="View", exact=True).click()
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"))
+    return re.search(r"/runs/([0-9a-f-]{36})", page.url).group(1)
+
+
+def test_rebuild_offers_the_active_connection_only_and_launches_one_run(page, dagster_dev):
+    """README "Changing provider", the rebuild step, as Dagster 1.13 shows it for one partition."""
+    # an instance from an earlier version kept a retired connection's partition: the next sync removes it
+    retired = "oneroster-v1p1-retired0"
+    dagster_dev.add_dynamic_partition("provider_connection", retired)
+    with ui.step(page, "13-sync-after-upgrade"):
+        page.goto(STUDENT_JOB_URL)
+        page.get_by_role("button", name="Materialize all").click()
+        run_id = _launched_run(page)
+        run = dagster_dev.wait_for_run(run_id)
+        assert run["status"] == "SUCCESS", f"student_sync {run_id}: {dagster_dev.run_errors(run_id)}"
+    [active] = dagster_dev.partition_keys(REBUILD_ASSET)
+    assert active.startswith("demo-") and active != retired
+
+    with ui.step(page, "14-rebuild-one-partition"):
+        page.goto(REBUILD_JOB_URL)
+        page.get_by_role("button", name="Materialize…").click()
+        dialog = page.get_by_role("dialog").filter(has_text=f"Launch runs to materialize {REBUILD_ASSET}")
+        expect(dialog).to_be_visible()
+        dialog.get_by_role("button", name="All", exact=True).click()
+        expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+        launch = dialog.get_by_role("button", name="Launch 1 run")
+        expect(launch).to_be_enabled()
+
+    with ui.step(page, "15-rebuild-succeeded"):
+        launch.click()
+        run_id = _launched_run(page)
+        run = dagster_dev.wait_for_run(run_id)
+        assert run["status"] == "SUCCESS", f"rebuild {run_id}: {dagster_dev.run_errors(run_id)}"
+        assert {"key": "dagster/partition", "value": active} in run["tags"]
+        metadata = dagster_dev.latest_metadata(REBUILD_ASSET, run_id)
+        assert metadata["connection"] == f"demo (built-in demo district) [{active}]"
         page.reload()
         expect(page.get_by_text("Success", exact=True).first).to_be_visible()
 

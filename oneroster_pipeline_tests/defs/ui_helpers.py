@@ -189,6 +189,25 @@ class DagsterDev:
         return {e["label"]: e.get("text", e.get("intValue", e.get("floatValue")))
                 for e in materializations[0]["metadataEntries"]}
 
+    def add_dynamic_partition(self, partitions_def: str, key: str) -> None:
+        """Add a key to a dynamic partitions definition, as the UI's "Add a partition" does."""
+        data = self.graphql("""
+            mutation Add($name: String!, $key: String!, $selector: RepositorySelector!) {
+              addDynamicPartition(partitionsDefName: $name, partitionKey: $key, repositorySelector: $selector) {
+                __typename ... on PythonError { message } } }""",
+            {"name": partitions_def, "key": key,
+             "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}})
+        assert data["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", data
+
+    def partition_keys(self, asset: str) -> list[str]:
+        """The partition keys the UI offers for an asset."""
+        data = self.graphql("""
+            query Keys($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { __typename
+              ... on AssetNode { partitionKeys } } }""", {"key": {"path": [asset]}})
+        node = data["assetNodeOrError"]
+        assert node["__typename"] == "AssetNode", f"asset {asset} not found: {node}"
+        return node["partitionKeys"]
+
     def schedule_status(self, name: str) -> str:
         data = self.graphql("""
             query Schedule($selector: ScheduleSelector!) { scheduleOrError(scheduleSelector: $selector) {

@@ -1,5 +1,5 @@
 """The provider change's assets: `id_crosswalk` (with its blocking checks), `provider_connections` (applies the
-switch) and `student_tables_by_connection` (the per-connection rebuild a backfill runs)."""
+switch) and `student_tables_by_connection` (the rebuild of the active connection's student tables)."""
 
 # `id_crosswalk` pulls the configured (new) connection's orgs and students and matches them to the registry; its
 # blocking checks `crosswalk_ambiguous` and `crosswalk_unmatched` fail when a threshold is exceeded, which stops the
@@ -13,7 +13,7 @@ import dagster as dg
 # the run hooks ride on the assets too: a UI materialization or an asset backfill (the implicit asset job) records
 # its failure itself, as the named jobs do
 from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS
-from oneroster_pipeline.defs.districts import DISTRICT_PARTITIONS, per_district
+from oneroster_pipeline.defs.districts import BACKFILL_POLICY, DISTRICT_PARTITIONS, per_district
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import (
     APPROVE_MASS_CHANGE_TAG,
@@ -25,16 +25,28 @@ from oneroster_pipeline.defs.runs import (
 from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.provider_switch import (
+    COUNTS,
+    NotActiveConnection,
     SwitchBlocked,
     SwitchError,
+    active_connection,
     apply_switch,
     build_crosswalk,
     connection_of,
     rebuild_student_tables,
+    rebuildable_connection,
+    summary_line,
 )
 from oneroster_pipeline.warehouse.pulls import stage_pull
 
-from .partitions import STUDENT_REBUILD_PARTITIONS, add_connection_partition, connection_of_partition, rebuild_partition
+from .partitions import (
+    REBUILD_JOB,
+    STUDENT_REBUILD_PARTITIONS,
+    offer_only,
+    rebuild_command,
+    rebuild_partition,
+    requested_connection,
+)
 
 GROUP = "provider_switch"
 
@@ -54,7 +66,10 @@ def _rows_md(rows: list[dict]) -> dg.MetadataValue:
         description=(
             "Matches the configured (new) provider connection's schools to buildings and students to students, "
             "rule by rule (ONEROSTER_SWITCH_SCHOOL_MATCH / ONEROSTER_SWITCH_STUDENT_MATCH), and records every "
-            "record with the rule used, or ambiguous / unmatched, in id_crosswalk (one switch_id per build)."
+            "record with the rule used, or ambiguous / unmatched, in id_crosswalk (one switch_id per build). Every "
+            "existing record and every new one is counted once, as matched, ambiguous or unmatched (the run's log "
+            "has the same counts in one line):\n\n"
+            + "\n".join(f"- `{name}`: {meaning}" for name, meaning in COUNTS.items())
         ),
     )],
     check_specs=[
@@ -88,12 +103,16 @@ def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource
     finally:
         store.remove_staging(staging)
     c, approved = report.counts, _approved(context)
+    context.log.info(summary_line(report))
     yield dg.MaterializeResult(asset_key="id_crosswalk", metadata={
         "switch_id": report.switch_id, "old_connection": f"{report.old['label']} [{report.old['connection_id']}]",
         "new_connection": f"{new.label} [{new.connection_id}]", "status": report.status,
         "blocked_because": "; ".join(report.reasons) or "-", **c,
         "building_rules": dg.MetadataValue.json(report.rules_used["building"]),
         "student_rules": dg.MetadataValue.json(report.rules_used["student"]),
+        "ignored_rules": dg.MetadataValue.json(report.rules_used["ignored"]),
+        "counts": _rows_md([{"count": name, "value": c[name], "what it counts": meaning}
+                            for name, meaning in COUNTS.items()]),
         "query": f"SELECT * FROM id_crosswalk WHERE switch_id = '{report.switch_id}' ORDER BY entity, status",
     })
     for check, kind, rows in (("crosswalk_ambiguous", "ambiguous", report.ambiguous),
@@ -143,37 +162,57 @@ def provider_connections(context: dg.AssetExecutionContext, warehouse: Warehouse
         connections = store.query_dicts(
             con, "SELECT connection_id, label, status, activated_at, retired_at FROM provider_connections "
                  "ORDER BY first_seen_at")
-    add_connection_partition(context.instance, done.new_connection_id)
+    offer_only(context.instance, done.new_connection_id, force=True)  # the retired one is no longer offered
     partition = rebuild_partition(warehouse.district_id, done.new_connection_id)
-    context.log.info(f"provider switch applied: {done.old_connection_id} -> {done.new_connection_id}; now backfill "
-                     f"rebuild_student_tables for partition {partition}")
+    next_step = (f"rebuild the student tables: {rebuild_command(warehouse.district_id, done.new_connection_id)} "
+                 f"(UI: Jobs > {REBUILD_JOB} > Materialize…, partition {partition} > Launch 1 run)")
+    context.log.info(f"provider switch applied: {done.old_connection_id} -> {done.new_connection_id}; now "
+                     f"{next_step}")
     return dg.MaterializeResult(metadata={
         "switch_id": switch_id, "retired": done.old_connection_id, "active": done.new_connection_id,
         "buildings_rewritten": done.buildings_rewritten, "students_rewritten": done.students_rewritten,
         "ignored_rewritten": done.ignored_rewritten, "students_kept_unmatched": done.students_kept_unmatched,
-        "next_step": f"backfill the job rebuild_student_tables for partition {partition}",
+        "rebuild_partition": partition, "next_step": next_step,
         "connections": _rows_md(connections),
     })
 
 
 @dg.asset(
     hooks=RUN_HOOKS,
-    partitions_def=STUDENT_REBUILD_PARTITIONS, group_name=GROUP, owners=OWNERS,
-    kinds={"duckdb"}, pool="duckdb", deps=["oneroster_users", "oneroster_orgs", "buildings"],
+    partitions_def=STUDENT_REBUILD_PARTITIONS, backfill_policy=BACKFILL_POLICY, output_required=False,
+    group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb",
+    deps=["oneroster_users", "oneroster_orgs", "buildings"],
     description=(
-        "Rebuilds students, student_buildings and ignored_students for a provider connection from the stored raw "
-        "oneroster_users / oneroster_orgs (no provider request). Backfill the active connection's partition after a "
-        "provider switch. Deactivations above ONEROSTER_MAX_DEACTIVATE(_PCT) need the run tag "
-        f"{APPROVE_MASS_CHANGE_TAG}=true."
+        "Rebuilds students, student_buildings and ignored_students from the stored raw oneroster_users / "
+        "oneroster_orgs (no provider request), after a provider switch. The raw tables hold the active provider "
+        "connection's snapshot, so only the active connection is offered: its partition is its connection_id "
+        "(with ONEROSTER_DISTRICTS_FILE, a district's partition rebuilds that district's active connection). A run "
+        "for a connection that is no longer active does nothing and says so. Deactivations above "
+        f"ONEROSTER_MAX_DEACTIVATE(_PCT) need the run tag {APPROVE_MASS_CHANGE_TAG}=true."
     ),
 )
 @per_district
 def student_tables_by_connection(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_policy: dg.ResourceParam[SyncPolicy]
-) -> dg.MaterializeResult:
+):
     approved = tag_is_true(context.run.tags, APPROVE_MASS_CHANGE_TAG)
-    connection_id = connection_of_partition(context)
+    requested = requested_connection(context)  # None: the district's active connection
     with warehouse.connect() as con:
+        try:
+            active = rebuildable_connection(con, requested)
+        except NotActiveConnection as inactive:
+            current = active_connection(con)
+            hint = (f" Rebuild the active one: {rebuild_command(warehouse.district_id, current['connection_id'])}"
+                    if current else "")
+            if DISTRICT_PARTITIONS or context.has_partition_key:
+                context.log.warning(f"Nothing rebuilt, nothing changed: {inactive}.{hint}")
+                return  # a no-op, not a failure: the partition is simply not the active connection's
+            raise dg.Failure(description=f"Nothing rebuilt: {inactive}.") from None
+        connection_id = active["connection_id"]
+        if not DISTRICT_PARTITIONS and not context.has_partition_key:
+            raise dg.Failure(description=(
+                f"{REBUILD_JOB} rebuilds one provider connection: name its partition, the active connection "
+                f"{active['label']} [{connection_id}]: {rebuild_command(None, connection_id)}"))
         try:
             done = rebuild_student_tables(
                 con, connection_id, datetime.now(timezone.utc), context.run.run_id,
@@ -185,9 +224,11 @@ def student_tables_by_connection(
         except SwitchError as error:
             raise dg.Failure(description=str(error)) from None
     result, plan = done.result, done.result.plan
-    return dg.MaterializeResult(metadata={
-        "connection": connection_id, "students_active": result.imported, "created": plan.created,
-        "updated": plan.updated, "deactivated": plan.deactivated, "reactivated": plan.reactivated,
-        "students_in_several_buildings": result.multi_building,
+    context.log.info(f"rebuilt the student tables of {active['label']} [{connection_id}]: {result.imported} active "
+                     f"students, {plan.created} created, {plan.updated} updated, {plan.deactivated} deactivated")
+    yield dg.MaterializeResult(metadata={
+        "connection": f"{active['label']} [{connection_id}]", "students_active": result.imported,
+        "created": plan.created, "updated": plan.updated, "deactivated": plan.deactivated,
+        "reactivated": plan.reactivated, "students_in_several_buildings": result.multi_building,
         **{f"ignored_{reason}": n for reason, n in result.ignored_by_reason.items()},
     })

@@ -10,7 +10,7 @@ from oneroster_pipeline.warehouse.provider_switch import (
     require_active_connection,
 )
 
-from .partitions import add_connection_partition
+from .partitions import offer_only
 
 
 def guard_connection(context, oneroster, con) -> Connection:
@@ -24,17 +24,17 @@ def guard_connection(context, oneroster, con) -> Connection:
         connection, active = require_active_connection(con, oneroster.settings())
     except ConnectionChanged as changed:
         raise dg.Failure(description=str(changed)) from None
-    if active:
-        add_connection_partition(context.instance, connection.connection_id)
+    if active:  # the rebuild offers this connection only (an instance that listed a retired one loses it)
+        offer_only(context.instance, connection.connection_id)
     return connection
 
 
 def activate_after_sync(context, con, connection: Connection) -> None:
-    """The sync against `connection` applied: it becomes the active connection (and gets its partition)."""
+    """The sync against `connection` applied: it becomes the active connection (and the rebuild's partition)."""
     try:
         activated = activate_connection(con, connection)
     except ConnectionChanged as changed:
         raise dg.Failure(description=str(changed)) from None
     if activated:
         context.log.info(f"{connection.label} [{connection.connection_id}] is now the active connection")
-    add_connection_partition(context.instance, connection.connection_id)
+    offer_only(context.instance, connection.connection_id)

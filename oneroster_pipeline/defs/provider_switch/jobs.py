@@ -19,9 +19,10 @@ provider_switch_preview_job = dg.define_asset_job(
 )
 rebuild_student_tables_job = dg.define_asset_job(
     "rebuild_student_tables", selection=dg.AssetSelection.assets("student_tables_by_connection"), hooks=RUN_HOOKS,
-    executor_def=dg.in_process_executor,
-    description=("Backfill: rebuild students, student_buildings and ignored_students from the stored raw tables "
-                 "for a provider connection (pick the active connection's partition)."),
+    executor_def=dg.in_process_executor, **job_partitioning(),
+    description=("After a provider switch: rebuild students, student_buildings and ignored_students from the stored "
+                 "raw tables. Its only partition is the active provider connection (with many districts: the "
+                 "district, whose active connection it rebuilds)."),
 )
 
 PROVIDER_SWITCH_JOBS = [provider_switch_job, provider_switch_preview_job, rebuild_student_tables_job]

@@ -1,47 +1,61 @@
-"""The per-connection partitions of the student tables' rebuild (the backfill), and adding one."""
+"""The partitions of the student tables' rebuild: only the active provider connection is offered."""
 
 # Why per connection, not per day: a OneRoster API returns only today's roster, so daily partitions over API pulls
-# would stamp today's data with past dates. What changes the derived tables' ids is the connection, so a partition is
-# a connection (`provider_connections.connection_id`, e.g. `classlink-v1p2-3fa2b1c0`). A partition is added when a
-# connection becomes active (its first applied sync, or an applied provider switch). Rebuilding a partition recomputes
-# `students`, `student_buildings` and `ignored_students` from the stored raw `oneroster_users` / `oneroster_orgs`,
-# which always hold the active connection's snapshot: only the active connection's partition can be rebuilt, and a
-# retired one fails saying which partition to pick.
+# would stamp today's data with past dates. What changes the derived tables' ids is the connection, and the stored
+# raw `oneroster_users` / `oneroster_orgs` always hold the active connection's snapshot: only the active connection
+# can be rebuilt. So a person never has to guess:
+# - one district: a dynamic partition per connection (`provider_connection`, the key is its `connection_id`, e.g.
+#   `classlink-v1p2-3fa2b1c0`), holding the active connection only. It is added when a connection becomes active
+#   (its first applied sync, or an applied provider switch) and the retired one is removed when a switch is applied
+#   (an instance that still lists one loses it at the next sync), so "All" in the UI is the active connection;
+# - many districts (ONEROSTER_DISTRICTS_FILE): the district partitions, as every other asset; a district's rebuild
+#   is its active connection's (the run's metadata names it).
+# A run for a key that is no longer the active connection (a backfill requested before a switch) does nothing and
+# says which partition to rebuild instead.
 
 import weakref
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import DISTRICT_DIMENSION, DISTRICT_PARTITIONS
+from oneroster_pipeline.defs.districts import DISTRICT_PARTITIONS
 
 PROVIDER_CONNECTIONS = dg.DynamicPartitionsDefinition(name="provider_connection")
-# with many districts (ONEROSTER_DISTRICTS_FILE) a rebuild partition is a district and a connection: `north|<id>`
-STUDENT_REBUILD_PARTITIONS = (
-    dg.MultiPartitionsDefinition({DISTRICT_DIMENSION: DISTRICT_PARTITIONS, "provider_connection": PROVIDER_CONNECTIONS})
-    if DISTRICT_PARTITIONS else PROVIDER_CONNECTIONS)
+STUDENT_REBUILD_PARTITIONS = DISTRICT_PARTITIONS or PROVIDER_CONNECTIONS
+REBUILD_JOB = "rebuild_student_tables"
 
 
 def rebuild_partition(district_id: str | None, connection_id: str) -> str:
-    """The rebuild's partition key for a connection (of a district, with many districts)."""
-    return f"{district_id}|{connection_id}" if district_id else connection_id
+    """The rebuild's partition key for a district's active connection: the district, or the connection's id."""
+    return district_id or connection_id
 
 
-def connection_of_partition(context) -> str:
-    """The provider connection a rebuild step works on: its partition key, or the key's connection dimension."""
-    key = context.partition_key
-    return key.keys_by_dimension["provider_connection"] if isinstance(key, dg.MultiPartitionKey) else key
+def rebuild_command(district_id: str | None, connection_id: str) -> str:
+    """The command line that rebuilds the student tables of the active connection."""
+    return f"dg launch --job {REBUILD_JOB} --partition {rebuild_partition(district_id, connection_id)}"
 
 
-# connections whose partition this process has seen in an instance (a batched run asks once per district, not at
-# every step; partitions are only ever added by the code)
-_KNOWN_PARTITIONS: "weakref.WeakKeyDictionary[dg.DagsterInstance, set[str]]" = weakref.WeakKeyDictionary()
+def requested_connection(context) -> str | None:
+    """The connection a rebuild step was asked for: its partition key with one district; None with many districts
+    (a district's partition means its active connection) or when the run names no partition."""
+    if DISTRICT_PARTITIONS or not context.has_partition_key:
+        return None
+    return context.partition_key
 
 
-def add_connection_partition(instance: dg.DagsterInstance, connection_id: str) -> None:
-    """The connection's partition, added once (a connection gets one when it becomes active)."""
-    known = _KNOWN_PARTITIONS.setdefault(instance, set())
-    if connection_id in known:
+# the connection this process last made the only partition, by instance (a sync asks once per process, not at every
+# step; a switch always updates it)
+_ONLY_PARTITION: "weakref.WeakKeyDictionary[dg.DagsterInstance, str]" = weakref.WeakKeyDictionary()
+
+
+def offer_only(instance: dg.DagsterInstance, connection_id: str, force: bool = False) -> None:
+    """Make the active connection the rebuild's only partition: add it, remove every other (one district; nothing
+    with many districts, whose rebuild partitions are the districts)."""
+    if DISTRICT_PARTITIONS or (not force and _ONLY_PARTITION.get(instance) == connection_id):
         return
-    if not instance.has_dynamic_partition(PROVIDER_CONNECTIONS.name, connection_id):
+    keys = instance.get_dynamic_partitions(PROVIDER_CONNECTIONS.name)
+    if connection_id not in keys:
         instance.add_dynamic_partitions(PROVIDER_CONNECTIONS.name, [connection_id])
-    known.add(connection_id)
+    for key in keys:
+        if key != connection_id:
+            instance.delete_dynamic_partition(PROVIDER_CONNECTIONS.name, key)
+    _ONLY_PARTITION[instance] = connection_id

@@ -23,16 +23,25 @@
 #   the new one. Nothing is deleted: an unmatched old student keeps its id (the next sync marks it inactive), an
 #   unmatched new one arrives as a new student on the next sync.
 # - **Rebuild.** `rebuild_student_tables` recomputes `students`, `student_buildings` and `ignored_students` from
-#   the stored raw tables for the active connection (the backfill's unit of work).
+#   the stored raw tables for the active connection (the backfill's unit of work); `rebuildable_connection`
+#   says whether a requested connection is that one (NotActiveConnection: nothing to rebuild).
 
 from .apply import RebuildResult, SwitchResult, apply_switch, latest_switch, rebuild_student_tables
-from .connections import Connection, activate_connection, active_connection, connection_of, require_active_connection
+from .connections import (
+    Connection,
+    activate_connection,
+    active_connection,
+    connection_of,
+    rebuildable_connection,
+    require_active_connection,
+)
 from .crosswalk import build_crosswalk
-from .errors import PROCEDURE, ConnectionChanged, SwitchBlocked, SwitchError
+from .errors import PROCEDURE, ConnectionChanged, NotActiveConnection, SwitchBlocked, SwitchError
 from .report import COUNTS, CrosswalkReport, summary_line
 
 __all__ = [
-    "COUNTS", "PROCEDURE", "Connection", "ConnectionChanged", "CrosswalkReport", "RebuildResult", "SwitchBlocked",
-    "SwitchError", "SwitchResult", "activate_connection", "active_connection", "apply_switch", "build_crosswalk",
-    "connection_of", "latest_switch", "rebuild_student_tables", "require_active_connection", "summary_line",
+    "COUNTS", "PROCEDURE", "Connection", "ConnectionChanged", "CrosswalkReport", "NotActiveConnection",
+    "RebuildResult", "SwitchBlocked", "SwitchError", "SwitchResult", "activate_connection", "active_connection",
+    "apply_switch", "build_crosswalk", "connection_of", "latest_switch", "rebuild_student_tables",
+    "rebuildable_connection", "require_active_connection", "summary_line",
 ]

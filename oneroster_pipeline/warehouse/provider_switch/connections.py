@@ -13,7 +13,7 @@ import duckdb
 from oneroster_pipeline.client.errors import redact_url
 
 from .. import store
-from .errors import PROCEDURE, ConnectionChanged
+from .errors import PROCEDURE, ConnectionChanged, NotActiveConnection
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,33 @@ def connection_of(settings) -> Connection:
 def active_connection(con: duckdb.DuckDBPyConnection) -> dict | None:
     rows = store.query_dicts(con, "SELECT * FROM provider_connections WHERE status = 'active'")
     return rows[0] if rows else None
+
+
+def rebuildable_connection(con: duckdb.DuckDBPyConnection, connection_id: str | None = None) -> dict:
+    """The active connection, which a rebuild recomputes the student tables of (the raw tables hold its snapshot).
+
+    Raises NotActiveConnection when `connection_id` names another connection (a retired one, or one never active),
+    or when no connection is active yet; None asks for the active one, whichever it is.
+    """
+    active = active_connection(con)
+    if active is not None and connection_id in (None, active["connection_id"]):
+        return active
+    reasons = []
+    if connection_id:
+        rows = store.query_dicts(con, "SELECT status, retired_at FROM provider_connections WHERE connection_id = ?",
+                                 [connection_id])
+        if not rows:
+            reasons.append(f"connection {connection_id} is not known here")
+        elif rows[0]["retired_at"] is not None:
+            reasons.append(f"connection {connection_id} was retired at {rows[0]['retired_at']:%Y-%m-%d %H:%M %Z}")
+        else:
+            reasons.append(f"connection {connection_id} is a {rows[0]['status']}, never active")
+    if active is None:
+        reasons.append("no connection is active yet (a sync that applies makes its connection active)")
+    else:
+        reasons.append("the raw tables hold the active connection's snapshot only: "
+                       f"{active['label']} [{active['connection_id']}]")
+    raise NotActiveConnection("; ".join(reasons))
 
 
 def register(con: duckdb.DuckDBPyConnection, connection: Connection, status: str, now: datetime) -> None:
@@ -108,6 +135,6 @@ def _changed(connection: Connection, active: dict) -> ConnectionChanged:
         f"[{connection.connection_id}], active {active['label']} [{active['connection_id']}] since "
         f"{active['activated_at']:%Y-%m-%d %H:%M %Z}. Building and student syncs refuse to run against a new "
         "connection until the provider switch is done: run the job provider_switch (it builds id_crosswalk from "
-        "the configured connection and applies it), then backfill rebuild_student_tables for partition "
-        f"{connection.connection_id} ({PROCEDURE}). If the change was not intended, restore the previous "
-        "connection's environment variables.")
+        "the configured connection and applies it), then run rebuild_student_tables for the partition that run "
+        f"names ({PROCEDURE}). If the change was not intended, restore the previous connection's environment "
+        "variables.")

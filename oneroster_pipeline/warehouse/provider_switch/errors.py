@@ -14,6 +14,11 @@ class SwitchError(RuntimeError):
     """A switch cannot be built or applied (nothing was changed); the message says why and what to do."""
 
 
+class NotActiveConnection(SwitchError):
+    """A rebuild asked for a connection that is not the active one (retired, never active, or none is active): there
+    is nothing of it to rebuild from, so the rebuild does nothing."""
+
+
 class SwitchBlocked(SwitchError):
     """The crosswalk exceeds a threshold: a person reviews `id_crosswalk` and approves with the run tag."""
 

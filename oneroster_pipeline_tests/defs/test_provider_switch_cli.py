@@ -1,0 +1,135 @@
+"""A provider change from the command line, as README's "Changing provider" writes it: `dg launch` previews, applies
+and rebuilds, in a copy of the project (DAGSTER_HOME = the copy, its dagster.yaml), against two demo providers on
+loopback. The preview's counts are in its log; the apply's log names the rebuild's command, which is then run as
+written; only the active connection is offered afterwards. With many districts the rebuild's partition is the
+district."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from oneroster_pipeline.demo.district import DistrictShape
+from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
+
+from .sync_harness import CLIENT_ID, CLIENT_SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+DG = str(Path(sys.executable).parent / "dg")
+SHAPE = DistrictShape(schools=3, students=120, seed=31)
+RUN_SUCCESS = re.compile(r" - (\w+) - ([0-9a-f-]{36}) - \d+ - RUN_SUCCESS - ")
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the project as a clone lays it out (no developer's .env); README's commands run in it."""
+    copy = tmp_path.resolve() / "project"
+    shutil.copytree(ROOT / "oneroster_pipeline", copy / "oneroster_pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "dagster.yaml", "workspace.yaml"):
+        shutil.copy(ROOT / name, copy / name)
+    return copy
+
+
+def _environment(project: Path, variables: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONEROSTER_", "DAGSTER_"))}
+    env.update({"DAGSTER_HOME": str(project), "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")])),
+                **variables})
+    return env
+
+
+def dg_launch(project: Path, variables: dict[str, str], *arguments: str, ok: bool = True) -> str:
+    """`.venv/bin/dg launch <arguments>` in the project folder; its output (log lines included)."""
+    done = subprocess.run([DG, "launch", *arguments], cwd=project, env=_environment(project, variables),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False)
+    output = done.stdout + done.stderr
+    if ok:
+        assert done.returncode == 0 and RUN_SUCCESS.search(output), \
+            f"dg launch {' '.join(arguments)} failed ({done.returncode}):\n{output[-4000:]}"
+    return output
+
+
+def _log_line(output: str, step: str, starts: str) -> str:
+    """The message of the log line of `step` that starts with `starts`."""
+    found = re.findall(rf" - {step} - ({re.escape(starts)}.*)$", output, re.MULTILINE)
+    assert len(found) == 1, f"no single log line of {step} starting {starts!r}:\n{output[-4000:]}"
+    return found[0]
+
+
+def _rows(database: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_preview_apply_and_rebuild_each_run_with_dg_launch(project):
+    settings = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    with DemoProvider(SHAPE, DemoSettings(persona="infinite_campus", auth="oauth2", **settings)) as old, \
+            DemoProvider(SHAPE, DemoSettings(persona="classlink", auth="oauth1", id_namespace="classlink-district",
+                                             **settings)) as new:
+        credentials = {"ONEROSTER_CLIENT_ID": CLIENT_ID, "ONEROSTER_CLIENT_SECRET": CLIENT_SECRET}
+        infinite_campus = {"ONEROSTER_PROVIDER": "infinite_campus", "ONEROSTER_BASE_URL": old.base_url("1.1"),
+                           "ONEROSTER_AUTH": "oauth2", "ONEROSTER_TOKEN_URL": old.token_url + "?appName=demo",
+                           **credentials}
+        classlink = {"ONEROSTER_PROVIDER": "classlink", "ONEROSTER_BASE_URL": new.base_url("1.2"),
+                     "ONEROSTER_AUTH": "oauth1", **credentials}
+        database = project / "data" / "oneroster.duckdb"
+        dg_launch(project, infinite_campus, "--job", "full_sync")
+        ids_before = _rows(database, "SELECT student_id FROM students ORDER BY 1")
+        [(old_id,)] = _rows(database, "SELECT connection_id FROM provider_connections")
+        renamed = new.district.students_in_category("regular", limit=1)[0]
+        new.district.update_student(renamed, identifier="CL-1")  # matched by username instead
+
+        # 1. preview: the crosswalk's counts are in the run's log
+        preview = dg_launch(project, classlink, "--job", "provider_switch_preview")
+        counts = _log_line(preview, "id_crosswalk", "crosswalk ")
+        students, ignored = len(ids_before), _rows(database, "SELECT count(*) FROM ignored_students")[0][0]
+        assert f"students {students} = {students} matched (by identifier {students - 1}, username 1)" in counts
+        assert f"ignored records {ignored} = {ignored} matched" in counts and " ready: " in counts, counts
+        assert _rows(database, "SELECT status FROM provider_connections ORDER BY first_seen_at") == [
+            ("active",), ("candidate",)]  # nothing applied
+
+        # 2. apply: its log names the rebuild's command
+        applied = dg_launch(project, classlink, "--job", "provider_switch")
+        [(new_id,)] = _rows(database, "SELECT connection_id FROM provider_connections WHERE status = 'active'")
+        next_step = _log_line(applied, "provider_connections", "provider switch applied")
+        command = f"dg launch --job rebuild_student_tables --partition {new_id}"
+        assert f"{old_id} -> {new_id}; now rebuild the student tables: {command} " in next_step, next_step
+
+        # 3. rebuild, as the log wrote it; only the active connection is a partition
+        with duckdb.connect(str(database)) as con:
+            con.execute("DELETE FROM student_buildings")  # lost links: the rebuild restores them
+        rebuilt = dg_launch(project, classlink, *command.split()[2:])
+        assert _log_line(rebuilt, "student_tables_by_connection", "rebuilt the student tables of ")
+        assert _rows(database, "SELECT student_id FROM students ORDER BY 1") == ids_before
+        assert _rows(database, "SELECT count(*) FROM student_buildings")[0][0] >= students
+        retired = dg_launch(project, classlink, "--job", "rebuild_student_tables", "--partition", old_id, ok=False)
+        assert f"Could not find a partition with key `{old_id}`" in retired  # refused before any run
+
+        # 4. the daily sync runs against the new connection and changes nothing
+        synced = dg_launch(project, classlink, "--job", "student_sync")
+        assert "RUN_SUCCESS" in synced
+        assert _rows(database, "SELECT student_id FROM students ORDER BY 1") == ids_before
+
+
+def test_with_many_districts_a_districts_rebuild_is_its_active_connection(project):
+    districts = project / "districts.yaml"
+    districts.write_text("districts:\n  - id: north\n    demo_students: 40\n  - id: south\n    demo_students: 30\n")
+    variables = {"ONEROSTER_DISTRICTS_FILE": str(districts)}
+    dg_launch(project, variables, "--job", "full_sync", "--partition", "north")
+    rebuilt = dg_launch(project, variables, "--job", "rebuild_student_tables", "--partition", "north")
+    [(north_id, label)] = _rows(project / "data" / "districts" / "north.duckdb",
+                                "SELECT connection_id, label FROM provider_connections")
+    line = _log_line(rebuilt, "student_tables_by_connection", "rebuilt the student tables of ")
+    assert line.startswith(f"rebuilt the student tables of {label} [{north_id}]: "), line
+    # south never synced: nothing to rebuild, a run that does nothing and says so (no failure, no alert)
+    skipped = dg_launch(project, variables, "--job", "rebuild_student_tables", "--partition", "south")
+    assert "Nothing rebuilt, nothing changed: no connection is active yet" in skipped
+    assert _rows(project / "data" / "districts" / "south.duckdb", "SELECT count(*) FROM sync_alerts") == [(0,)]
