@@ -1,11 +1,12 @@
 """A provider change from the command line, as README's "Changing provider" writes it: `dg launch` previews, applies
 and rebuilds, in a copy of the project (DAGSTER_HOME = the copy, its dagster.yaml), against two demo providers on
-loopback. The preview's counts are in its log; the apply's log names the rebuild's command, which is then run as
-written; only the active connection is offered afterwards. With many districts the rebuild's partition is the
-district."""
+loopback. The preview's counts are in its log; a blocked switch is approved with `dagster job execute --tags` (dg
+launch has no tags); the apply's log names the rebuild's command, which is then run as written; only the active
+connection is offered afterwards. With many districts the rebuild's partition is the district."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from oneroster_pipeline.defs.runs import APPROVE_SWITCH_TAG
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
@@ -23,6 +25,7 @@ from .sync_harness import CLIENT_ID, CLIENT_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 DG = str(Path(sys.executable).parent / "dg")
+DAGSTER = str(Path(sys.executable).parent / "dagster")
 SHAPE = DistrictShape(schools=3, students=120, seed=31)
 RUN_SUCCESS = re.compile(r" - (\w+) - ([0-9a-f-]{36}) - \d+ - RUN_SUCCESS - ")
 
@@ -46,15 +49,20 @@ def _environment(project: Path, variables: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def dg_launch(project: Path, variables: dict[str, str], *arguments: str, ok: bool = True) -> str:
-    """`.venv/bin/dg launch <arguments>` in the project folder; its output (log lines included)."""
-    done = subprocess.run([DG, "launch", *arguments], cwd=project, env=_environment(project, variables),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False)
+def run_command(project: Path, variables: dict[str, str], command: list[str], ok: bool = True) -> str:
+    """A README command run in the project folder; its output (log lines included). `ok`: it must end with a
+    successful run; else it must fail."""
+    done = subprocess.run(command, cwd=project, env=_environment(project, variables), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300, check=False)
     output = done.stdout + done.stderr
-    if ok:
-        assert done.returncode == 0 and RUN_SUCCESS.search(output), \
-            f"dg launch {' '.join(arguments)} failed ({done.returncode}):\n{output[-4000:]}"
+    succeeded = done.returncode == 0 and RUN_SUCCESS.search(output) is not None
+    assert succeeded == ok, f"{' '.join(command[1:])} ended {done.returncode}:\n{output[-4000:]}"
     return output
+
+
+def dg_launch(project: Path, variables: dict[str, str], *arguments: str, ok: bool = True) -> str:
+    """`.venv/bin/dg launch <arguments>`."""
+    return run_command(project, variables, [DG, "launch", *arguments], ok)
 
 
 def _log_line(output: str, step: str, starts: str) -> str:
@@ -83,21 +91,33 @@ def test_preview_apply_and_rebuild_each_run_with_dg_launch(project):
         database = project / "data" / "oneroster.duckdb"
         dg_launch(project, infinite_campus, "--job", "full_sync")
         ids_before = _rows(database, "SELECT student_id FROM students ORDER BY 1")
+        active = _rows(database, "SELECT count(*) FROM students WHERE status = 'active'")[0][0]
         [(old_id,)] = _rows(database, "SELECT connection_id FROM provider_connections")
-        renamed = new.district.students_in_category("regular", limit=1)[0]
+        renamed, gone = new.district.students_in_category("regular", limit=2)
         new.district.update_student(renamed, identifier="CL-1")  # matched by username instead
+        new.district.remove_student(gone)  # matches nothing: over ONEROSTER_SWITCH_MAX_UNMATCHED_PCT=0, it blocks
+        classlink["ONEROSTER_SWITCH_MAX_UNMATCHED_PCT"] = "0"
 
-        # 1. preview: the crosswalk's counts are in the run's log
-        preview = dg_launch(project, classlink, "--job", "provider_switch_preview")
+        # 1. preview: the crosswalk's counts are in the run's log (over a threshold its checks fail the run)
+        preview = dg_launch(project, classlink, "--job", "provider_switch_preview", ok=False)
         counts = _log_line(preview, "id_crosswalk", "crosswalk ")
         students, ignored = len(ids_before), _rows(database, "SELECT count(*) FROM ignored_students")[0][0]
-        assert f"students {students} = {students} matched (by identifier {students - 1}, username 1)" in counts
-        assert f"ignored records {ignored} = {ignored} matched" in counts and " ready: " in counts, counts
+        assert (f"students {students} = {students - 1} matched (by identifier {students - 2}, username 1) "
+                "+ 0 ambiguous + 1 unmatched;") in counts, counts
+        assert f"ignored records {ignored} = {ignored} matched" in counts and " blocked: " in counts, counts
+        assert counts.endswith(f"; blocked because 1 of {students} students ({100 / students:.1f}%) match no record "
+                               "of the new connection (max 0%)"), counts
         assert _rows(database, "SELECT status FROM provider_connections ORDER BY first_seen_at") == [
             ("active",), ("candidate",)]  # nothing applied
 
-        # 2. apply: its log names the rebuild's command
-        applied = dg_launch(project, classlink, "--job", "provider_switch")
+        # 2. apply: blocked by the same checks; approved with the run tag (dg launch has no --tags); its log names
+        #    the rebuild's command
+        dg_launch(project, classlink, "--job", "provider_switch", ok=False)
+        assert _rows(database, "SELECT connection_id FROM provider_connections WHERE status = 'active'") == [
+            (old_id,)]
+        applied = run_command(project, classlink, [
+            DAGSTER, "job", "execute", "-m", "oneroster_pipeline.definitions", "-j", "provider_switch",
+            "--tags", json.dumps({APPROVE_SWITCH_TAG: "true"})])
         [(new_id,)] = _rows(database, "SELECT connection_id FROM provider_connections WHERE status = 'active'")
         next_step = _log_line(applied, "provider_connections", "provider switch applied")
         command = f"dg launch --job rebuild_student_tables --partition {new_id}"
@@ -107,7 +127,9 @@ def test_preview_apply_and_rebuild_each_run_with_dg_launch(project):
         with duckdb.connect(str(database)) as con:
             con.execute("DELETE FROM student_buildings")  # lost links: the rebuild restores them
         rebuilt = dg_launch(project, classlink, *command.split()[2:])
-        assert _log_line(rebuilt, "student_tables_by_connection", "rebuilt the student tables of ")
+        line = _log_line(rebuilt, "student_tables_by_connection", "rebuilt the student tables of ")
+        # the renamed student takes the new identifier; the one the new provider lacks becomes inactive
+        assert line.endswith(f": {active - 1} active students, 0 created, 1 updated, 1 deactivated"), line
         assert _rows(database, "SELECT student_id FROM students ORDER BY 1") == ids_before
         assert _rows(database, "SELECT count(*) FROM student_buildings")[0][0] >= students
         retired = dg_launch(project, classlink, "--job", "rebuild_student_tables", "--partition", old_id, ok=False)
