@@ -228,7 +228,7 @@ def test_a_secret_written_inline_fails_without_showing_it(tmp_path, key):
 def test_a_secret_env_must_be_an_env_var_name_and_is_not_shown(tmp_path, value):
     error = failure(tmp_path, entry(f"client_secret_env: {value}\n"))
     assert "key 'client_secret_env'" in str(error) and "name of an environment variable" in str(error)
-    assert value not in str(error)
+    assert value not in str(error).replace(str(tmp_path), "")  # the file's own path may hold "12" (pytest-112)
 
 
 @pytest.mark.parametrize("key, hint", [
