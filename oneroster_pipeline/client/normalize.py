@@ -13,10 +13,11 @@ payload value beyond its id; the rest of the page goes on.
 
 Only identity and placement decide whether a record can be used: `sourcedId`, `status`, the role(s) and (for orgs)
 `type`. A value we cannot read in a field we only carry (dateLastModified, username, givenName, familyName,
-middleName, email, identifier, enabledUser, grades, metadata; an org's name and identifier) becomes NULL and the
-record is kept: a `Rejection` of kind `value_dropped` names the field and why (as Microsoft SDS keeps a record with a
-warning when an optional value is invalid). Carried text is a JSON string (trimmed) or number (its text); an
-object, array or boolean cannot be read. Dates: see `_timestamp` (one rule for REST and CSV).
+middleName, email, identifier, userMasterIdentifier (1.2), enabledUser, grades, metadata; an org's name and
+identifier) becomes NULL and the record is kept: a `Rejection` of kind `value_dropped` names the field and why (as
+Microsoft SDS keeps a record with a warning when an optional value is invalid). Carried text is a JSON string
+(trimmed) or number (its text); an object, array or boolean cannot be read. Dates: see `_timestamp` (one rule for
+REST and CSV).
 
 The primary org (`primary_org_sourced_id`): 1.2 `primaryOrg`, else the org of the `roles[]` entry whose roleType is
 `primary` for the student role (the lowest such org sourcedId if a record names several), else none: the warehouse
@@ -191,7 +192,10 @@ class _Carried:
         return str(value).strip() or None
 
 
-_USER_TEXTS = tuple(_Carried(f) for f in ("username", "givenName", "familyName", "middleName", "email", "identifier"))
+# the carried text fields of a user, in USER_SCHEMA order (username ... user_master_identifier)
+USER_TEXT_FIELDS = ("username", "givenName", "familyName", "middleName", "email", "identifier",
+                    "userMasterIdentifier")
+_USER_TEXTS = tuple(_Carried(f) for f in USER_TEXT_FIELDS)
 _NAME, _IDENTIFIER = _Carried("name"), _Carried("identifier")
 
 

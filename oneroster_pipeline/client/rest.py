@@ -46,7 +46,7 @@ SORT_FIELD = "sourcedId"
 ORG_FIELDS = "sourcedId,status,dateLastModified,metadata,name,type,identifier,parent"
 _USER_FIELDS = "sourcedId,status,dateLastModified,metadata,username,enabledUser,givenName,familyName,middleName," \
                "identifier,email,grades"
-USER_FIELDS = {"1.1": _USER_FIELDS + ",role,orgs", "1.2": _USER_FIELDS + ",roles,primaryOrg"}
+USER_FIELDS = {"1.1": _USER_FIELDS + ",role,orgs", "1.2": _USER_FIELDS + ",roles,primaryOrg,userMasterIdentifier"}
 
 
 class RestSource:

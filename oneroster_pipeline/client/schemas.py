@@ -37,6 +37,8 @@ USER_SCHEMA = pa.schema(
         pa.field("middle_name", pa.string()),
         pa.field("email", pa.string()),
         pa.field("identifier", pa.string()),
+        # 1.2 `userMasterIdentifier` (CSV: users.csv's column of that name); for 1.1 null
+        pa.field("user_master_identifier", pa.string()),
         pa.field("enabled_user", pa.bool_()),
         # every role the user holds, lower-cased, deduplicated, in provider order (1.1: the single `role`)
         pa.field("roles", pa.list_(pa.string())),

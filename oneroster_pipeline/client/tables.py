@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from .normalize import (
     _ROLES,
+    USER_TEXT_FIELDS,
     Rejection,
     _columns,
     _enabled,
@@ -243,8 +244,7 @@ def _user_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[
     ids = _id_column([r.get("sourcedId") for r in dicts])
     status = _enum_column([r.get("status") for r in dicts], _status)
     dates, bad_dates = _timestamp_column([r.get("dateLastModified") for r in dicts])
-    texts = [_text_column([r.get(key) for r in dicts])
-             for key in ("username", "givenName", "familyName", "middleName", "email", "identifier")]
+    texts = [_text_column([r.get(key) for r in dicts]) for key in USER_TEXT_FIELDS]
     enabled = _enum_column([r.get("enabledUser") for r in dicts], _enabled, booleans=True)
     every_11 = [r.get("roles") for r in dicts].count(None) == n
     role_primary = None  # per record: the org of its one roles[] entry when that entry's roleType is primary
@@ -286,8 +286,9 @@ def _user_columns(records: list) -> tuple[list[pa.Array], list[int], list[tuple[
     fields = list(USER_SCHEMA)
     arrays = [pa.array(_pick(c, good, n), f.type) for c, f in zip((ids, status), fields)]
     arrays.append(dates if not bad else dates.take(pa.array(good, pa.int64())))
-    arrays += [pa.array(_pick(c, good, n), f.type) for c, f in zip((*texts, enabled), fields[3:10])]
+    arrays += [pa.array(_pick(c, good, n), f.type) for c, f in zip((*texts, enabled), fields[3:_ROLES])]
     role_values = pa.array(_pick(roles, good, n), pa.string())
     arrays.append(pa.ListArray.from_arrays(_offsets(len(good)), role_values))
-    arrays += [pa.array(_pick(c, good, n), f.type) for c, f in zip((orgs, primary, grades, legacy), fields[11:])]
+    arrays += [pa.array(_pick(c, good, n), f.type) for c, f in
+               zip((orgs, primary, grades, legacy), fields[_ROLES + 1:])]
     return arrays, good, [(i, records[i]) for i in bad]

@@ -51,7 +51,8 @@ TABLES_DDL = {
             given_name VARCHAR, family_name VARCHAR, middle_name VARCHAR, email VARCHAR, identifier VARCHAR,
             enabled_user BOOLEAN, roles VARCHAR[], org_sourced_ids VARCHAR[], primary_org_sourced_id VARCHAR,
             grades VARCHAR[], legacy_sourced_id VARCHAR,
-            provider VARCHAR NOT NULL, fetched_at TIMESTAMPTZ NOT NULL)""",
+            provider VARCHAR NOT NULL, fetched_at TIMESTAMPTZ NOT NULL, user_master_identifier VARCHAR);
+        ALTER TABLE oneroster_users ADD COLUMN IF NOT EXISTS user_master_identifier VARCHAR""",
     "buildings": """
         CREATE TABLE IF NOT EXISTS buildings (
             building_id BIGINT NOT NULL, name VARCHAR, building_sis VARCHAR NOT NULL,
@@ -157,7 +158,8 @@ TABLES_DDL = {
             date_last_modified TIMESTAMPTZ, username VARCHAR, given_name VARCHAR, family_name VARCHAR,
             middle_name VARCHAR, email VARCHAR, identifier VARCHAR, enabled_user BOOLEAN, roles VARCHAR[],
             org_sourced_ids VARCHAR[], primary_org_sourced_id VARCHAR, grades VARCHAR[], legacy_sourced_id VARCHAR,
-            provider VARCHAR NOT NULL, fetched_at TIMESTAMPTZ NOT NULL)""",
+            provider VARCHAR NOT NULL, fetched_at TIMESTAMPTZ NOT NULL, user_master_identifier VARCHAR);
+        ALTER TABLE switch_users ADD COLUMN IF NOT EXISTS user_master_identifier VARCHAR""",
     # a view: every sourcedId a student has had (the current one, and those a provider switch replaced)
     "student_sourced_ids": """
         CREATE VIEW IF NOT EXISTS student_sourced_ids AS

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
 import pyarrow as pa
 
 from oneroster_pipeline.client.settings import ConnectionSettings
 from oneroster_pipeline.demo.district import DistrictShape
 from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
+from oneroster_pipeline.warehouse import store
+from oneroster_pipeline.warehouse.buildings import sync_buildings
+from oneroster_pipeline.warehouse.policy import HoldPolicy
+from oneroster_pipeline.warehouse.pulls import apply_org_pull, apply_student_pull, stage_pull
 
 SHAPE = DistrictShape(schools=3, students=150, seed=7)
 PAGE_SIZE = 40
@@ -61,3 +69,16 @@ def expected_student_ids(provider: DemoProvider) -> list[str]:
 def api_requests(provider: DemoProvider) -> list:
     """The request log without token requests."""
     return [e for e in provider.request_log if not e.path.endswith("/oauth2/token")]
+
+
+def land(source, folder: Path) -> duckdb.DuckDBPyConnection:
+    """`source`'s org and student pulls staged and applied to a new in-memory DuckDB store, as a sync does (the
+    source's person key included); the caller closes the connection."""
+    con = duckdb.connect(":memory:")
+    store.ensure_schema(con)
+    now = datetime.now(timezone.utc)
+    apply_org_pull(con, stage_pull(source, "orgs", folder), "run", now)
+    with store.transaction(con):
+        sync_buildings(con, now)
+    apply_student_pull(con, stage_pull(source, "students", folder), "run", now, HoldPolicy())
+    return con

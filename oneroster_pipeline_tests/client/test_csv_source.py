@@ -18,10 +18,11 @@ from oneroster_pipeline.client.settings import ConnectionSettings
 from oneroster_pipeline.client.sources import PullReport, open_source
 from oneroster_pipeline.demo.csv_export import export_csv
 
-from .client_fixtures import SHAPE, concat, serve, settings_for
+from .client_fixtures import SHAPE, concat, land, serve, settings_for
 
 VERSIONS = ("1.1", "1.2")
 PRIMARY = "primary_org_sourced_id"
+MASTER = "user_master_identifier"
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +82,36 @@ def test_1_1_and_1_2_csv_give_identical_rows(demo):
         orgs11, students11 = pull(v11)
         orgs12, students12 = pull(v12)
     assert orgs11.equals(orgs12)
-    assert students11.drop_columns([PRIMARY]).equals(students12.drop_columns([PRIMARY]))
+    assert students11.drop_columns([PRIMARY, MASTER]).equals(students12.drop_columns([PRIMARY, MASTER]))
     assert set(students11.column(PRIMARY).to_pylist()) == {None}  # 1.1 has no primary org
+    assert set(students11.column(MASTER).to_pylist()) == {None}  # nor a userMasterIdentifier column
+    assert students12.column(MASTER).to_pylist() == [f"SSID{i}" for i in students12.column("identifier").to_pylist()]
     assert students12.column(PRIMARY).to_pylist() == [o[0] for o in students12.column("org_sourced_ids").to_pylist()]
     rows = students12.to_pylist()
     assert {r["status"] for r in rows} == {"active", "tobedeleted"} and {r["enabled_user"] for r in rows} == {True,
                                                                                                              False}
     assert any(len(r["org_sourced_ids"]) > 1 for r in rows)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_user_master_identifier_lands_in_oneroster_users(demo, tmp_path, version):
+    """1.2 users.csv's userMasterIdentifier column lands in oneroster_users; 1.1 has none (NULL)."""
+    with CsvSource.from_path(demo.zips[version]) as source, land(source, tmp_path) as con:
+        landed = dict(con.execute("SELECT sourced_id, user_master_identifier FROM oneroster_users").fetchall())
+    users = [u for u in demo.district.expected_users() if u["role"] == "student"]
+    assert landed == {u["sourcedId"]: u["userMasterIdentifier"] if version == "1.2" else None for u in users}
+    assert version == "1.1" or all(v.startswith("SSID") for v in landed.values())
+
+
+def test_a_1_2_users_csv_without_the_user_master_identifier_column_gives_null(tmp_path):
+    users = ("sourcedId,status,dateLastModified,enabledUser,username,givenName,familyName,identifier,grades\n"
+             "u1,,,true,u1,Ann,Smith,ID-1,09\n")
+    roles = "sourcedId,userSourcedId,roleType,role,orgSourcedId\nr1,u1,primary,student,o1\n"
+    with CsvSource.from_path(write_export(tmp_path, MANIFEST_12, {"orgs.csv": ORGS, "users.csv": users,
+                                                                 "roles.csv": roles})) as source:
+        rows = concat(source.student_batches()).to_pylist()
+        assert source.rejections == []
+    assert [(r["sourced_id"], r["identifier"], r[MASTER]) for r in rows] == [("u1", "ID-1", None)]
 
 
 def test_students_come_in_file_order_and_a_folder_reads_like_the_zip(demo, tmp_path):

@@ -30,8 +30,12 @@ def test_1_1_and_1_2_of_one_district_normalise_to_identical_rows():
     assert set(students11.column("primary_org_sourced_id").to_pylist()) == {None}
     assert students12.column("primary_org_sourced_id").to_pylist() == \
         [orgs[0] for orgs in students12.column("org_sourced_ids").to_pylist()]
+    # 1.1 has no userMasterIdentifier (null); the demo's 1.2 one is "SSID" + the identifier
+    master = "user_master_identifier"
+    assert set(students11.column(master).to_pylist()) == {None}
+    assert students12.column(master).to_pylist() == [f"SSID{i}" for i in students12.column("identifier").to_pylist()]
     primary = "primary_org_sourced_id"
-    assert students11.drop_columns([primary]).equals(students12.drop_columns([primary]))
+    assert students11.drop_columns([primary, master]).equals(students12.drop_columns([primary, master]))
     rows = students12.to_pylist()
     assert len(rows) == provider.district.counts()["students"]
     assert {r["status"] for r in rows} == {"active", "tobedeleted"}

@@ -48,7 +48,8 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                     max_leaves=6)
 USER_KEYS = ("sourcedId", "status", "dateLastModified", "username", "givenName", "familyName", "middleName", "email",
-             "identifier", "enabledUser", "role", "roles", "orgs", "primaryOrg", "grades", "metadata")
+             "identifier", "userMasterIdentifier", "enabledUser", "role", "roles", "orgs", "primaryOrg", "grades",
+             "metadata")
 ORG_KEYS = ("sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parent", "metadata")
 
 
@@ -73,6 +74,7 @@ def clean_user(draw, version: str) -> dict:
         user["roles"] = [{"roleType": "primary" if i == 0 else "secondary", "role": role, "org": ref(o)}
                          for i, (role, o) in enumerate(roles)]
         user["primaryOrg"] = ref(roles[0][1]) if draw(st.booleans()) else None
+        user["userMasterIdentifier"] = draw(OPTIONAL_TEXT)
     return user
 
 
@@ -187,7 +189,8 @@ def _expected_id(record: object) -> str | None:
 # the fields whose unreadable value is dropped (the record kept), and the row's column each one empties
 DROPPABLE = {"dateLastModified": "date_last_modified", "username": "username", "givenName": "given_name",
              "familyName": "family_name", "middleName": "middle_name", "email": "email", "identifier": "identifier",
-             "enabledUser": "enabled_user", "grades": "grades", "metadata": "legacy_sourced_id", "name": "name"}
+             "userMasterIdentifier": "user_master_identifier", "enabledUser": "enabled_user", "grades": "grades",
+             "metadata": "legacy_sourced_id", "name": "name"}
 
 
 def _check_page(table_of, page: list) -> None:

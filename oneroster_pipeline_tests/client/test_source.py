@@ -15,7 +15,7 @@ from oneroster_pipeline.client.diagnostics import connection_test
 from oneroster_pipeline.client.settings import ConnectionSettings, SettingsError
 from oneroster_pipeline.client.sources import RestSource, delta_filter, open_source
 
-from .client_fixtures import PAGE_SIZE, SECRETS, api_requests, concat, env_for, serve, settings_for
+from .client_fixtures import PAGE_SIZE, SECRETS, api_requests, concat, env_for, land, serve, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,24 @@ def test_pulls_use_orgs_and_students_and_report_what_they_saw():
         assert report.reported_total == report.first_reported_total == report.received == report.rows
         assert report.pages == -(-counts["students"] // PAGE_SIZE) and report.complete
         assert report.incomplete_reason is None and source.reports["orgs"].rows == counts["orgs"]
+
+
+@pytest.mark.parametrize("person_key", [None, "userMasterIdentifier"])
+def test_1_2_user_master_identifier_lands_in_oneroster_users(tmp_path, person_key):
+    """Asked for in `fields=`, carried into oneroster_users; ONEROSTER_PERSON_KEY=userMasterIdentifier keys each
+    student by it (the demo's are distinct from sourcedId and identifier: SSID + the identifier)."""
+    env = {"ONEROSTER_PERSON_KEY": person_key} if person_key else {}
+    with serve(auth="none") as provider, open_source(settings_for(provider, "1.2", env=env)) as source:
+        con = land(source, tmp_path)
+        users = [u for u in provider.district.expected_users() if u["role"] == "student"]
+        fields = [e.query["fields"].split(",") for e in api_requests(provider) if e.path.endswith("/students")]
+    with con:
+        landed = dict(con.execute("SELECT sourced_id, user_master_identifier FROM oneroster_users").fetchall())
+        students = {sid for (sid,) in con.execute("SELECT sourced_id FROM students").fetchall()}
+    assert fields and all("userMasterIdentifier" in f for f in fields)
+    assert landed == {u["sourcedId"]: u["userMasterIdentifier"] for u in users}
+    assert all(v.startswith("SSID") for v in landed.values())
+    assert students and students <= set(landed.values() if person_key else landed)
 
 
 def test_delta_pull_filters_on_date_last_modified():

@@ -69,11 +69,13 @@ def student_query(version: str, users_file: StagedFile, by_user: str | None,
     if version == "1.1":
         roles = """CASE WHEN txt(role) IS NULL THEN []::VARCHAR[] ELSE [lower(txt(role))] END"""
         orgs, primary, join, unknown_role = 'id_list("orgSourcedIds")', "NULL::VARCHAR", "", "false"
+        master = "NULL::VARCHAR"  # userMasterIdentifier is a 1.2 column
     else:  # normalize's primary org: primaryOrgSourcedId, else the student role's primary org (roles.csv)
         roles, orgs = "coalesce(uniq(r.roles), []::VARCHAR[])", "coalesce(uniq(r.orgs), []::VARCHAR[])"
         primary = 'coalesce(sid(u."primaryOrgSourcedId"), r.primary_org)'
         join = f'LEFT JOIN {by_user} r ON r.user_id = sid(u."sourcedId")'
         unknown_role = "sourced_id IS NULL"  # no id: its roles cannot be known, so it is reported
+        master = 'txt(u."userMasterIdentifier")'  # NULL when users.csv has no such column (reading.py)
     since, params = "", []
     if modified_since is not None:
         since, params = " AND (date_last_modified IS NULL OR date_last_modified > ?)", [_utc(modified_since)]
@@ -86,6 +88,7 @@ def student_query(version: str, users_file: StagedFile, by_user: str | None,
                      txt(u.username) AS username, txt(u."givenName") AS given_name,
                      txt(u."familyName") AS family_name, txt(u."middleName") AS middle_name,
                      txt(u.email) AS email, txt(u.identifier) AS identifier,
+                     {master} AS user_master_identifier,
                      txt(u."enabledUser") AS enabled_text, {roles} AS roles, {orgs} AS org_sourced_ids,
                      {primary} AS primary_org_sourced_id, csv_list(u.grades) AS grades,
                      txt(u.legacy) AS legacy_sourced_id

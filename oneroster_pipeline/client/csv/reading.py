@@ -34,7 +34,7 @@ USER_COLUMNS = {
     "1.1": ("sourcedId", "status", "dateLastModified", "enabledUser", "orgSourcedIds", "role", "username",
             "givenName", "familyName", "middleName", "identifier", "email", "grades"),
     "1.2": ("sourcedId", "status", "dateLastModified", "enabledUser", "username", "givenName", "familyName",
-            "middleName", "identifier", "email", "grades", "primaryOrgSourcedId"),
+            "middleName", "identifier", "email", "grades", "primaryOrgSourcedId", "userMasterIdentifier"),
 }
 ROLE_COLUMNS = ("sourcedId", "userSourcedId", "roleType", "role", "orgSourcedId")
 REQUIRED = {"orgs.csv": ("sourcedId",), "users.csv": ("sourcedId",), "roles.csv": ("userSourcedId", "role")}
