@@ -57,7 +57,8 @@ _PATH_VERSION = re.compile(r"/v1p([12])(?=/|$)")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _PEAK = re.compile(r"^(?:(?P<days>[a-z,\- ]+?)\s+)?(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})$")
 NO_PEAK = ("none", "off", "never", "no")
-# ONEROSTER_PERSON_KEY values -> the column of the normalised user row that holds it
+# ONEROSTER_PERSON_KEY values -> the person key of warehouse/people.py PERSON_KEYS: `identifier` is a record's
+# userMasterIdentifier, else its identifier; `user_master_identifier` its userMasterIdentifier only
 PERSON_KEYS = {"identifier": "identifier", "usermasteridentifier": "user_master_identifier",
                "user_master_identifier": "user_master_identifier", "none": None}
 

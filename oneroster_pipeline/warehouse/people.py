@@ -1,6 +1,9 @@
 """One person, one student: providers that send one student record per (person, school) (Ed-Fi's OneRoster API:
 a school-scoped sourcedId per record, the same `identifier`) are merged by a person key before the student plan.
 
+A record's person key is its 1.2 `userMasterIdentifier` when it has one, else its `identifier` (trimmed; blank is
+none). Ed-Fi sends `userMasterIdentifier` as null, so its records are keyed by `identifier`.
+
 The plan reads `_users` (built here), never `oneroster_users` itself (which stays what the provider sent):
 - without a person key, `_users` is `oneroster_users`;
 - with one (ONEROSTER_PERSON_KEY, or the edfi profile's `identifier`), every record holding a key becomes one
@@ -9,8 +12,10 @@ The plan reads `_users` (built here), never `oneroster_users` itself (which stay
   orgs of its active records (of all records when none is active), in record order and once each, so every school
   is a `student_buildings` link; its primary org is the first primary stated by an active record (else the plan's
   rule picks one); its other fields are those of its first active record (lowest sourcedId). Records without a key
-  stay as they are.
-`shared_person_keys` finds active student records sharing a key whether or not they are merged (an asset check).
+  stay as they are. The key merged by (`PERSON_KEYS`): `identifier` is the rule above (userMasterIdentifier, else
+  identifier); `user_master_identifier` is userMasterIdentifier only (a record without one stays as it is).
+`shared_person_keys` finds active student records sharing a person key (the rule above, whatever the merge uses)
+whether or not they are merged (an asset check).
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ import duckdb
 
 from .store import query_dicts
 
-PERSON_KEYS = ("identifier", "user_master_identifier")  # the columns of oneroster_users a key may be read from
+# a configured person key (client/settings.py PERSON_KEYS maps ONEROSTER_PERSON_KEY to these names) -> the SQL of
+# a record's key over oneroster_users (NULL: no key)
+PERSON_KEYS = {
+    "identifier": "coalesce(nullif(trim(user_master_identifier), ''), nullif(trim(identifier), ''))",
+    "user_master_identifier": "nullif(trim(user_master_identifier), '')",
+}
+DETECTED_BY = "identifier"  # the rule `shared_person_keys` always applies: userMasterIdentifier, else identifier
 
 
 def build_users(con: duckdb.DuckDBPyConnection, person_key: str | None) -> None:
@@ -32,7 +43,7 @@ def build_users(con: duckdb.DuckDBPyConnection, person_key: str | None) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE _users AS
         WITH keyed AS (
-            SELECT *, nullif(trim({key}), '') AS _person, coalesce(status, 'active') = 'active' AS _active
+            SELECT *, {key} AS _person, coalesce(status, 'active') = 'active' AS _active
             FROM oneroster_users
         ), grouped AS (
             SELECT _person, bool_or(_active) AS _any_active, max(date_last_modified) AS _modified,
@@ -57,11 +68,10 @@ def build_users(con: duckdb.DuckDBPyConnection, person_key: str | None) -> None:
     )
 
 
-def shared_person_keys(con: duckdb.DuckDBPyConnection, person_key: str = "identifier",
-                       listed: int = 50) -> tuple[int, int, list[dict]]:
+def shared_person_keys(con: duckdb.DuckDBPyConnection, listed: int = 50) -> tuple[int, int, list[dict]]:
     """(people, their records, up to `listed` of them) among the active student records of `oneroster_users` that
-    share a person key: one person sent as several student records."""
-    key = _column(person_key)
+    share a person key (userMasterIdentifier, else identifier): one person sent as several student records."""
+    key = _column(DETECTED_BY)
     rows = query_dicts(
         con,
         f"""
@@ -69,8 +79,8 @@ def shared_person_keys(con: duckdb.DuckDBPyConnection, person_key: str = "identi
             SELECT {key} AS person_key, list(sourced_id ORDER BY sourced_id) AS sourced_ids,
                    list_distinct(flatten(list(coalesce(org_sourced_ids, [])))) AS orgs
             FROM oneroster_users
-            WHERE coalesce(status, 'active') = 'active' AND nullif(trim({key}), '') IS NOT NULL
-            GROUP BY {key} HAVING count(*) > 1
+            WHERE coalesce(status, 'active') = 'active' AND {key} IS NOT NULL
+            GROUP BY ALL HAVING count(*) > 1
         )
         SELECT (SELECT count(*) FROM shared) AS people,
                (SELECT coalesce(sum(len(sourced_ids)), 0) FROM shared) AS records,
@@ -91,6 +101,7 @@ def current_person_key(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _column(person_key: str) -> str:
+    """The SQL of a record's key by `person_key` (one of PERSON_KEYS)."""
     if person_key not in PERSON_KEYS:
         raise ValueError(f"unknown person key {person_key!r}; one of {', '.join(PERSON_KEYS)}")
-    return person_key
+    return PERSON_KEYS[person_key]

@@ -164,20 +164,21 @@ def students_buildings_exist(con, policy, pulls) -> dg.AssetCheckResult:
 
 
 @_check("students", "one_student_per_person", additional_deps=["oneroster_users"], description=(
-    "No person is several active students: active student records sharing a person key (identifier) are one "
-    "person sent once per school (Ed-Fi's OneRoster API does this). WARN when they are not merged; with "
-    "ONEROSTER_PERSON_KEY (or ONEROSTER_PROVIDER=edfi) they are merged into one student and this passes."))
+    "No person is several active students: active student records sharing a person key (userMasterIdentifier, "
+    "else identifier) are one person sent once per school (Ed-Fi's OneRoster API does this). WARN when they are "
+    "not merged; with ONEROSTER_PERSON_KEY (or ONEROSTER_PROVIDER=edfi) they are merged into one student and this "
+    "passes."))
 def one_student_per_person(con, policy, pulls) -> dg.AssetCheckResult:
     merged_by = current_person_key(con)
-    people, records, sample = shared_person_keys(con, merged_by or "identifier", LISTED)
+    people, records, sample = shared_person_keys(con, LISTED)
     if merged_by:
         description = (f"{people} person(s) sent as {records} student records were merged into one student each by "
                        f"{merged_by} (ONEROSTER_PERSON_KEY)")
     else:
-        description = (f"{people} person(s) are {records} active student records sharing an identifier (one record "
+        description = (f"{people} person(s) are {records} active student records sharing a person key (one record "
                        "per school?): each is a separate student. If the provider sends a person once per school, "
                        "set ONEROSTER_PERSON_KEY=identifier (or ONEROSTER_PROVIDER=edfi)" if people else
-                       "every identifier is held by one active student record")
+                       "every person key is held by one active student record")
     return dg.AssetCheckResult(
         passed=not people or bool(merged_by), severity=dg.AssetCheckSeverity.WARN, description=description,
         metadata={"people_in_several_records": people, "their_records": records, "merged_by": merged_by or "-",
