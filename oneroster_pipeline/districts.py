@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from .client.builtin_demo import DEMO_ENV_VARS, DemoShape
-from .client.settings import ENV_VARS, FALLBACK_ENV_VARS, SettingsError
+from .client.settings import CONNECTION_VARS, ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings, SettingsError
 from .warehouse import store
 from .warehouse.alerts import SECRET_ENV_VARS
 from .warehouse.policy import POLICY_VARS, SyncPolicy
@@ -100,11 +100,10 @@ class District:
         return self.provider_host_in({})
 
     def provider_host_in(self, base: Mapping[str, str]) -> str:
-        """The provider host of the district's effective environment over `base`: host[:port] of the base URL in
-        lower case for a REST provider, `csv` for a CSV export, `demo` for the built-in demo without a base URL
-        (any other provider without a base URL: its name)."""
-        env = {**{k: v for k, v in base.items() if k in (ENV_VARS["provider"], ENV_VARS["base_url"])},
-               **self.settings}
+        """The provider host of the district (its connection is its own entry's: `base` is not read): host[:port]
+        of the base URL in lower case for a REST provider, `csv` for a CSV export, `demo` for the built-in demo
+        without a base URL (any other provider without a base URL: its name)."""
+        env = dict(self.settings)  # a district's connection is its own entry's (never the environment's)
         provider = (env.get(ENV_VARS["provider"]) or "").strip().lower() or "demo"
         if provider == "csv":
             return "csv"
@@ -120,10 +119,12 @@ class District:
         return f"{host}:{port}" if port else host or provider
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
-        """The district's effective environment: `base` (e.g. os.environ) overridden by its settings, each secret
+        """The district's effective environment: `base` (e.g. os.environ) without any connection value
+        (CONNECTION_VARS: a district never inherits another provider), overridden by its settings, each secret
         read from `base[<its env var>]`. A secret whose env var is unset or blank is left unset (never `base`'s
-        own value of that ONEROSTER_* variable), so the client's usual error names the variable."""
-        env = {**base, **self.settings}
+        own value of that ONEROSTER_* variable), so the client's usual error names the variable. Without a
+        `provider` of its own, a district is the built-in demo district."""
+        env = {**{k: v for k, v in base.items() if k not in CONNECTION_VARS}, **self.settings}
         env.pop(DISTRICTS_FILE_VAR, None)
         for var, source in self.secret_vars.items():
             value = base.get(source) or ""
@@ -248,6 +249,7 @@ def _district(path: str | Path, number: int, entry: object) -> District:
                                      label, "duckdb_path")
         settings[duckdb_var] = f"{DEFAULT_DUCKDB_DIR}/{raw_id}.duckdb"
     _check_values(path, label, settings)
+    _check_connection(path, label, settings, secret_vars)
     return District(raw_id, name, MappingProxyType(settings), MappingProxyType(secret_vars))
 
 
@@ -283,6 +285,23 @@ def _check_values(path: str | Path, label: str, settings: Mapping[str, str]) -> 
     except ValueError as error:
         named = max((var for var in POLICY_VARS if str(error).startswith(var)), key=len, default=None)
         raise DistrictsFileError(path, str(error), label, by_var.get(named)) from None
+
+
+def _check_connection(path: str | Path, label: str, settings: Mapping[str, str], secret_vars: Mapping[str, str]
+                      ) -> None:
+    """The district's connection, from its own entry only (the environment never fills one in): what its provider
+    and auth mode need must be there, e.g. a base_url and token_url for OAuth 2.0 (a secret by the name of its
+    variable: whether that variable is set is checked when a run starts, with the run's environment)."""
+    connection = {var: value for var, value in settings.items() if var in CONNECTION_VARS}
+    connection.update({var: "(set by " + source + ")" for var, source in secret_vars.items()})
+    try:
+        ConnectionSettings.from_env(connection)
+    except SettingsError as error:
+        key = error.variable.removeprefix(_PREFIX).lower()
+        key = f"{key}_env" if key in SECRET_KEYS else key
+        message = str(error).removeprefix(f"{error.variable}: ")
+        raise DistrictsFileError(path, f"{message} (a district's connection comes from its own entry only, never "
+                                       "from the environment or .env)", label, key) from None
 
 
 def _check_unique(path: str | Path, districts: list[District]) -> None:

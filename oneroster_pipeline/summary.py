@@ -1,4 +1,5 @@
-"""Print what landed in the DuckDB file: `python -m oneroster_pipeline.summary [path]`."""
+"""Print what landed in the DuckDB file: `python -m oneroster_pipeline.summary [path]`. Without a path, the file the
+configuration names (config.py: the environment and `.env`, as a run reads them)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import sys
 
 import duckdb
 
-from oneroster_pipeline.warehouse.store import DEFAULT_DUCKDB_PATH, TABLES_DDL
+from oneroster_pipeline.config import Config, duckdb_path_of
+from oneroster_pipeline.warehouse.store import TABLES_DDL
 
 BREAKDOWNS = {
     "buildings": "SELECT status, count(*) FROM buildings GROUP BY 1 ORDER BY 1",
@@ -19,7 +21,12 @@ BREAKDOWNS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    path = args[0] if args else os.environ.get("ONEROSTER_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH
+    if args:
+        path = args[0]
+    else:
+        config = Config.load()
+        print(config.describe(), file=sys.stderr)
+        path = duckdb_path_of(config.env)
     if not os.path.exists(path):
         print(f"no DuckDB file at {path}: run a sync first", file=sys.stderr)
         return 1

@@ -100,12 +100,35 @@ def test_three_districts_in_file_order_with_their_settings_and_secret_names(tmp_
     assert hash(north) == hash(load_districts(write(tmp_path, THREE, "again.yaml"))[0])
 
 
-def test_provider_host_of_the_built_in_demo_and_from_the_environment(tmp_path):
-    demo, plain = load_districts(write(tmp_path, "districts:\n  - id: demo\n    demo_students: 50\n  - id: plain\n"))
+def test_a_district_never_inherits_a_provider_from_the_environment(tmp_path):
+    """Issue 26 item 2: a district declared without a provider (the demo) or as `provider: demo` stays the demo
+    district although the environment (or .env) names a real provider."""
+    demo, plain = load_districts(write(tmp_path, "districts:\n  - id: demo\n    provider: demo\n  - id: plain\n"))
     assert demo.provider_host == "demo" and plain.provider_host == "demo"
-    base = {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": "https://Shared.Host:9443/v1p2"}
-    assert plain.provider_host_in(base) == "shared.host:9443"
-    assert demo.provider_host_in({"ONEROSTER_PROVIDER": "csv"}) == "csv"
+    base = {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": "https://Shared.Host:9443/v1p2",
+            "ONEROSTER_AUTH": "oauth2", "ONEROSTER_TOKEN_URL": "https://shared.host:9443/token",
+            "ONEROSTER_CLIENT_ID": "real", "ONEROSTER_CLIENT_SECRET": "real-secret", "ONEROSTER_PAGE_SIZE": "33"}
+    for district in (demo, plain):
+        assert district.provider_host_in(base) == "demo"
+        env = district.env(base)
+        assert "ONEROSTER_BASE_URL" not in env and "ONEROSTER_CLIENT_SECRET" not in env
+        assert env.get("ONEROSTER_PROVIDER", "demo") == "demo"
+        assert env["ONEROSTER_PAGE_SIZE"] == "33"  # a tuning value still falls back from the environment
+    assert demo.provider_host_in({"ONEROSTER_PROVIDER": "csv"}) == "demo"
+
+
+@pytest.mark.parametrize("entry_text, key, said", [
+    ("    provider: oneroster\n    auth: oauth2\n", "base_url", "required"),
+    ("    provider: oneroster\n    base_url: https://x.example/ims/oneroster/rostering/v1p2\n    auth: oauth2\n",
+     "token_url", "required"),
+    ("    provider: oneroster\n    base_url: https://x.example/ims/oneroster/rostering/v1p2\n    auth: oauth2\n"
+     "    token_url: https://x.example/token\n    client_id: c\n", "client_secret_env", "required"),
+    ("    provider: csv\n", "csv_path", "required"),
+])
+def test_a_district_missing_a_connection_value_fails_at_load_naming_it(tmp_path, entry_text, key, said):
+    error = failure(tmp_path, entry(entry_text))
+    assert f"key '{key}'" in str(error) and said in str(error) and "district north" in str(error)
+    assert "its own entry only" in str(error)
 
 
 def test_env_overlays_the_district_on_the_base_environment(tmp_path):

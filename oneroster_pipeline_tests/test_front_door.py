@@ -133,7 +133,7 @@ def test_cli_runs_show_in_the_ui_and_ctrl_c_stops_it(project):
         output = (project / "dg-launch.log").read_text(errors="replace").splitlines()
         warnings = [line for line in output if not EVENT_LOG.match(line) and "warning" in line.lower()]
         assert not warnings, "\n".join(warnings[:20])
-        assert (project / "data" / "oneroster.duckdb").exists()  # the README's default DuckDB file
+        assert (project / "data" / "demo.duckdb").exists()  # the built-in demo district's own DuckDB file
         # the instance is the project folder (DAGSTER_HOME), not a temporary one
         assert (project / "history" / "runs.db").exists()
         assert not list(project.glob(".tmp_dagster_home_*"))

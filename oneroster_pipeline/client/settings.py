@@ -45,6 +45,10 @@ ENV_VARS = {
     "max_revision_restarts": "ONEROSTER_MAX_REVISION_RESTARTS",
     "person_key": "ONEROSTER_PERSON_KEY",
 }
+# what a connection is: in a districts file each district gives these itself (districts.py), never the environment
+CONNECTION_VARS = frozenset(ENV_VARS[name] for name in (
+    "provider", "base_url", "version", "auth", "token_url", "client_id", "client_secret", "access_token", "csv_path",
+    "oauth1_signature_method", "person_key"))
 # read when the settings' own variable is unset: the schedule's timezone is usually the district's
 FALLBACK_ENV_VARS = {"district_timezone": "ONEROSTER_TIMEZONE"}
 _SECRETS = ("client_secret", "access_token")

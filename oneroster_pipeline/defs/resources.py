@@ -19,6 +19,7 @@ from oneroster_pipeline.client.builtin_demo import DEMO_ENV_VARS as DEMO_SHAPE_V
 from oneroster_pipeline.client.builtin_demo import DemoShape, start_demo_district
 from oneroster_pipeline.client.settings import ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings, Secret, SettingsError
 from oneroster_pipeline.client.sources import open_source
+from oneroster_pipeline.config import Config, duckdb_path_of
 from oneroster_pipeline.districts import District, districts_from_env
 from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.alerts import Alert, secret_values, send_alert
@@ -64,6 +65,8 @@ class OneRosterResource(dg.ConfigurableResource):
     demo_schools: int = DemoShape.schools
     demo_students: int = DemoShape.students
     demo_seed: int = DemoShape.seed
+    # what the configuration was read from (config.Config.describe(): names, never values), logged by every step
+    config_sources: Optional[str] = None
 
     def settings(self) -> ConnectionSettings:
         """Validated connection settings (raises SettingsError naming the variable, before any request)."""
@@ -81,6 +84,8 @@ class OneRosterResource(dg.ConfigurableResource):
     def open(self, log) -> Iterator:
         """An open source for one step; starts the in-process demo district when no provider is configured."""
         settings = self.settings()
+        if self.config_sources:
+            log.info(self.config_sources)
         if settings.needs_demo_provider:
             with start_demo_district(settings, self.demo_shape()) as (demo_settings, message):
                 log.info(message)
@@ -165,7 +170,7 @@ class WarehouseResource(DuckDBResource):
     def from_environment(cls, env: Mapping[str, str] | None = None, district_id: str | None = None
                          ) -> "WarehouseResource":
         env = os.environ if env is None else env
-        return cls(database=(env.get("ONEROSTER_DUCKDB_PATH") or "").strip() or store.DEFAULT_DUCKDB_PATH,
+        return cls(database=duckdb_path_of(env),
                    memory_limit=(env.get(store.MEMORY_LIMIT_VAR) or "").strip() or None, district_id=district_id)
 
 
@@ -218,12 +223,14 @@ def for_district(resource, district: District, env: Mapping[str, str]):
     return resource
 
 
-def default_resources(env: Mapping[str, str] | None = None) -> dict:
-    """Every resource, bound from the environment read once (see README); tests pass their own to
-    `build_definitions`. A bad value fails here with a message naming its variable."""
-    env = dict(os.environ if env is None else env)
+def default_resources(config: Config | Mapping[str, str] | None = None) -> dict:
+    """Every resource, bound from the configuration read once (config.py: the environment, then .env; see README);
+    tests pass their own to `build_definitions`. A bad value fails here with a message naming its variable."""
+    config = config if isinstance(config, Config) else Config.load() if config is None else Config.of(config)
+    env = dict(config.env)
     return {
-        "oneroster": OneRosterResource.from_environment(env),
+        "oneroster": OneRosterResource.from_environment(env).model_copy(
+            update={"config_sources": config.describe()}),
         "warehouse": WarehouseResource.from_environment(env),
         "sync_policy": SyncPolicy.from_env(env),
         "alerts": AlertsResource.from_environment(env),

@@ -15,6 +15,9 @@ districts:
   - id: north
     base_url: https://ic.example.org:8443/campus/api/ims/oneroster/v1p1
     provider: infinite_campus
+    token_url: https://ic.example.org:8443/campus/oauth2/token?appName=north
+    client_id: north-client
+    client_secret_env: NORTH_IC_SECRET
     timezone: America/Chicago
     student_sync_enabled: true
   - id: south

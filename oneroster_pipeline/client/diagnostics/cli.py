@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Mapping
@@ -19,7 +18,14 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
+    """`env`: the variables to test with; default the configuration every command reads (the environment, then
+    the project folder's .env over it, as a run reads them)."""
+    if env is None:
+        from oneroster_pipeline.config import Config  # noqa: PLC0415  (the package's configuration, not the client's)
+
+        config = Config.load()
+        print(config.describe())
+        env = config.env
     parser = argparse.ArgumentParser(prog="python -m oneroster_pipeline.client.connection_test",
                                      description="Check a OneRoster connection (settings from ONEROSTER_* variables).")
     parser.add_argument("--building-sis", nargs="+", default=None, metavar="ID",
