@@ -256,11 +256,17 @@ def _launched_run(page) -> str:
 
 
 def test_rebuild_offers_the_active_connection_only_and_launches_one_run(page, dagster_dev):
-    """README "Changing provider", the rebuild step, as Dagster 1.13 shows it for one partition."""
+    """README "Changing provider" as Dagster 1.13 shows it: the preview's and the switch's launch buttons, and the
+    rebuild's dialog for one partition."""
+    for job, button in (("provider_switch_preview", "Materialize"), ("provider_switch", "Materialize all")):
+        with ui.step(page, f"13-{job}-launch-button"):
+            page.goto(f"/locations/{ui.LOCATION}/jobs/{job}")
+            # the accessible name starts with the icon's label ("materialization Materialize")
+            expect(page.get_by_role("button", name=re.compile(rf"\b{button}$"))).to_be_visible()
     # an instance from an earlier version kept a retired connection's partition: the next sync removes it
     retired = "oneroster-v1p1-retired0"
     dagster_dev.add_dynamic_partition("provider_connection", retired)
-    with ui.step(page, "13-sync-after-upgrade"):
+    with ui.step(page, "14-sync-after-upgrade"):
         page.goto(STUDENT_JOB_URL)
         page.get_by_role("button", name="Materialize all").click()
         run_id = _launched_run(page)
@@ -269,7 +275,7 @@ def test_rebuild_offers_the_active_connection_only_and_launches_one_run(page, da
     [active] = dagster_dev.partition_keys(REBUILD_ASSET)
     assert active.startswith("demo-") and active != retired
 
-    with ui.step(page, "14-rebuild-one-partition"):
+    with ui.step(page, "15-rebuild-one-partition"):
         page.goto(REBUILD_JOB_URL)
         page.get_by_role("button", name="Materialize…").click()
         dialog = page.get_by_role("dialog").filter(has_text=f"Launch runs to materialize {REBUILD_ASSET}")
@@ -279,7 +285,7 @@ def test_rebuild_offers_the_active_connection_only_and_launches_one_run(page, da
         launch = dialog.get_by_role("button", name="Launch 1 run")
         expect(launch).to_be_enabled()
 
-    with ui.step(page, "15-rebuild-succeeded"):
+    with ui.step(page, "16-rebuild-succeeded"):
         launch.click()
         run_id = _launched_run(page)
         run = dagster_dev.wait_for_run(run_id)
