@@ -310,7 +310,11 @@ class ConnectionSettings:
                                                      f"{inferred} path /v1p{inferred[-1]}; fix one of them")
         version = version or inferred
         if version is None and self.base_url:
-            _fail("version", "cannot be inferred from ONEROSTER_BASE_URL (no /v1p1 or /v1p2 in the path): set it")
+            path = urlsplit(self.base_url).path or "/"
+            _fail("base_url", f"has no OneRoster version path (its path is {path!r}): a OneRoster service URL ends in "
+                              "/ims/oneroster/v1p1 (1.1) or /ims/oneroster/rostering/v1p2 (1.2), e.g. "
+                              f"{self.base_url.rstrip('/')}/ims/oneroster/v1p1; if this provider's path really has "
+                              "no version, set ONEROSTER_VERSION (1.1 or 1.2)")
         self._set("version", version)
 
     def _token_url_hint(self, name: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import inspect
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from collections.abc import Iterator
 
 from dagster._config import Field, StringSource
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
@@ -44,7 +46,7 @@ class SerializedSqliteStorage(DagsterStorage, ConfigurableClass):
     """Dagster's SQLite run, event log and schedule storage, opened under the lock."""
 
     def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None) -> None:
-        self.base_dir = base_dir or os.environ.get("DAGSTER_HOME") or _private_folder()
+        self.base_dir = base_dir or _instance_folder() or os.environ.get("DAGSTER_HOME") or _private_folder()
         self._inst_data = inst_data
         with exclusive(self.base_dir):
             self._run = SqliteRunStorage.from_local(os.path.join(self.base_dir, "history", ""))
@@ -81,6 +83,21 @@ class SerializedSqliteStorage(DagsterStorage, ConfigurableClass):
     @property
     def schedule_storage(self) -> SqliteScheduleStorage:
         return self._schedules
+
+
+def _instance_folder() -> str | None:
+    """The folder of the instance this storage is being made for: its InstanceRef's local artifact storage (the
+    instance's root: DAGSTER_HOME, the folder given to DagsterInstance.from_config, or the temporary folder of a
+    command run without DAGSTER_HOME, whose subprocesses get the same ref). Dagster hands a storage only its own
+    config, so the ref is read from the caller that is rehydrating it."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        for value in frame.f_locals.values():
+            if isinstance(value, InstanceRef):
+                base = value.local_artifact_storage_data.config_dict.get("base_dir")
+                return base if isinstance(base, str) and base else None
+        frame = frame.f_back
+    return None
 
 
 def _private_folder() -> str:

@@ -102,8 +102,8 @@ class OneRosterResource(dg.ConfigurableResource):
         return DemoShape.from_env({var: str(getattr(self, name)) for name, var in DEMO_ENV_VARS.items()})
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None, secrets_as_values: bool = False
-                         ) -> "OneRosterResource":
+    def from_environment(cls, env: Mapping[str, str] | None = None, secrets_as_values: bool = False,
+                         config_sources: str | None = None) -> "OneRosterResource":
         """Bind every set variable with its type; secrets as EnvVar so their values never show in the UI or run
         config (Dagster reads them from the process environment when the resource initialises). A number that is
         not one fails here, naming its variable. `secrets_as_values`: a resource built inside a step for one
@@ -119,6 +119,8 @@ class OneRosterResource(dg.ConfigurableResource):
                 kwargs[name] = raw if secrets_as_values else dg.EnvVar(var)
             else:
                 kwargs[name] = _typed(cls, name, var, raw)
+        if config_sources:  # a constructor argument: Dagster keeps only the fields given there in the run's config
+            kwargs["config_sources"] = config_sources
         return cls(**kwargs)
 
 
@@ -229,8 +231,7 @@ def default_resources(config: Config | Mapping[str, str] | None = None) -> dict:
     config = config if isinstance(config, Config) else Config.load() if config is None else Config.of(config)
     env = dict(config.env)
     return {
-        "oneroster": OneRosterResource.from_environment(env).model_copy(
-            update={"config_sources": config.describe()}),
+        "oneroster": OneRosterResource.from_environment(env, config_sources=config.describe()),
         "warehouse": WarehouseResource.from_environment(env),
         "sync_policy": SyncPolicy.from_env(env),
         "alerts": AlertsResource.from_environment(env),

@@ -40,7 +40,8 @@ def test_version_is_inferred_from_the_base_path(path, version):
 def test_contradictory_or_missing_version_names_the_variable():
     error = error_of(provider="oneroster", base_url="https://h/ims/oneroster/v1p1", version="1.2", auth="none")
     assert error.variable == "ONEROSTER_VERSION" and "ONEROSTER_BASE_URL" in str(error)
-    assert error_of(provider="oneroster", base_url="https://h/api", auth="none").variable == "ONEROSTER_VERSION"
+    missing = error_of(provider="oneroster", base_url="https://h/api", auth="none")  # issue 26 item 4: the URL lacks its path
+    assert missing.variable == "ONEROSTER_BASE_URL" and "/ims/oneroster/v1p1" in str(missing)
     assert error_of(provider="oneroster", base_url="https://h/api", version="2.0",
                     auth="none").variable == "ONEROSTER_VERSION"
     assert settings(provider="oneroster", base_url="https://h/api", version="1.1", auth="none").version == "1.1"

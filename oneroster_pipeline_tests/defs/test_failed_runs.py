@@ -108,6 +108,10 @@ def test_a_failed_cli_run_records_itself_without_the_daemon(webhook, tmp_path): 
         [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "oneroster_pipeline.definitions",
          "-j", "full_sync"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0, done.stdout + done.stderr
+    # the command's last line says the cause and what to fix (issue 26 item 4), after Dagster's "Error: Run ..."
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("oneroster_pipeline: full_sync failed in oneroster_orgs: connection refused"), last
+    assert last.endswith("(fix: the host and port in ONEROSTER_BASE_URL / ONEROSTER_TOKEN_URL)"), last
 
     instance = dg.DagsterInstance.from_config(str(home))
     [run] = instance.get_runs()

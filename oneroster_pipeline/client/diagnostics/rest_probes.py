@@ -66,7 +66,7 @@ def probe_rest(source: RestSource, report: ConnectionReport, buildings: set[str]
 
 
 def _check_version_path(settings: ConnectionSettings, report: ConnectionReport) -> None:
-    path = urlsplit(settings.base_url).path.rstrip("/")
+    path = urlsplit(settings.base_url).path.rstrip("/") or "/ (no path)"
     spec = SPEC_BASE_PATHS.get(settings.version or "")
     if spec and path.endswith(spec):
         report.add("version path", OK, f"OneRoster {settings.version} at {path}")

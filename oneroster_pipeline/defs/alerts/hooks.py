@@ -13,6 +13,9 @@ failed ERROR checks are alerted by the step that evaluated them (no daemon neede
 # (interrupted) run is recorded as `canceled` with a `run_canceled` alert (`record_canceled`), by the step it
 # interrupted (`canceled.py`: Dagster runs no hook for an interrupt) or by the sensors.
 
+import atexit
+import os
+import sys
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -20,6 +23,7 @@ import dagster as dg
 from oneroster_pipeline.defs.districts import bound, districts_of_run
 from oneroster_pipeline.defs.resources import secrets_to_hide
 from oneroster_pipeline.defs.runs import write_run_row
+from oneroster_pipeline.failures import summary
 from oneroster_pipeline.warehouse.alerts import Alert, redact
 
 
@@ -29,6 +33,21 @@ def root_cause(error) -> str:
         error = error.cause
     name, _, message = error.message.strip().partition(": ")
     return f"{name.rsplit('.', 1)[-1]}: {message}" if message else name
+
+
+_LAST_WORDS: list[str] = []
+CLI_COMMANDS = ("dagster", "dg")  # the commands whose process prints the summary as its last line
+
+
+def say_last(log, line: str) -> None:
+    """Log `line` now, and print it as the process's last line on stderr (after Dagster's own "Error: Run ...
+    resulted in failure"), so the end of a failed command says what to fix."""
+    log.error(line)
+    if os.path.basename(sys.argv[0] if sys.argv else "") not in CLI_COMMANDS:
+        return  # a run inside another program (a test, a notebook): the log line is enough
+    if not _LAST_WORDS:
+        atexit.register(lambda: print("\n".join(_LAST_WORDS), file=sys.stderr, flush=True))
+    _LAST_WORDS.append(f"oneroster_pipeline: {line}")
 
 
 def failed_error_checks(instance: dg.DagsterInstance, run_id: str, step_key: str | None = None) -> list[str]:
@@ -147,6 +166,8 @@ def record_failed_run(context: dg.HookContext) -> None:
         text = exception.description if isinstance(exception, dg.Failure) else str(exception)
         errors.append(f"{context.step_key}: {type(exception).__name__}: {text}")
     details = "; ".join(errors + failed_error_checks(context.instance, context.run_id)) or "the run failed"
+    if context.op_exception is not None:  # one short line naming the cause and the fix, also the process's last
+        say_last(context.log, summary(context.op_exception, run.job_name, context.step_key))
     # a batched run's failure names the districts that failed: the others were synced
     failed = getattr(context.op_exception, "metadata", None) or {}
     only = failed["failed_districts"].value if "failed_districts" in failed else None

@@ -137,4 +137,5 @@ def _changed(connection: Connection, active: dict) -> ConnectionChanged:
         "connection until the provider switch is done: run the job provider_switch (it builds id_crosswalk from "
         "the configured connection and applies it), then run rebuild_student_tables for the partition that run "
         f"names ({PROCEDURE}). If the change was not intended, restore the previous connection's environment "
-        "variables.")
+        "variables. If this is another district, not a new provider for this one, give it its own DuckDB file: "
+        "set ONEROSTER_DUCKDB_PATH to a new file.")
