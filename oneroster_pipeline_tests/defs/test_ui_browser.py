@@ -39,7 +39,8 @@ CHECKS = {  # asset -> its checks
     "oneroster_orgs": ["schools_present_guard", "pull_complete", "rejections_within_tolerance"],
     "buildings": ["building_sis_matches_schools", "building_sis_unique"],
     "oneroster_users": ["fetched_count_matches_provider_total", "pull_complete", "rejections_within_tolerance"],
-    "students": ["mass_change_guard", "students_ids_unique", "students_buildings_exist", "students_landed"],
+    "students": ["mass_change_guard", "students_ids_unique", "students_buildings_exist", "students_landed",
+                 "one_student_per_person"],
 }
 JOBS = ["building_sync", "student_sync", "full_sync", "preview_student_sync", "test_connection",
         "provider_switch", "provider_switch_preview", "rebuild_student_tables"]
