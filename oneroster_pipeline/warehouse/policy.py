@@ -1,7 +1,7 @@
 """The sync policy: every threshold, cadence and date that decides what a sync applies, holds or skips."""
 
-# `SyncPolicy.from_env(os.environ)` reads the policy's `ONEROSTER_*` variables (README, "Pointing it at a real
-# provider"); a bad value is a ValueError naming the variable. Framework-free: the Dagster layer passes the object as
+# `SyncPolicy.from_env(os.environ)` reads the policy's `ONEROSTER_*` variables (docs/reference.md, "Variables");
+# a bad value is a ValueError naming the variable. Framework-free: the Dagster layer passes the object as
 # it is to the assets, checks and schedule.
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from .duckdb_files import PATH_VAR, DuckDBPathError  # noqa: F401 (store's names
 DEFAULT_DUCKDB_PATH = "data/oneroster.duckdb"  # ONEROSTER_DUCKDB_PATH when unset
 MEMORY_LIMIT_VAR = "ONEROSTER_DUCKDB_MEMORY_LIMIT"
 # DuckDB's own default is 80% of RAM; a sync spills its joins beyond this instead (duckdb_files: `.duckdb-spill-<pid>`).
-# 128MB applies a 1M-student sync (64MB does not): see README, Benchmark
+# 128MB applies a 1M-student sync (64MB does not): benchmarks/README.md
 DEFAULT_MEMORY_LIMIT = "128MB"
 
 

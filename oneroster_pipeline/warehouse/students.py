@@ -13,7 +13,7 @@ import duckdb
 from .people import build_users
 from .store import query_dicts
 
-# why a fetched student has no building (README, `ignored_students`): an active school org of theirs has no building
+# why a fetched student has no building (docs/reference.md, `ignored_students`): an active school org of theirs has no building
 # yet (run building sync); their only school org(s) are tobedeleted (building sync creates no building for them);
 # none of their orgs is a school
 IGNORED_REASONS = ("school_not_a_building", "school_tobedeleted", "no_school_org")
