@@ -40,15 +40,20 @@ class Unsplittable(ValueError):
     """The body cannot be cut into records (truncated, unbalanced, not a JSON object, or no envelope list)."""
 
 
-def decode_page(body: bytes, envelopes: tuple[str, ...]) -> object:
-    """The decoded page (a dict), where any record that cannot be decoded is a `Quarantined` placeholder in the
-    envelope's list. Raises `Unsplittable` when the body is not JSON and cannot be split into records, and
-    ValueError for a body that is valid JSON of another shape only when the shape is checked by the caller."""
+def decode_page(body: bytes, envelopes: tuple[str, ...]) -> tuple[object, bool]:
+    """(the decoded page, clean): `clean` when every record decoded at once (the common page); otherwise any record
+    that cannot be decoded is a `Quarantined` placeholder in the envelope's list. Raises `Unsplittable` when the
+    body is not JSON and cannot be split into records (its shape is the caller's to check)."""
     if _fast_decode is not None:
         try:
-            return _fast_decode(body)  # valid UTF-8, no lone surrogate, sane depth: the common page
+            return _fast_decode(body), True  # valid UTF-8, no lone surrogate, sane depth
         except (_FastDecodeError, RecursionError):
             pass
+    return _decode_slowly(body, envelopes), False
+
+
+def _decode_slowly(body: bytes, envelopes: tuple[str, ...]) -> object:
+    """A body msgspec refused: json.loads, the surrogate check, or the split into records."""
     try:
         payload = json.loads(body)  # what msgspec refuses that json accepts: NaN, 1e400, a BOM, UTF-16
     except (ValueError, RecursionError):

@@ -83,6 +83,7 @@ class Page:
     envelope: str | None = None  # the key the records came in (e.g. "users", or "students" from some servers)
     links: dict | None = None  # the parsed Link header (rel -> {"url": ...}), None when not sent
     revision: str | None = None  # the provider's data revision of this answer (ClassLink's x-perm-rev), if sent
+    clean: bool = True  # every record decoded at once (else some may be `Quarantined` placeholders)
 
 
 def fetch_page(session: requests.Session, url: str, params: dict, envelopes: tuple[str, ...], offset: int,
@@ -104,7 +105,7 @@ def page_from_response(response: requests.Response, envelopes: tuple[str, ...], 
     if not response.content:
         payload = parse_json(response, offset)  # the error for an empty body
     try:
-        payload = decode_page(response.content, envelopes)
+        payload, clean = decode_page(response.content, envelopes)
     except Unsplittable as error:
         kind = response.headers.get("Content-Type") or "no Content-Type"
         raise OneRosterDataError(response.url, f"HTTP {response.status_code} answer is not JSON and cannot be split "
@@ -120,7 +121,7 @@ def page_from_response(response: requests.Response, envelopes: tuple[str, ...], 
     links = response.links if "Link" in response.headers else None
     has_next = "next" in links if links is not None else _body_has_next(payload)
     revision = next((response.headers[h].strip()[:100] for h in REVISION_HEADERS if h in response.headers), None)
-    return Page(offset, records, total, has_next, response.url, key, links, revision or None)
+    return Page(offset, records, total, has_next, response.url, key, links, revision or None, clean)
 
 
 # counts some providers put in the body instead of X-Total-Count (Focus SIS `total`, Timeback `totalCount`)

@@ -112,7 +112,7 @@ class RestSource:
         for page, records in self._pages(collection, path, params or {}):
             report, rejected = self.reports[collection], len(self.rejections)
             where = f"GET {path} offset {page.offset}"
-            if any(r.__class__ is Quarantined for r in records):
+            if not page.clean and any(r.__class__ is Quarantined for r in records):
                 records = self._quarantine(records, entity, where)
             table = to_table(records, where, report)
             report.rejected += sum(r.kind == REJECTED for r in self.rejections[rejected:])  # not dropped values
