@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 PATH_VAR = "ONEROSTER_DUCKDB_PATH"
 LOCK_RETRY_SECONDS = 0.25
+# a file attached by another instance of this process: DuckDB 2 raises ResourceInUseException, 1.5 a BinderException
+# (both say "file handle conflict", which `attached` checks)
+_IN_USE = getattr(duckdb, "ResourceInUseException", duckdb.BinderException)
 
 
 class DuckDBPathError(RuntimeError):
@@ -226,7 +229,7 @@ def attached(path: str | Path, wait: float, prepare: Callable[[duckdb.DuckDBPyCo
             left = shared.left.pop(key, None)
             try:
                 opened(path, wait, lambda shown: shared.root.execute(f"ATTACH {_sql_string(key)} AS {alias}"))
-            except duckdb.ResourceInUseException as error:
+            except _IN_USE as error:
                 if "file handle conflict" not in str(error).lower():
                     raise
                 raise HeldByAnotherInstance(key) from None
