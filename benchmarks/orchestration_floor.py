@@ -6,6 +6,7 @@ asset keys, steps, check names, pool, partitions (the file's district ids), back
 as the code location, and each step records what the real one records for each district (one materialization per
 asset and district with a few metadata values; one result per check with a table by district in a batched step),
 but it pulls nothing, opens no DuckDB file and has none of the code location's run hooks, sensors or schedules.
+Like the code location, it is built when Dagster loads it (`defs`, a lazy `@dg.definitions`), not when imported.
 What a backfill of it costs is the floor under any implementation of the sync on this machine: the backfill
 daemon's pickup, run creation with its planned events, the queue, process starts and the event log. Not a product: imports only dagster and yaml
 (oneroster_pipeline_tests/test_orchestration_floor.py keeps its graph the code location's).
@@ -17,10 +18,6 @@ import warnings
 import dagster as dg
 import yaml
 
-with open(os.environ["ONEROSTER_DISTRICTS_FILE"]) as districts_file:
-    DISTRICT_IDS = [entry["id"] for entry in yaml.safe_load(districts_file)["districts"]]
-PARTITIONS = dg.StaticPartitionsDefinition(DISTRICT_IDS)
-POLICY = dg.BackfillPolicy.multi_run(int(os.environ.get("ONEROSTER_DISTRICTS_PER_RUN", "1")))
 ORG_CHECKS = [("oneroster_orgs", "pull_complete"), ("oneroster_orgs", "rejections_within_tolerance"),
               ("buildings", "building_sis_matches_schools"), ("buildings", "building_sis_unique")]
 STUDENT_CHECKS = [("oneroster_users", "fetched_count_matches_provider_total"), ("oneroster_users", "pull_complete"),
@@ -45,15 +42,11 @@ def _check_results(context, checks) -> list[dg.AssetCheckResult]:
             for asset, name in checks]
 
 
-@dg.multi_asset(specs=[dg.AssetSpec("oneroster_orgs")], name="oneroster_orgs", pool="duckdb",
-                check_specs=[dg.AssetCheckSpec("schools_present_guard", asset="oneroster_orgs", blocking=True)],
-                partitions_def=PARTITIONS, backfill_policy=POLICY)
 def oneroster_orgs(context: dg.AssetExecutionContext):
     yield from _recorded(context, [dg.AssetKey("oneroster_orgs")])
     yield dg.AssetCheckResult(asset_key="oneroster_orgs", check_name="schools_present_guard", passed=True)
 
 
-@dg.asset(deps=["oneroster_orgs"], pool="duckdb", partitions_def=PARTITIONS, backfill_policy=POLICY)
 def buildings(context: dg.AssetExecutionContext):
     (result,) = _recorded(context, [dg.AssetKey("buildings")])
     return result
@@ -62,20 +55,15 @@ def buildings(context: dg.AssetExecutionContext):
 STUDENT_ASSETS = ["oneroster_users", "students", "student_buildings", "ignored_students"]
 
 
-@dg.multi_asset(specs=[dg.AssetSpec("oneroster_users"), dg.AssetSpec("students", deps=["oneroster_users", "buildings"]),
-                       dg.AssetSpec("student_buildings", deps=["students"]),
-                       dg.AssetSpec("ignored_students", deps=["oneroster_users", "buildings", "oneroster_orgs"])],
-                check_specs=[dg.AssetCheckSpec("mass_change_guard", asset="students", blocking=True)],
-                name="student_sync_assets", pool="duckdb", partitions_def=PARTITIONS, backfill_policy=POLICY)
 def student_sync_assets(context: dg.AssetExecutionContext):
     yield from _recorded(context, [dg.AssetKey(key) for key in STUDENT_ASSETS])
     yield dg.AssetCheckResult(asset_key="students", check_name="mass_change_guard", passed=True)
 
 
-def _checks_step(name: str, checks: list[tuple[str, str]]) -> dg.AssetChecksDefinition:
+def _checks_step(name: str, checks: list[tuple[str, str]], partitions) -> dg.AssetChecksDefinition:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        specs = [dg.AssetCheckSpec(check, asset=asset, partitions_def=PARTITIONS) for asset, check in checks]
+        specs = [dg.AssetCheckSpec(check, asset=asset, partitions_def=partitions) for asset, check in checks]
 
     @dg.multi_asset_check(specs=specs, name=name, can_subset=True)
     def evaluate(context: dg.AssetCheckExecutionContext):
@@ -84,11 +72,33 @@ def _checks_step(name: str, checks: list[tuple[str, str]]) -> dg.AssetChecksDefi
     return evaluate
 
 
-defs = dg.Definitions(
-    assets=[oneroster_orgs, buildings, student_sync_assets],
-    asset_checks=[_checks_step("org_and_building_checks", ORG_CHECKS),
-                  _checks_step("student_checks", STUDENT_CHECKS)],
-    jobs=[dg.define_asset_job("full_sync", selection=dg.AssetSelection.assets(
-        "oneroster_orgs", "buildings", *STUDENT_ASSETS))],  # for `dagster job execute` over a range, as a check
-    executor=dg.in_process_executor,
-)
+def build(district_ids: list[str], per_run: int) -> dg.Definitions:
+    """full_sync's graph over `district_ids`, `per_run` districts per backfill run."""
+    partitions = dg.StaticPartitionsDefinition(district_ids)
+    common = {"pool": "duckdb", "partitions_def": partitions, "backfill_policy": dg.BackfillPolicy.multi_run(per_run)}
+    student_specs = [dg.AssetSpec("oneroster_users"), dg.AssetSpec("students", deps=["oneroster_users", "buildings"]),
+                     dg.AssetSpec("student_buildings", deps=["students"]),
+                     dg.AssetSpec("ignored_students", deps=["oneroster_users", "buildings", "oneroster_orgs"])]
+    return dg.Definitions(
+        assets=[
+            dg.multi_asset(specs=[dg.AssetSpec("oneroster_orgs")], name="oneroster_orgs", check_specs=[
+                dg.AssetCheckSpec("schools_present_guard", asset="oneroster_orgs", blocking=True)], **common)(
+                oneroster_orgs),
+            dg.asset(name="buildings", deps=["oneroster_orgs"], **common)(buildings),
+            dg.multi_asset(specs=student_specs, name="student_sync_assets", check_specs=[
+                dg.AssetCheckSpec("mass_change_guard", asset="students", blocking=True)], **common)(
+                student_sync_assets)],
+        asset_checks=[_checks_step("org_and_building_checks", ORG_CHECKS, partitions),
+                      _checks_step("student_checks", STUDENT_CHECKS, partitions)],
+        jobs=[dg.define_asset_job("full_sync", selection=dg.AssetSelection.assets(
+            "oneroster_orgs", "buildings", *STUDENT_ASSETS))],  # for `dagster job execute` over a range, as a check
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The floor of the districts file ONEROSTER_DISTRICTS_FILE names, ONEROSTER_DISTRICTS_PER_RUN per run."""
+    with open(os.environ["ONEROSTER_DISTRICTS_FILE"]) as districts_file:
+        district_ids = [entry["id"] for entry in yaml.safe_load(districts_file)["districts"]]
+    return build(district_ids, int(os.environ.get("ONEROSTER_DISTRICTS_PER_RUN", "1")))

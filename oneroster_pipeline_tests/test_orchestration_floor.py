@@ -14,10 +14,11 @@ SHAPE = """
 import json, sys
 import dagster as dg
 module = __import__(sys.argv[1], fromlist=["defs"])
-graph = module.defs.resolve_asset_graph()
-keys = set(module.defs.resolve_job_def("full_sync").asset_layer.selected_asset_keys)  # full_sync's assets
+defs = module.defs()  # both are lazy @dg.definitions, built when loaded
+graph = defs.resolve_asset_graph()
+keys = set(defs.resolve_job_def("full_sync").asset_layer.selected_asset_keys)  # full_sync's assets
 steps = {}
-for assets_def in list(graph.assets_defs) + list(module.defs.asset_checks or []):
+for assets_def in list(graph.assets_defs) + list(defs.asset_checks or []):
     selected = {key for key in assets_def.keys if key in keys} | {
         key for key in assets_def.check_keys if key.asset_key in keys}
     if not selected:
@@ -31,7 +32,7 @@ for assets_def in list(graph.assets_defs) + list(module.defs.asset_checks or [])
         "pools": sorted(p for p in (getattr(assets_def.node_def, "pools", None) or []) if p),
     }
 print(json.dumps({"full_sync": sorted(key.to_user_string() for key in keys), "steps": steps,
-                  "executor": module.defs.executor.name if module.defs.executor else None}, sort_keys=True))
+                  "executor": defs.executor.name if defs.executor else None}, sort_keys=True))
 """
 
 

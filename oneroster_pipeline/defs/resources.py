@@ -1,11 +1,11 @@
 """Dagster resources: the OneRoster connection, the DuckDB warehouse and alert delivery, and `default_resources`,
-the one loader that binds them (and the core `SyncPolicy`) from the `ONEROSTER_*` variables."""
+which binds them (and the core `SyncPolicy`) from the configuration's `ONEROSTER_*` variables (`config.Config`, the
+one reader of the environment)."""
 
 # Secrets are bound as `EnvVar`s (shown by name in the UI, never by value). With no provider configured, the built-in
 # demo district is started in-process and the log says so.
 
 import dataclasses
-import os
 import typing
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,17 +20,15 @@ from oneroster_pipeline.client.builtin_demo import DemoShape, start_demo_distric
 from oneroster_pipeline.client.settings import ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings, Secret, SettingsError
 from oneroster_pipeline.client.sources import open_source
 from oneroster_pipeline.config import Config, duckdb_path_of
-from oneroster_pipeline.districts import District, districts_from_env
+from oneroster_pipeline.districts import District
 from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.alerts import Alert, secret_values, send_alert
+from oneroster_pipeline.warehouse.alerts import Alert, send_alert
 from oneroster_pipeline.warehouse.policy import SyncPolicy
+from oneroster_pipeline.warehouse.snapshots import DEFAULT_SNAPSHOT_DIR, SNAPSHOT_DIR_VAR
 
 # the built-in demo district's shape: one definition (client/builtin_demo.py) for the sync and the connection test
 DEMO_ENV_VARS = {f"demo_{name}": var for name, var in DEMO_SHAPE_VARS.items()}
 SECRET_FIELDS = ("client_secret", "access_token")
-# the districts of ONEROSTER_DISTRICTS_FILE, read once when the code location loads (None: one district, configured by
-# the ONEROSTER_* variables); a problem in the file fails the load naming file, district and key
-DISTRICTS: list[District] | None = districts_from_env(os.environ)
 LOWERCASE_FIELDS = ("provider", "auth")  # read case-insensitively, as the client reads them
 
 
@@ -107,8 +105,8 @@ class OneRosterResource(dg.ConfigurableResource):
         """Bind every set variable with its type; secrets as EnvVar so their values never show in the UI or run
         config (Dagster reads them from the process environment when the resource initialises). A number that is
         not one fails here, naming its variable. `secrets_as_values`: a resource built inside a step for one
-        district (never shown in the UI) takes the secrets' values from `env`."""
-        env = os.environ if env is None else env
+        district (never shown in the UI) takes the secrets' values from `env` (default: `Config.load()`'s)."""
+        env = Config.load().env if env is None else env
         kwargs: dict = {}
         for name, var in [*ENV_VARS.items(), *DEMO_ENV_VARS.items()]:  # the client's own table: none forgotten
             var = var if (env.get(var) or "").strip() else FALLBACK_ENV_VARS.get(name, var)
@@ -143,6 +141,7 @@ class WarehouseResource(DuckDBResource):
 
     memory_limit: Optional[str] = None  # e.g. "512MB"; None: store.DEFAULT_MEMORY_LIMIT
     district_id: Optional[str] = None  # set when bound to one district of ONEROSTER_DISTRICTS_FILE
+    snapshot_dir: Optional[str] = None  # a district's: where its snapshots go (ONEROSTER_SNAPSHOT_DIR)
 
     @contextmanager
     def connect(self) -> Iterator:
@@ -171,9 +170,10 @@ class WarehouseResource(DuckDBResource):
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None, district_id: str | None = None
                          ) -> "WarehouseResource":
-        env = os.environ if env is None else env
-        return cls(database=duckdb_path_of(env),
-                   memory_limit=(env.get(store.MEMORY_LIMIT_VAR) or "").strip() or None, district_id=district_id)
+        env = Config.load().env if env is None else env
+        snapshots = ((env.get(SNAPSHOT_DIR_VAR) or "").strip() or DEFAULT_SNAPSHOT_DIR) if district_id else None
+        return cls(database=duckdb_path_of(env), memory_limit=(env.get(store.MEMORY_LIMIT_VAR) or "").strip() or None,
+                   district_id=district_id, snapshot_dir=snapshots)
 
 
 class AlertsResource(dg.ConfigurableResource):
@@ -185,30 +185,21 @@ class AlertsResource(dg.ConfigurableResource):
 
     def send(self, alert: Alert, database: str | Path, logger) -> None:
         """Deliver `alert` (log, `sync_alerts` in `database`, webhook) naming this resource's district, with every
-        secret masked."""
+        secret masked: the webhook URL, and every secret the configuration held (`Config.load` registered them with
+        the one redactor) or the client used."""
         if self.district:
             alert = dataclasses.replace(alert, subject=f"[district {self.district}] {alert.subject}")
-        send_alert(alert, database=database, webhook_url=self.webhook_url, logger=logger, secrets=secrets_to_hide())
+        send_alert(alert, database=database, webhook_url=self.webhook_url, logger=logger, secrets=[self.webhook_url])
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None, secrets_as_values: bool = False,
                          district: str | None = None) -> "AlertsResource":
-        env = os.environ if env is None else env
+        env = Config.load().env if env is None else env
         webhook = (env.get("ONEROSTER_ALERT_WEBHOOK_URL") or "").strip()
         if webhook:
             return cls(webhook_url=webhook if secrets_as_values else dg.EnvVar("ONEROSTER_ALERT_WEBHOOK_URL"),
                        district=district)
         return cls(district=district)
-
-
-def secrets_to_hide() -> list[str]:
-    """The values of the secret variables (client secret, access token, webhook URL) as Dagster's EnvVars resolve
-    them, and every district's (ONEROSTER_DISTRICTS_FILE): what an alert or a recorded error must never show
-    (`warehouse.alerts.redact`)."""
-    values = secret_values(os.environ)
-    for district in DISTRICTS or ():
-        values += secret_values(district.env(os.environ))
-    return values
 
 
 def for_district(resource, district: District, env: Mapping[str, str]):

@@ -3,6 +3,11 @@
 test_provider_switch.py sets the ONEROSTER_* variables, then lets Dagster's backfill daemon load this file.
 """
 
+import dagster as dg
+
 from oneroster_pipeline.definitions import build_definitions
 
-defs = build_definitions()
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
+from dagster.components.definitions import LazyDefinitions
 
-from oneroster_pipeline.defs.alerts.sensors import MONITORED_JOBS
+from oneroster_pipeline.defs.alerts.sensors import WatchedRuns
 from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import RUN_TAGS
 from oneroster_pipeline.warehouse.policy import SyncPolicy
@@ -38,15 +39,17 @@ RESOURCES = {"oneroster": OneRosterResource, "warehouse": WarehouseResource, "sy
 
 
 def workspace_definitions() -> dg.Definitions:
-    """The Definitions of the one code location `workspace.yaml` names (its module's `defs`)."""
+    """The Definitions of the one code location `workspace.yaml` names: its module's one `@dg.definitions` function
+    (`defs`), called as Dagster calls it when it loads the code location."""
     locations = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"]
     assert len(locations) == 1
     module = locations[0]["python_module"]
     assert (module["module_name"], module["location_name"]) == ("oneroster_pipeline.definitions", "oneroster_pipeline")
     found = [value for value in vars(importlib.import_module(module["module_name"])).values()
-             if isinstance(value, dg.Definitions)]
-    assert len(found) == 1, "Dagster loads a module with exactly one Definitions object at module scope"
-    return found[0]
+             if isinstance(value, (dg.Definitions, LazyDefinitions))]
+    assert len(found) == 1, "Dagster loads a module with exactly one Definitions (or @dg.definitions) at module scope"
+    assert isinstance(found[0], LazyDefinitions), "the code location is built when loaded, not when imported"
+    return found[0]()
 
 
 def test_assets_and_checks_keep_their_names():
@@ -75,7 +78,8 @@ def test_schedule_sensors_and_resources_keep_their_names():
     assert {s.name for s in repository.sensor_defs} == {"sync_failure_alert", "sync_canceled_alert",
                                                          "failed_check_alert"}
     assert {key: type(value) for key, value in defs.resources.items()} == RESOURCES
-    assert {job.name for job in MONITORED_JOBS} == SYNC_JOBS | SWITCH_JOBS  # what both sensors watch
+    for sensor in repository.sensor_defs:  # what the sensors watch: the jobs the code location gives them
+        assert WatchedRuns.of(sensor).job_names == SYNC_JOBS | SWITCH_JOBS, sensor.name
 
 
 def test_build_definitions_binds_the_resources_it_is_given(tmp_path):

@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from oneroster_pipeline.definitions import build_definitions
-from oneroster_pipeline.defs.alerts.sensors import monitored
+from oneroster_pipeline.defs.alerts.sensors import WatchedRuns
 from oneroster_pipeline.defs.provider_switch.partitions import PROVIDER_CONNECTIONS
 from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
 from oneroster_pipeline.demo.csv_export import export_csv
@@ -172,7 +172,7 @@ def test_a_failed_materialization_from_the_asset_graph_records_itself(provider, 
     assert harness.rows("SELECT run_id, kind FROM sync_alerts") == [(failed.run_id, "run_failure")]
     assert len(received) == 1 and "wrong-secret-123" not in received[0]["text"]
     # the daemon's failure sensor watches such runs too (monitored), and adds nothing to what the run recorded
-    assert monitored(failed.dagster_run)
+    assert WatchedRuns.of(harness.defs.get_sensor_def("sync_failure_alert"))(failed.dagster_run)
     _evaluate(harness, "sync_failure_alert", failed, failure=True)
     assert harness.rows("SELECT count(*) FROM sync_alerts") == [(1,)] and len(received) == 1
 

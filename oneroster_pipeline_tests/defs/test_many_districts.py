@@ -81,8 +81,9 @@ districts:
 # the daemon's sync_failure_alert sensor evaluated on the instance's one (failed) run, as its tick would
 SENSOR_AFTERWARDS = """
 import dagster as dg
-from oneroster_pipeline.definitions import defs
+from oneroster_pipeline.definitions import build_definitions
 from oneroster_pipeline.defs.resources import default_resources
+defs = build_definitions()
 instance = dg.DagsterInstance.get()
 (record,) = instance.get_run_records()
 run = record.dagster_run

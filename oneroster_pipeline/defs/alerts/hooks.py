@@ -1,7 +1,7 @@
 """Hooks on every monitored job: a failed run records its `sync_runs` row and alert from inside the run, and
 failed ERROR checks are alerted by the step that evaluated them (no daemon needed)."""
 
-# The hooks are attached to every monitored job (`RUN_HOOKS`), so a run started from the CLI
+# The hooks (`build_hooks`) are attached to every monitored job and asset, so a run started from the CLI
 # (`dagster job execute`), the launchpad, a schedule or a backfill records itself:
 # - `record_failed_run` (failure hook, on the step that failed): the run's `sync_runs` row (`outcome` 'failed', or
 #   'held' for a held sync, with the redacted errors of the run's failed steps and failed ERROR checks) and one
@@ -20,8 +20,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import bound, districts_of_run
-from oneroster_pipeline.defs.resources import secrets_to_hide
+from oneroster_pipeline.defs.districts import DistrictLayout
 from oneroster_pipeline.defs.runs import write_run_row
 from oneroster_pipeline.failures import summary
 from oneroster_pipeline.warehouse.alerts import Alert, redact
@@ -85,18 +84,20 @@ def alert_recorded(warehouse, run_id: str, kind: str) -> bool:
         return False
 
 
-def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, alerts, log,
+def record_failure(layout: DistrictLayout, instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, alerts, log,
                    details: str, finished: float | None = None, only_districts: list[str] | None = None) -> None:
     """The failed run's `sync_runs` row, and its `run_failure` alert unless one was recorded already: in each
     district the run covers (`only_districts`: those of them that failed), with that district's warehouse."""
-    for district in districts_of_run(run):
+    for district in layout.districts_of_run(run):
         if only_districts is not None and district not in only_districts:
             continue
-        resources = bound(district, {"warehouse": warehouse, "alerts": alerts})
-        _record_failure(instance, run, resources["warehouse"], resources["alerts"], log, details, finished)
+        resources = layout.bound(district, {"warehouse": warehouse, "alerts": alerts})
+        _record_failure(instance, run, resources["warehouse"], resources["alerts"], log, details, finished,
+                        layout.secrets())
 
 
-def _record_failure(instance, run, warehouse, alerts, log, details: str, finished: float | None) -> None:
+def _record_failure(instance, run, warehouse, alerts, log, details: str, finished: float | None,
+                    secrets: list[str]) -> None:
     held = "Sync held" in details
     if not alert_recorded(warehouse, run.run_id, "run_failure"):
         alerts.send(Alert("run_failure", run.job_name, run.run_id, f"{run.job_name} failed", details),
@@ -108,9 +109,9 @@ def _record_failure(instance, run, warehouse, alerts, log, details: str, finishe
         with warehouse.connect() as con:  # the run's sync_runs row: steps that ran filled the rest
             write_run_row(con, run, datetime.fromtimestamp(started, timezone.utc) if started else None,
                           datetime.fromtimestamp(finished, timezone.utc), outcome="held" if held else "failed",
-                          message=redact(details, secrets_to_hide()))
+                          message=redact(details, secrets))
     except Exception as error:  # the alert went out; say why the row could not be written
-        log.error("could not record the failed run in sync_runs: %s", redact(str(error), secrets_to_hide()))
+        log.error("could not record the failed run in sync_runs: %s", redact(str(error), secrets))
 
 
 # a terminated run: canceled, not failed (`canceled.py` records it from the step it interrupted)
@@ -124,9 +125,12 @@ def canceled_details(job_name: str, step: str | None = None) -> str:
             "committed was rolled back, so the tables are as its last committed step left them")
 
 
-def record_canceled(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, alerts, log, details: str) -> None:
+def record_canceled(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, alerts, log, details: str,
+                    secrets: list[str] | None = None) -> None:
     """The run's `sync_runs` row gets outcome 'canceled' (with `details`) and one `run_canceled` alert goes out,
-    unless the row has an outcome already (the sync committed before the signal, or the run recorded itself)."""
+    unless the row has an outcome already (the sync committed before the signal, or the run recorded itself).
+    `secrets` are masked, as is every secret the configuration holds (`Config.load` registered them with the one
+    redactor)."""
     try:
         with warehouse.connect() as con:
             rows = con.execute("SELECT outcome FROM sync_runs WHERE run_id = ?", [run.run_id]).fetchall()
@@ -135,29 +139,28 @@ def record_canceled(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse,
             record = instance.get_run_record_by_id(run.run_id)
             started = datetime.fromtimestamp(record.start_time, timezone.utc) if record and record.start_time else None
             write_run_row(con, run, started, datetime.now(timezone.utc), outcome="canceled",
-                          message=redact(details, secrets_to_hide()))
+                          message=redact(details, secrets))
     except Exception as error:  # the alert still goes out; say why the row could not be written
-        log.error("could not record the canceled run in sync_runs: %s", redact(str(error), secrets_to_hide()))
+        log.error("could not record the canceled run in sync_runs: %s", redact(str(error), secrets))
     if not alert_recorded(warehouse, run.run_id, CANCELED_KIND):
         alerts.send(Alert(CANCELED_KIND, run.job_name, run.run_id, f"{run.job_name} was canceled", details),
                     database=warehouse.database, logger=log)
 
 
-def record_canceled_run(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, alerts, log,
-                        details: str) -> None:
+def record_canceled_run(layout: DistrictLayout, instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, alerts,
+                        log, details: str) -> None:
     """`record_canceled` in every district the run covers (the sensors: they see the run, not a step)."""
-    for district in districts_of_run(run):
-        resources = bound(district, {"warehouse": warehouse, "alerts": alerts})
-        record_canceled(instance, run, resources["warehouse"], resources["alerts"], log, details)
+    for district in layout.districts_of_run(run):
+        resources = layout.bound(district, {"warehouse": warehouse, "alerts": alerts})
+        record_canceled(instance, run, resources["warehouse"], resources["alerts"], log, details, layout.secrets())
 
 
-@dg.failure_hook(name="record_failed_run", required_resource_keys={"warehouse", "alerts"})
-def record_failed_run(context: dg.HookContext) -> None:
+def record_failed_run(layout: DistrictLayout, context: dg.HookContext) -> None:
     """A step failed: record the run as failed (sync_runs) and alert once per run, from inside the run. A step that
     was interrupted records the run as canceled (`canceled.py`; Dagster does not normally run hooks for it)."""
     run = context.instance.get_run_by_id(context.run_id)
     if isinstance(context.op_exception, INTERRUPTS):
-        record_canceled_run(context.instance, run, context.resources.warehouse, context.resources.alerts,
+        record_canceled_run(layout, context.instance, run, context.resources.warehouse, context.resources.alerts,
                             context.log, canceled_details(run.job_name, context.step_key))
         return
     errors = step_errors(context.instance, context.run_id)
@@ -171,27 +174,37 @@ def record_failed_run(context: dg.HookContext) -> None:
     # a batched run's failure names the districts that failed: the others were synced
     failed = getattr(context.op_exception, "metadata", None) or {}
     only = failed["failed_districts"].value if "failed_districts" in failed else None
-    record_failure(context.instance, run, context.resources.warehouse, context.resources.alerts,
+    record_failure(layout, context.instance, run, context.resources.warehouse, context.resources.alerts,
                    context.log, details, only_districts=only)
 
 
-@dg.success_hook(name="alert_failed_checks", required_resource_keys={"warehouse", "alerts"})
-def alert_failed_checks(context: dg.HookContext) -> None:
+def alert_failed_checks(layout: DistrictLayout, context: dg.HookContext) -> None:
     """A step succeeded: alert the ERROR-severity checks that failed in it (the run may still succeed)."""
     checks = failed_error_checks(context.instance, context.run_id, step_key=context.step_key)
     if checks:
         run = context.instance.get_run_by_id(context.run_id)
-        send_check_alert(run, checks, context.resources.warehouse, context.resources.alerts, context.log)
+        send_check_alert(layout, run, checks, context.resources.warehouse, context.resources.alerts, context.log)
 
 
-def send_check_alert(run: dg.DagsterRun, checks: list[str], warehouse, alerts, log) -> None:
+def send_check_alert(layout: DistrictLayout, run: dg.DagsterRun, checks: list[str], warehouse, alerts, log) -> None:
     """One `check_failure` alert per district the run covers, naming the failed ERROR checks."""
-    for district in districts_of_run(run):
-        resources = bound(district, {"warehouse": warehouse, "alerts": alerts})
+    for district in layout.districts_of_run(run):
+        resources = layout.bound(district, {"warehouse": warehouse, "alerts": alerts})
         resources["alerts"].send(
             Alert("check_failure", run.job_name, run.run_id,
                   f"{len(checks)} asset check(s) failed in {run.job_name}", "; ".join(checks)),
             database=resources["warehouse"].database, logger=log)
 
 
-RUN_HOOKS = {record_failed_run, alert_failed_checks}
+def build_hooks(layout: DistrictLayout) -> frozenset[dg.HookDefinition]:
+    """The hooks every monitored job and asset carries: `record_failed_run` (failure) and `alert_failed_checks`
+    (success), over `layout`'s districts."""
+    @dg.failure_hook(name="record_failed_run", required_resource_keys={"warehouse", "alerts"})
+    def record_failed_run_hook(context: dg.HookContext) -> None:
+        record_failed_run(layout, context)
+
+    @dg.success_hook(name="alert_failed_checks", required_resource_keys={"warehouse", "alerts"})
+    def alert_failed_checks_hook(context: dg.HookContext) -> None:
+        alert_failed_checks(layout, context)
+
+    return frozenset({record_failed_run_hook, alert_failed_checks_hook})

@@ -10,10 +10,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-# the run hooks ride on the assets too: a UI materialization or an asset backfill (the implicit asset job) records
-# its failure itself, as the named jobs do
-from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS
-from oneroster_pipeline.defs.districts import BACKFILL_POLICY, DISTRICT_PARTITIONS, per_district
+from oneroster_pipeline.defs.districts import DistrictLayout
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import (
     APPROVE_MASS_CHANGE_TAG,
@@ -41,10 +38,10 @@ from oneroster_pipeline.warehouse.pulls import stage_pull
 
 from .partitions import (
     REBUILD_JOB,
-    STUDENT_REBUILD_PARTITIONS,
     offer_only,
     rebuild_command,
     rebuild_partition,
+    rebuild_partitions,
     requested_connection,
 )
 
@@ -59,32 +56,29 @@ def _rows_md(rows: list[dict]) -> dg.MetadataValue:
     return dg.MetadataValue.md(markdown_table(rows, 50))
 
 
-@dg.multi_asset(
-    hooks=RUN_HOOKS,
-    specs=[dg.AssetSpec(
-        "id_crosswalk", group_name=GROUP, owners=OWNERS, kinds={"duckdb", "python"}, deps=["buildings", "students"],
-        description=(
-            "Matches the configured (new) provider connection's schools to buildings and students to students, "
-            "rule by rule (ONEROSTER_SWITCH_SCHOOL_MATCH / ONEROSTER_SWITCH_STUDENT_MATCH), and records every "
-            "record with the rule used, or ambiguous / unmatched, in id_crosswalk (one switch_id per build). Every "
-            "existing record and every new one is counted once, as matched, ambiguous or unmatched (the run's log "
-            "has the same counts in one line):\n\n"
-            + "\n".join(f"- `{name}`: {meaning}" for name, meaning in COUNTS.items())
-        ),
-    )],
-    check_specs=[
-        dg.AssetCheckSpec("crosswalk_ambiguous", asset="id_crosswalk", blocking=True, description=(
-            "Fails (and blocks the switch) when more buildings or students match ambiguously than "
-            f"ONEROSTER_SWITCH_MAX_AMBIGUOUS; {APPROVE_SWITCH_TAG}=true applies anyway (ambiguous ones keep "
-            "their old ids).")),
-        dg.AssetCheckSpec("crosswalk_unmatched", asset="id_crosswalk", blocking=True, description=(
-            "Fails (and blocks the switch) when more than ONEROSTER_SWITCH_MAX_UNMATCHED_PCT % of the buildings or "
-            f"students match nothing in the new connection; {APPROVE_SWITCH_TAG}=true applies anyway. Unmatched "
-            "new students are never merged onto old ones: they arrive as new students on the next sync.")),
-    ],
-    pool="duckdb", name="id_crosswalk", partitions_def=DISTRICT_PARTITIONS,
+CROSSWALK_SPEC = dg.AssetSpec(
+    "id_crosswalk", group_name=GROUP, owners=OWNERS, kinds={"duckdb", "python"}, deps=["buildings", "students"],
+    description=(
+        "Matches the configured (new) provider connection's schools to buildings and students to students, "
+        "rule by rule (ONEROSTER_SWITCH_SCHOOL_MATCH / ONEROSTER_SWITCH_STUDENT_MATCH), and records every "
+        "record with the rule used, or ambiguous / unmatched, in id_crosswalk (one switch_id per build). Every "
+        "existing record and every new one is counted once, as matched, ambiguous or unmatched (the run's log "
+        "has the same counts in one line):\n\n"
+        + "\n".join(f"- `{name}`: {meaning}" for name, meaning in COUNTS.items())
+    ),
 )
-@per_district
+CROSSWALK_CHECKS = [
+    dg.AssetCheckSpec("crosswalk_ambiguous", asset="id_crosswalk", blocking=True, description=(
+        "Fails (and blocks the switch) when more buildings or students match ambiguously than "
+        f"ONEROSTER_SWITCH_MAX_AMBIGUOUS; {APPROVE_SWITCH_TAG}=true applies anyway (ambiguous ones keep "
+        "their old ids).")),
+    dg.AssetCheckSpec("crosswalk_unmatched", asset="id_crosswalk", blocking=True, description=(
+        "Fails (and blocks the switch) when more than ONEROSTER_SWITCH_MAX_UNMATCHED_PCT % of the buildings or "
+        f"students match nothing in the new connection; {APPROVE_SWITCH_TAG}=true applies anyway. Unmatched "
+        "new students are never merged onto old ones: they arrive as new students on the next sync.")),
+]
+
+
 def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
                  sync_policy: dg.ResourceParam[SyncPolicy]):
     policy = sync_policy.switch
@@ -132,17 +126,13 @@ def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource
             })
 
 
-@dg.asset(
-    hooks=RUN_HOOKS,
-    group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb", deps=["id_crosswalk"],
-    partitions_def=DISTRICT_PARTITIONS,
-    description=(
-        "Applies the latest crosswalk in one transaction: every building_id and student_id is kept, building_sis "
-        "and sourced_id take the new connection's ids (old ones in id_history), the raw tables take the new pull, "
-        "the new connection becomes active and the old one retired. Nothing is deleted."
-    ),
+CONNECTIONS_DESCRIPTION = (
+    "Applies the latest crosswalk in one transaction: every building_id and student_id is kept, building_sis "
+    "and sourced_id take the new connection's ids (old ones in id_history), the raw tables take the new pull, "
+    "the new connection becomes active and the old one retired. Nothing is deleted."
 )
-@per_district
+
+
 def provider_connections(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:
         own = con.execute("SELECT switch_id FROM provider_switches WHERE switch_id = ?",
@@ -162,7 +152,7 @@ def provider_connections(context: dg.AssetExecutionContext, warehouse: Warehouse
         connections = store.query_dicts(
             con, "SELECT connection_id, label, status, activated_at, retired_at FROM provider_connections "
                  "ORDER BY first_seen_at")
-    offer_only(context.instance, done.new_connection_id, force=True)  # the retired one is no longer offered
+    offer_only(context.instance, done.new_connection_id, warehouse.district_id, force=True)  # the retired one is no longer offered
     partition = rebuild_partition(warehouse.district_id, done.new_connection_id)
     next_step = (f"rebuild the student tables: {rebuild_command(warehouse.district_id, done.new_connection_id)} "
                  f"(UI: Jobs > {REBUILD_JOB} > Materialize…, partition {partition} > Launch 1 run)")
@@ -177,26 +167,21 @@ def provider_connections(context: dg.AssetExecutionContext, warehouse: Warehouse
     })
 
 
-@dg.asset(
-    hooks=RUN_HOOKS,
-    partitions_def=STUDENT_REBUILD_PARTITIONS, backfill_policy=BACKFILL_POLICY, output_required=False,
-    group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb",
-    deps=["oneroster_users", "oneroster_orgs", "buildings"],
-    description=(
-        "Rebuilds students, student_buildings and ignored_students from the stored raw oneroster_users / "
-        "oneroster_orgs (no provider request), after a provider switch. The raw tables hold the active provider "
-        "connection's snapshot, so only the active connection is offered: its partition is its connection_id "
-        "(with ONEROSTER_DISTRICTS_FILE, a district's partition rebuilds that district's active connection). A run "
-        "for a connection that is no longer active does nothing and says so. Deactivations above "
-        f"ONEROSTER_MAX_DEACTIVATE(_PCT) need the run tag {APPROVE_MASS_CHANGE_TAG}=true."
-    ),
+REBUILD_DESCRIPTION = (
+    "Rebuilds students, student_buildings and ignored_students from the stored raw oneroster_users / "
+    "oneroster_orgs (no provider request), after a provider switch. The raw tables hold the active provider "
+    "connection's snapshot, so only the active connection is offered: its partition is its connection_id "
+    "(with ONEROSTER_DISTRICTS_FILE, a district's partition rebuilds that district's active connection). A run "
+    "for a connection that is no longer active does nothing and says so. Deactivations above "
+    f"ONEROSTER_MAX_DEACTIVATE(_PCT) need the run tag {APPROVE_MASS_CHANGE_TAG}=true."
 )
-@per_district
+
+
 def student_tables_by_connection(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_policy: dg.ResourceParam[SyncPolicy]
 ):
     approved = tag_is_true(context.run.tags, APPROVE_MASS_CHANGE_TAG)
-    requested = requested_connection(context)  # None: the district's active connection
+    requested = requested_connection(context, warehouse.district_id)  # None: the district's active connection
     with warehouse.connect() as con:
         try:
             active = rebuildable_connection(con, requested)
@@ -204,12 +189,12 @@ def student_tables_by_connection(
             current = active_connection(con)
             hint = (f" Rebuild the active one: {rebuild_command(warehouse.district_id, current['connection_id'])}"
                     if current else "")
-            if DISTRICT_PARTITIONS or context.has_partition_key:
+            if warehouse.district_id or context.has_partition_key:
                 context.log.warning(f"Nothing rebuilt, nothing changed: {inactive}.{hint}")
                 return  # a no-op, not a failure: the partition is simply not the active connection's
             raise dg.Failure(description=f"Nothing rebuilt: {inactive}.") from None
         connection_id = active["connection_id"]
-        if not DISTRICT_PARTITIONS and not context.has_partition_key:
+        if not warehouse.district_id and not context.has_partition_key:
             raise dg.Failure(description=(
                 f"{REBUILD_JOB} rebuilds one provider connection: name its partition, the active connection "
                 f"{active['label']} [{connection_id}]: {rebuild_command(None, connection_id)}"))
@@ -232,3 +217,19 @@ def student_tables_by_connection(
         "reactivated": plan.reactivated, "students_in_several_buildings": result.multi_building,
         **{f"ignored_{reason}": n for reason, n in result.ignored_by_reason.items()},
     })
+
+
+def build_assets(layout: DistrictLayout, hooks) -> list[dg.AssetsDefinition]:
+    """The provider change's assets over `layout`'s districts; `hooks` ride on them as on the sync assets."""
+    common = {"hooks": hooks, "pool": "duckdb"}
+    asset = {"group_name": GROUP, "owners": OWNERS, "kinds": {"duckdb"}, **common}
+    return [
+        dg.multi_asset(specs=[CROSSWALK_SPEC], check_specs=CROSSWALK_CHECKS, name="id_crosswalk",
+                       partitions_def=layout.partitions, **common)(layout.per_district(id_crosswalk)),
+        dg.asset(name="provider_connections", deps=["id_crosswalk"], partitions_def=layout.partitions,
+                 description=CONNECTIONS_DESCRIPTION, **asset)(layout.per_district(provider_connections)),
+        dg.asset(name="student_tables_by_connection", deps=["oneroster_users", "oneroster_orgs", "buildings"],
+                 partitions_def=rebuild_partitions(layout.partitions), backfill_policy=layout.backfill_policy,
+                 output_required=False, description=REBUILD_DESCRIPTION,
+                 **asset)(layout.per_district(student_tables_by_connection)),
+    ]

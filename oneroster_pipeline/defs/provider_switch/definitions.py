@@ -2,8 +2,12 @@
 
 import dagster as dg
 
-from .assets import id_crosswalk, provider_connections, student_tables_by_connection
-from .jobs import PROVIDER_SWITCH_JOBS
+from oneroster_pipeline.defs.districts import DistrictLayout
 
-defs = dg.Definitions(assets=[id_crosswalk, provider_connections, student_tables_by_connection],
-                      jobs=PROVIDER_SWITCH_JOBS)
+from .assets import build_assets
+from .jobs import build_jobs
+
+
+def build(layout: DistrictLayout, hooks) -> dg.Definitions:
+    """The domain's definitions over `layout`'s districts, `hooks` on every asset and job."""
+    return dg.Definitions(assets=build_assets(layout, hooks), jobs=build_jobs(layout, hooks))

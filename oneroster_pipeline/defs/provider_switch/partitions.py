@@ -17,10 +17,8 @@ import weakref
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import DISTRICT_PARTITIONS
-
+# the rebuild's partitions with one district (with many, the district partitions: `DistrictLayout.partitions`)
 PROVIDER_CONNECTIONS = dg.DynamicPartitionsDefinition(name="provider_connection")
-STUDENT_REBUILD_PARTITIONS = DISTRICT_PARTITIONS or PROVIDER_CONNECTIONS
 REBUILD_JOB = "rebuild_student_tables"
 
 
@@ -34,10 +32,16 @@ def rebuild_command(district_id: str | None, connection_id: str) -> str:
     return f"dg launch --job {REBUILD_JOB} --partition {rebuild_partition(district_id, connection_id)}"
 
 
-def requested_connection(context) -> str | None:
-    """The connection a rebuild step was asked for: its partition key with one district; None with many districts
-    (a district's partition means its active connection) or when the run names no partition."""
-    if DISTRICT_PARTITIONS or not context.has_partition_key:
+def rebuild_partitions(district_partitions: dg.PartitionsDefinition | None) -> dg.PartitionsDefinition:
+    """The rebuild's partitions: the districts' (a district's partition rebuilds its active connection), else one
+    per provider connection (the active one only)."""
+    return district_partitions or PROVIDER_CONNECTIONS
+
+
+def requested_connection(context, district_id: str | None) -> str | None:
+    """The connection a rebuild step was asked for: its partition key with one district; None for a district of the
+    districts file (`district_id`: its partition means its active connection) or when the run names no partition."""
+    if district_id or not context.has_partition_key:
         return None
     return context.partition_key
 
@@ -47,10 +51,11 @@ def requested_connection(context) -> str | None:
 _ONLY_PARTITION: "weakref.WeakKeyDictionary[dg.DagsterInstance, str]" = weakref.WeakKeyDictionary()
 
 
-def offer_only(instance: dg.DagsterInstance, connection_id: str, force: bool = False) -> None:
+def offer_only(instance: dg.DagsterInstance, connection_id: str, district_id: str | None,
+               force: bool = False) -> None:
     """Make the active connection the rebuild's only partition: add it, remove every other (one district; nothing
-    with many districts, whose rebuild partitions are the districts)."""
-    if DISTRICT_PARTITIONS or (not force and _ONLY_PARTITION.get(instance) == connection_id):
+    for a district of the districts file, `district_id`, whose rebuild partitions are the districts)."""
+    if district_id or (not force and _ONLY_PARTITION.get(instance) == connection_id):
         return
     keys = instance.get_dynamic_partitions(PROVIDER_CONNECTIONS.name)
     if connection_id not in keys:

@@ -4,21 +4,18 @@ the run's metadata; it syncs nothing."""
 import dagster as dg
 
 from oneroster_pipeline.client.diagnostics import connection_test
-from oneroster_pipeline.defs.districts import DISTRICT_PARTITIONS, per_district
+from oneroster_pipeline.defs.districts import DistrictLayout
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import OWNERS, markdown_table
 
-
-@dg.asset(
-    partitions_def=DISTRICT_PARTITIONS, group_name="oneroster_setup", owners=OWNERS, kinds={"python"},
-    description=(
-        "A diagnostic test of the configured OneRoster connection, run before the first sync and after any change: "
-        "version path, auth mode, envelope keys, paging headers and whether they agree, sort / dateLastModified "
-        "filter / fields support, schools visible vs buildings, and hints (e.g. too few students per school). "
-        "Writes nothing to the warehouse tables; the report is this materialization's metadata."
-    ),
+DESCRIPTION = (
+    "A diagnostic test of the configured OneRoster connection, run before the first sync and after any change: "
+    "version path, auth mode, envelope keys, paging headers and whether they agree, sort / dateLastModified "
+    "filter / fields support, schools visible vs buildings, and hints (e.g. too few students per school). "
+    "Writes nothing to the warehouse tables; the report is this materialization's metadata."
 )
-@per_district
+
+
 def provider_connection_test(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -35,3 +32,9 @@ def provider_connection_test(
     if not report.ok:
         raise dg.Failure(description=f"the connection test failed: {report.error}", metadata=metadata)
     return dg.MaterializeResult(metadata=metadata)
+
+
+def build_assets(layout: DistrictLayout) -> list[dg.AssetsDefinition]:
+    return [dg.asset(name="provider_connection_test", partitions_def=layout.partitions, group_name="oneroster_setup",
+                     owners=OWNERS, kinds={"python"}, description=DESCRIPTION)(
+        layout.per_district(provider_connection_test))]

@@ -2,7 +2,12 @@
 
 import dagster as dg
 
-from .assets import provider_connection_test
-from .jobs import test_connection
+from oneroster_pipeline.defs.districts import DistrictLayout
 
-defs = dg.Definitions(assets=[provider_connection_test], jobs=[test_connection])
+from .assets import build_assets
+from .jobs import build_jobs
+
+
+def build(layout: DistrictLayout) -> dg.Definitions:
+    """The domain's definitions over `layout`'s districts."""
+    return dg.Definitions(assets=build_assets(layout), jobs=build_jobs(layout))

@@ -2,10 +2,12 @@
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import job_partitioning
+from oneroster_pipeline.defs.districts import DistrictLayout
 
-test_connection = dg.define_asset_job(
-    "test_connection", selection=dg.AssetSelection.assets("provider_connection_test"),
-    executor_def=dg.in_process_executor, **job_partitioning(),
-    description="Diagnose the configured OneRoster connection (a table in the run's metadata); syncs nothing.",
-)
+
+def build_jobs(layout: DistrictLayout) -> list:
+    return [dg.define_asset_job(
+        "test_connection", selection=dg.AssetSelection.assets("provider_connection_test"),
+        executor_def=dg.in_process_executor, **layout.job_partitioning(),
+        description="Diagnose the configured OneRoster connection (a table in the run's metadata); syncs nothing.",
+    )]

@@ -12,16 +12,8 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-# the run hooks ride on the assets too: a UI materialization or an asset backfill (the implicit asset job) records
-# its failure itself, as the named jobs do
 from oneroster_pipeline.defs.alerts.canceled import sync_step
-from oneroster_pipeline.defs.alerts.hooks import RUN_HOOKS
-from oneroster_pipeline.defs.districts import (
-    BACKFILL_POLICY,
-    DISTRICT_PARTITIONS,
-    per_district,
-    publish_district_snapshot,
-)
+from oneroster_pipeline.defs.districts import DistrictLayout, publish_district_snapshot
 from oneroster_pipeline.defs.provider_switch.connection_guard import activate_after_sync, guard_connection
 from oneroster_pipeline.defs.resources import AlertsResource, OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import (
@@ -86,24 +78,20 @@ def _held(check_asset: str, check_name: str, held: SyncHeld):
     )
 
 
-@dg.multi_asset(
-    hooks=RUN_HOOKS,
-    specs=[dg.AssetSpec(
-        "oneroster_orgs", group_name=GROUP, owners=OWNERS, kinds={"duckdb", "python"},
-        description="Every org fetched from the OneRoster provider (GET /orgs, normalised), with provider and fetched_at.",
-    )],
-    check_specs=[dg.AssetCheckSpec(
-        "schools_present_guard", asset="oneroster_orgs", blocking=True,
-        description="Refuses an org pull with no active school while buildings exist (a provider accident).",
-    )],
-    pool="duckdb", name="oneroster_orgs", partitions_def=DISTRICT_PARTITIONS, backfill_policy=BACKFILL_POLICY,
+ORGS_SPEC = dg.AssetSpec(
+    "oneroster_orgs", group_name=GROUP, owners=OWNERS, kinds={"duckdb", "python"},
+    description="Every org fetched from the OneRoster provider (GET /orgs, normalised), with provider and fetched_at.",
 )
-@per_district
-@sync_step
+SCHOOLS_PRESENT_GUARD = dg.AssetCheckSpec(
+    "schools_present_guard", asset="oneroster_orgs", blocking=True,
+    description="Refuses an org pull with no active school while buildings exist (a provider accident).",
+)
+
+
 def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
                    alerts: AlertsResource):
     with warehouse.connect() as con:
-        connection = guard_connection(context, oneroster, con)  # refuses a connection that is not the active one
+        connection = guard_connection(context, oneroster, warehouse, con)  # refuses one that is not the active one
     started = time.monotonic()
     with staged(context, oneroster, warehouse, "orgs") as pull, warehouse.connect() as con:
         try:
@@ -111,7 +99,7 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
                                      approved_mass_change(context))
         except SyncHeld as held:
             yield from _held("oneroster_orgs", "schools_present_guard", held)
-        activate_after_sync(context, con, connection)  # applied: a candidate connection becomes the active one
+        activate_after_sync(context, warehouse, con, connection)  # applied: a candidate connection becomes active
         by_type = store.query_dicts(
             con, "SELECT type, status, count(*) AS orgs FROM oneroster_orgs GROUP BY ALL ORDER BY ALL")
         record_run(context, con, connection=pull.label, orgs_fetched=pull.rows,
@@ -129,18 +117,13 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
     )
 
 
-@dg.asset(
-    hooks=RUN_HOOKS,
-    group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb", deps=["oneroster_orgs"],
-    partitions_def=DISTRICT_PARTITIONS, backfill_policy=BACKFILL_POLICY,
-    description=(
-        "The building registry. Building sync creates a building per active OneRoster school org "
-        "(building_sis = the org's sourcedId), renames matched ones, flags buildings whose school vanished, "
-        "and never deletes one."
-    ),
+BUILDINGS_DESCRIPTION = (
+    "The building registry. Building sync creates a building per active OneRoster school org "
+    "(building_sis = the org's sourcedId), renames matched ones, flags buildings whose school vanished, "
+    "and never deletes one."
 )
-@per_district
-@sync_step
+
+
 def buildings(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_policy: dg.ResourceParam[SyncPolicy],
     alerts: AlertsResource,
@@ -230,15 +213,10 @@ def _diff_preview(con, run_id: str, disposition: str | None = None) -> tuple[dic
     return counts, markdown_table(rows, 25)
 
 
-@dg.multi_asset(
-    hooks=RUN_HOOKS,
-    specs=STUDENT_SPECS, pool="duckdb", name="student_sync_assets", partitions_def=DISTRICT_PARTITIONS,
-    backfill_policy=BACKFILL_POLICY,
-    check_specs=[dg.AssetCheckSpec("mass_change_guard", asset="students", blocking=True,
-                                   description=GUARD_DESCRIPTION)],
-)
-@per_district
-@sync_step
+MASS_CHANGE_GUARD = dg.AssetCheckSpec("mass_change_guard", asset="students", blocking=True,
+                                      description=GUARD_DESCRIPTION)
+
+
 def student_sync_assets(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
     sync_policy: dg.ResourceParam[SyncPolicy], alerts: AlertsResource,
@@ -246,7 +224,7 @@ def student_sync_assets(
     """Student sync: fetch students (delta or full), diff, apply what the hold policy lets through, one transaction."""
     started = time.monotonic()
     with warehouse.connect() as con:  # closed before the pull: no DuckDB lock is held while the provider pages
-        connection = guard_connection(context, oneroster, con)  # refuses a connection that is not the active one
+        connection = guard_connection(context, oneroster, warehouse, con)  # refuses one that is not the active one
         pulling, estimate = _pull_students(context, oneroster, warehouse, sync_policy, con)
     approved_hash = context.run.tags.get(APPROVE_HELD_DIFF_TAG)
     with pulling as pull, warehouse.connect() as con:
@@ -258,7 +236,7 @@ def student_sync_assets(
             record_run(context, con, **_pull_columns(pull), diff_hash=held.diff_hash,
                        outcome="held", message="; ".join(held.reasons))
             yield from _held("students", "mass_change_guard", held)
-        activate_after_sync(context, con, connection)  # applied: a candidate connection becomes the active one
+        activate_after_sync(context, warehouse, con, connection)  # applied: a candidate connection becomes active
         preview = store.query_dicts(
             con, "SELECT student_id, sourced_id, building_sis, given_name, family_name, grade, status "
                  "FROM students ORDER BY student_id LIMIT 10")
@@ -322,18 +300,13 @@ def _outcome_columns(done: StudentSyncOutcome) -> dict:
             "diff_hash": done.decision.diff_hash, "outcome": done.outcome}
 
 
-@dg.asset(
-    hooks=RUN_HOOKS,
-    group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, pool="duckdb",
-    deps=["buildings", "oneroster_orgs"], partitions_def=DISTRICT_PARTITIONS, backfill_policy=BACKFILL_POLICY,
-    description=(
-        "A dry run of student sync: pulls students as the next sync would and records the record-level diff it "
-        "would apply (insert, update field old -> new, deactivate, reactivate, ignore with reason) in sync_diffs "
-        "(disposition 'preview'), without changing any other table."
-    ),
+PREVIEW_DESCRIPTION = (
+    "A dry run of student sync: pulls students as the next sync would and records the record-level diff it "
+    "would apply (insert, update field old -> new, deactivate, reactivate, ignore with reason) in sync_diffs "
+    "(disposition 'preview'), without changing any other table."
 )
-@per_district
-@sync_step
+
+
 def student_sync_preview(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource,
     sync_policy: dg.ResourceParam[SyncPolicy], alerts: AlertsResource,
@@ -354,3 +327,25 @@ def student_sync_preview(
         "diff_preview": dg.MetadataValue.md(preview),
         "query": f"SELECT * FROM sync_diffs WHERE run_id = '{context.run.run_id}'",
     })
+
+
+def build_assets(layout: DistrictLayout, hooks) -> list[dg.AssetsDefinition]:
+    """The sync assets over `layout`'s districts. `hooks` (the run's failure and check-alert hooks) ride on the
+    assets too: a UI materialization or an asset backfill (the implicit asset job) records its failure itself, as
+    the named jobs do. Each body is a `sync_step` run per district."""
+    common = {"hooks": hooks, "pool": "duckdb", "partitions_def": layout.partitions,
+              "backfill_policy": layout.backfill_policy}
+    asset = {"group_name": GROUP, "owners": OWNERS, "kinds": {"duckdb"}, **common}
+
+    def body(function):
+        return layout.per_district(sync_step(function))
+    return [
+        dg.multi_asset(specs=[ORGS_SPEC], check_specs=[SCHOOLS_PRESENT_GUARD], name="oneroster_orgs",
+                       **common)(body(oneroster_orgs)),
+        dg.asset(name="buildings", deps=["oneroster_orgs"], description=BUILDINGS_DESCRIPTION,
+                 **asset)(body(buildings)),
+        dg.multi_asset(specs=STUDENT_SPECS, check_specs=[MASS_CHANGE_GUARD], name="student_sync_assets",
+                       **common)(body(student_sync_assets)),
+        dg.asset(name="student_sync_preview", deps=["buildings", "oneroster_orgs"], description=PREVIEW_DESCRIPTION,
+                 **asset)(body(student_sync_preview)),
+    ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import DISTRICT_PARTITIONS, per_district
+from oneroster_pipeline.defs.districts import DistrictLayout
 from oneroster_pipeline.defs.resources import WarehouseResource
 from oneroster_pipeline.defs.runs import markdown_table
 from oneroster_pipeline.warehouse import store
@@ -30,8 +30,18 @@ LISTED = 50  # offending records listed in a check's metadata
 class SyncCheck:
     """One asset check: its spec, and how it is evaluated on a connection to the district's warehouse."""
 
-    spec: dg.AssetCheckSpec
+    spec: dg.AssetCheckSpec  # unpartitioned: `spec_over` gives it the districts' partitions
     evaluate: Callable[..., dg.AssetCheckResult]  # (con, sync_policy, pulls=None) -> its result
+
+    def spec_over(self, partitions: dg.PartitionsDefinition | None) -> dg.AssetCheckSpec:
+        """The spec partitioned like its asset (by district with a districts file)."""
+        if partitions is None:
+            return self.spec
+        with warnings.catch_warnings():  # a partitioned check spec is a preview feature; @asset_check sets it too
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            return dg.AssetCheckSpec(self.spec.name, asset=self.spec.asset_key, description=self.spec.description,
+                                     additional_deps=[dep.asset_key for dep in self.spec.additional_deps],
+                                     partitions_def=partitions)
 
 
 class LatestPulls:
@@ -66,13 +76,10 @@ class LatestPulls:
 
 
 def _check(asset: str, name: str, description: str, additional_deps=()):
-    """Decorate `evaluate(con, policy, pulls)` as the check `name` on `asset`, partitioned by district like its
-    asset; the check is then called as `evaluate(con, policy)`, or with the step's shared `LatestPulls`."""
+    """Decorate `evaluate(con, policy, pulls)` as the check `name` on `asset`; the check is then called as
+    `evaluate(con, policy)`, or with the step's shared `LatestPulls`."""
     def make(evaluate) -> SyncCheck:
-        with warnings.catch_warnings():  # a partitioned check spec is a preview feature; @asset_check sets it too
-            warnings.simplefilter("ignore", dg.PreviewWarning)
-            spec = dg.AssetCheckSpec(name, asset=asset, description=description, additional_deps=additional_deps,
-                                     partitions_def=DISTRICT_PARTITIONS)
+        spec = dg.AssetCheckSpec(name, asset=asset, description=description, additional_deps=additional_deps)
 
         def evaluated(con, policy: SyncPolicy, pulls: LatestPulls | None = None) -> dg.AssetCheckResult:
             result = evaluate(con, policy, pulls or LatestPulls(con))  # named here: a step's results say which is which
@@ -319,11 +326,8 @@ def students_landed(con, policy, pulls) -> dg.AssetCheckResult:
     )
 
 
-def _checks_step(name: str, checks: list[SyncCheck], description: str) -> dg.AssetChecksDefinition:
-    """One step evaluating the selected ones of `checks` on one connection per district."""
-    @dg.multi_asset_check(specs=[check.spec for check in checks], name=name, description=description,
-                          can_subset=True)
-    @per_district
+def _evaluate_checks(checks: list[SyncCheck]):
+    """The body of a step evaluating the selected ones of `checks` on one connection (per district)."""
     def evaluate_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                         sync_policy: dg.ResourceParam[SyncPolicy]):
         selected = [check for check in checks if check.spec.key in context.selected_asset_check_keys]
@@ -335,15 +339,23 @@ def _checks_step(name: str, checks: list[SyncCheck], description: str) -> dg.Ass
     return evaluate_checks
 
 
-org_and_building_checks = _checks_step(
-    "org_and_building_checks", [orgs_pull_complete, orgs_rejections_within_tolerance, building_sis_matches_schools,
-                                building_sis_unique],
-    "The checks on oneroster_orgs and buildings: whether the org pull was complete and readable, whether "
-    "buildings and active schools match, and whether each building_sis is one building's.")
-student_checks = _checks_step(
-    "student_checks", [fetched_count_matches_provider_total, students_pull_complete, users_rejections_within_tolerance,
-                       students_ids_unique, students_buildings_exist, students_landed, one_student_per_person],
-    "The checks on oneroster_users and students: the student pull's count, completeness and rejections, and the "
-    "students table's ids, buildings, whether anything landed and whether a person is several students.")
+# the two check steps: (name, checks, description)
+CHECK_STEPS = [
+    ("org_and_building_checks",
+     [orgs_pull_complete, orgs_rejections_within_tolerance, building_sis_matches_schools, building_sis_unique],
+     ("The checks on oneroster_orgs and buildings: whether the org pull was complete and readable, whether "
+      "buildings and active schools match, and whether each building_sis is one building's.")),
+    ("student_checks",
+     [fetched_count_matches_provider_total, students_pull_complete, users_rejections_within_tolerance,
+      students_ids_unique, students_buildings_exist, students_landed, one_student_per_person],
+     ("The checks on oneroster_users and students: the student pull's count, completeness and rejections, and "
+      "the students table's ids, buildings, whether anything landed and whether a person is several students.")),
+]
 
-SYNC_CHECKS = [org_and_building_checks, student_checks]
+
+def build_checks(layout: DistrictLayout) -> list[dg.AssetChecksDefinition]:
+    """The two check steps over `layout`'s districts, each subsettable (every check can run alone)."""
+    return [dg.multi_asset_check(specs=[check.spec_over(layout.partitions) for check in checks], name=name,
+                                 description=description, can_subset=True)(
+                layout.per_district(_evaluate_checks(checks)))
+            for name, checks, description in CHECK_STEPS]

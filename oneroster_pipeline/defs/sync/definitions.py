@@ -2,16 +2,15 @@
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import DISTRICTS
+from oneroster_pipeline.defs.districts import DistrictLayout
 
-from .assets import buildings, oneroster_orgs, student_sync_assets, student_sync_preview
-from .checks import SYNC_CHECKS
-from .jobs import SYNC_JOBS
-from .schedules import daily_student_sync_schedule, district_schedules
+from .assets import build_assets
+from .checks import build_checks
+from .jobs import build_jobs
+from .schedules import build_schedules
 
-defs = dg.Definitions(
-    assets=[oneroster_orgs, buildings, student_sync_assets, student_sync_preview],
-    asset_checks=SYNC_CHECKS,
-    jobs=SYNC_JOBS,
-    schedules=district_schedules() if DISTRICTS else [daily_student_sync_schedule()],
-)
+
+def build(layout: DistrictLayout, hooks) -> dg.Definitions:
+    """The domain's definitions over `layout`'s districts, `hooks` on every asset and job."""
+    return dg.Definitions(assets=build_assets(layout, hooks), asset_checks=build_checks(layout),
+                          jobs=build_jobs(layout, hooks), schedules=build_schedules(layout))

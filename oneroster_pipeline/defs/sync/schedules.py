@@ -1,17 +1,17 @@
 """The daily student sync schedule; its UI toggle is the district's "Automation Settings" switch. With many districts
 (ONEROSTER_DISTRICTS_FILE), one schedule per cron and timezone, each requesting a run per district of its group."""
 
-
-import os
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from oneroster_pipeline.defs.districts import DISTRICTS, tags_of
+from oneroster_pipeline.defs.districts import DistrictLayout, tags_of
+from oneroster_pipeline.districts import District
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 
-from .jobs import student_sync
+from .jobs import STUDENT_SYNC
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 DEFAULT_CRON = "0 5 * * *"
@@ -38,12 +38,21 @@ def _blackout_reason(policy: SyncPolicy, day) -> str | None:
     return None
 
 
-def daily_student_sync_schedule(env=os.environ) -> dg.ScheduleDefinition:
+def build_schedules(layout: DistrictLayout) -> list[dg.ScheduleDefinition]:
+    """The daily student sync: one schedule for the environment's district, or one per cron and timezone of the
+    districts file."""
+    if layout.districts:
+        return district_schedules(layout.config.env, layout.districts)
+    return [daily_student_sync_schedule(layout.config.env)]
+
+
+def daily_student_sync_schedule(env: Mapping[str, str]) -> dg.ScheduleDefinition:
+    """The one district's schedule, from `env`'s ONEROSTER_STUDENT_SYNC_* and ONEROSTER_TIMEZONE."""
     timezone = env.get("ONEROSTER_TIMEZONE") or "UTC"
 
     @dg.schedule(
         name="daily_student_sync",
-        job=student_sync,
+        job_name=STUDENT_SYNC,
         cron_schedule=env.get("ONEROSTER_STUDENT_SYNC_CRON") or DEFAULT_CRON,
         execution_timezone=timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING if _enabled(env) else dg.DefaultScheduleStatus.STOPPED,
@@ -60,12 +69,12 @@ def daily_student_sync_schedule(env=os.environ) -> dg.ScheduleDefinition:
     return daily_student_sync
 
 
-def district_schedules(env=os.environ, districts=None) -> list[dg.ScheduleDefinition]:
+def district_schedules(env: Mapping[str, str], districts: Sequence[District]) -> list[dg.ScheduleDefinition]:
     """One schedule per (cron, timezone) of the districts file: a tick requests one run per district of its group
     whose sync is enabled and not in a blackout (each district's own ONEROSTER_STUDENT_SYNC_*, ONEROSTER_TIMEZONE
     and ONEROSTER_BLACKOUT_DATES, from the file or the environment)."""
     groups: dict[tuple[str, str], list] = {}
-    for district in (DISTRICTS if districts is None else districts) or ():
+    for district in districts:
         district_env = district.env(env)
         key = (district_env.get("ONEROSTER_STUDENT_SYNC_CRON") or DEFAULT_CRON, district.timezone_or(env))
         groups.setdefault(key, []).append((district, district_env))
@@ -78,7 +87,7 @@ def _group_schedule(cron: str, timezone: str, members: list, only: bool) -> dg.S
 
     @dg.schedule(
         name="daily_student_sync" if only else f"daily_student_sync_{slug}",
-        job=student_sync, cron_schedule=cron, execution_timezone=timezone,
+        job_name=STUDENT_SYNC, cron_schedule=cron, execution_timezone=timezone,
         default_status=(dg.DefaultScheduleStatus.RUNNING if any(_enabled(e) for _, e in members)
                         else dg.DefaultScheduleStatus.STOPPED),
         description=(f"Student sync at {cron} {timezone} for {names}: one run per district whose "
