@@ -1,7 +1,12 @@
 """A step over several districts (a batched backfill run, ONEROSTER_DISTRICTS_PER_RUN > 1): the asset's or check's
-own body run once per district, each time with that district's resources (`DistrictLayout.bound`). A district that
-fails does not stop the others, in its step or in the run's later ones (which skip it); the run's last step fails
-naming every failed district, after recording a materialization per district it synced.
+own body run once per district, each time with that district's resources (`DistrictLayout.bound`).
+
+A district that fails does not stop the others, in its step or in the run's later ones. What the run's steps share
+is only what Dagster records for the run, so it holds whatever executor runs the steps and whichever process runs
+each: a district that fails is recorded as an `AssetObservation` of the run (its partition, metadata
+`oneroster/district_failed`: the error), which later steps read back from the instance and skip; and the run's
+execution plan (Dagster's snapshot of it) with the steps' recorded ends says which step is the run's last, the one
+that fails naming every failed district after recording a materialization per district it synced.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import dagster as dg
 
 from oneroster_pipeline.defs.runs import markdown_table
 
+FAILED_DISTRICT = "oneroster/district_failed"  # the metadata key of a failed district's observation: its error
 FAILED_IN_RUN_NOTE = "failed earlier in this batched run: not synced (the run fails naming it)"
+_ENDED = frozenset({dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE,
+                    dg.DagsterEventType.STEP_SKIPPED})
 
 
 def per_district(layout, body):
@@ -103,24 +111,59 @@ def _events(layout, context, key, body, resources, events: list) -> None:
         log.flush()
 
 
-# districts that failed in a batched run, by run id: the run's later steps skip them, and its last step fails naming
-# them (every step of a run executes in this one process: the jobs use the in-process executor)
-_FAILED_IN_RUN: dict[str, dict[str, str]] = {}
+def _op(context) -> dg.OpExecutionContext:
+    """The op's context of an asset's or a check's step."""
+    return getattr(context, "op_execution_context", context)
 
 
-def _last_step_of_run(context) -> bool:
-    """Whether no step of this run is left to start after this one (in-process: steps run one after another)."""
-    step_context = context.get_step_execution_context()
-    planned = len(step_context.execution_plan.step_keys_to_execute)
-    started = len(context.instance.all_logs(context.run.run_id, of_type=dg.DagsterEventType.STEP_START))
-    return started >= planned
+def failed_in_run(context) -> dict[str, str]:
+    """The districts this run's steps could not sync so far, with their errors, as Dagster recorded them."""
+    op = _op(context)
+    records = op.instance.get_records_for_run(op.run.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION).records
+    failed: dict[str, str] = {}
+    for record in records:
+        observation = record.event_log_entry.asset_observation
+        if observation and FAILED_DISTRICT in observation.metadata and observation.partition:
+            failed.setdefault(observation.partition, observation.metadata[FAILED_DISTRICT].value)
+    return failed
+
+
+def _record_failed(context, key: str, message: str) -> None:
+    """Record in the run that district `key` failed in this step: an observation of the step's (first) asset."""
+    op = _op(context)
+    assets = sorted(op.selected_asset_keys or {check.asset_key for check in op.selected_asset_check_keys},
+                    key=lambda asset_key: asset_key.to_user_string())
+    op.log_event(dg.AssetObservation(asset_key=assets[0], partition=key, metadata={
+        FAILED_DISTRICT: message, "step": op.get_step_execution_context().step.key}))
+
+
+def last_step_of_run(context) -> bool:
+    """Whether this step is the run's last: every other step of the run's execution plan (Dagster's snapshot of it)
+    has ended (Dagster recorded its success, failure or skip). A step that no other step of the plan depends on also
+    counts while another step is still running (an executor running steps side by side): failing it stops nothing
+    else, and the run still fails naming the districts however its steps interleave."""
+    op = _op(context)
+    own = op.get_step_execution_context().step.key
+    plan = op.instance.get_execution_plan_snapshot(op.run.execution_plan_snapshot_id)
+    others = set(plan.step_keys_to_execute) - {own}
+    records = op.instance.get_records_for_run(
+        op.run.run_id, of_type={dg.DagsterEventType.STEP_START, *_ENDED}).records
+    ended = {r.event_log_entry.step_key for r in records if r.event_log_entry.dagster_event_type in _ENDED}
+    if others <= ended:
+        return True
+    started = {r.event_log_entry.step_key for r in records
+               if r.event_log_entry.dagster_event_type == dg.DagsterEventType.STEP_START}
+    upstream_of = {step.key: {handle.step_key for step_input in step.inputs
+                              for handle in step_input.upstream_output_handles} for step in plan.steps}
+    downstream = any(own in upstream_of.get(key, ()) for key in others)
+    return not downstream and bool((others & started) - ended)
 
 
 def _over_districts(layout, context, keys: list[str], body, resources) -> list:
-    """Each district of a batched run in turn. A district that fails is recorded and the others go on,
+    """Each district of a batched run in turn. A district that fails is recorded in the run and the others go on,
     in this step and the run's later ones (which skip it); the run's last step fails naming every failed district,
     after recording a materialization per district it synced."""
-    failed = _FAILED_IN_RUN.get(context.run.run_id, {})  # kept only for a run where a district failed
+    failed = {key: message for key, message in failed_in_run(context).items() if key in keys}
     by_district: dict[str, list] = {}
     for key in keys:
         if key in failed:
@@ -133,15 +176,14 @@ def _over_districts(layout, context, keys: list[str], body, resources) -> list:
         except Exception as error:  # a district's failure must not stop the others in the run
             message = error.description if isinstance(error, dg.Failure) else f"{type(error).__name__}: {error}"
             failed[key] = message
-            _FAILED_IN_RUN[context.run.run_id] = failed
+            _record_failed(context, key, message)
             context.log.error(f"district {layout.label(key)} failed: {message}")
-    if failed and (not by_district or _last_step_of_run(context)):
+    if failed and (not by_district or last_step_of_run(context)):
         for key, events in by_district.items():
             for event in events:
                 if isinstance(event, dg.MaterializeResult):
                     context.log_event(dg.AssetMaterialization(
                         asset_key=event.asset_key or context.asset_key, partition=key, metadata=event.metadata))
-        _FAILED_IN_RUN.pop(context.run.run_id, None)
         raise dg.Failure(
             description=f"{len(failed)} of {len(keys)} districts failed: "
                         + "; ".join(f"{layout.label(key)}: {message}" for key, message in failed.items()),
