@@ -27,7 +27,8 @@ from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
 
 MASK = "***"
 MIN_SECRET = 4  # shorter values are not registered (they would mask ordinary words)
-MIN_FRAGMENT = 8  # a run of this many characters of a secret is masked wherever it appears
+MIN_FRAGMENT = 8  # a run of this many characters of a secret is masked wherever it appears...
+ORDINARY_WORD = 12  # ...unless it is a lower-case word shorter than this (a word of prose, not token material)
 
 # credential-shaped text, whatever its value (the value is group "value")
 _SHAPES = [
@@ -103,6 +104,8 @@ def _forms(value: str) -> set[str]:
 def _is_fragment(word: str, forms: tuple[str, ...]) -> bool:
     """Whether `word` (8+ characters), or its tail from one of its '/' (a URL's path), is part of a secret, or holds
     one once URL-decoded (a value as it is was replaced before)."""
+    if len(word) < ORDINARY_WORD and word.isalpha() and word.islower():
+        return False  # an ordinary word ("district") that a human-chosen secret happens to contain
     decoded = unquote_plus(word) if "%" in word or "+" in word else word
     tails = [word[i:] for i, char in enumerate(word) if char == "/" and len(word) - i >= MIN_FRAGMENT]
     for form in forms:
