@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from .client.builtin_demo import DEMO_ENV_VARS, DemoShape
+from .builtin_demo import DEMO_ENV_VARS, DemoShape
 from .client.settings import CONNECTION_VARS, ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings, SettingsError
 from .warehouse import store
 from .warehouse.alerts import SECRET_ENV_VARS

@@ -24,7 +24,7 @@ SHOWN = 240  # characters of the cause shown
 
 _HTTP_FIX = {
     400: "the provider refused a request parameter: run the connection test (python -m "
-         "oneroster_pipeline.client.connection_test)",
+         "oneroster_pipeline.connection_test)",
     401: "ONEROSTER_CLIENT_ID / ONEROSTER_CLIENT_SECRET (or ONEROSTER_ACCESS_TOKEN) and ONEROSTER_TOKEN_URL",
     403: "the credentials' scopes at the provider (1.2 needs roster-core.readonly)",
     404: "ONEROSTER_BASE_URL (its version path) and ONEROSTER_VERSION",

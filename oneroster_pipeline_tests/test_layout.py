@@ -1,8 +1,10 @@
-"""The layout's promises, checked on the source: the core never imports dagster, no import circle, short modules.
+"""The layout's promises, checked on the source: the core never imports dagster, no import circle, short modules,
+the client and the demo never import each other.
 
-Core = `client/`, `warehouse/`, `demo/` (and `summary.py`, `districts.py`): usable and testable without Dagster. The Dagster layer is
-`defs/` plus `definitions.py`. Imports are read with `ast`, including those inside functions, so a circle cannot
-hide behind a late import.
+Core = `client/`, `warehouse/`, `demo/` (and the top-level `config.py`, `districts.py`, `builtin_demo.py` and the
+commands `summary.py`, `connection_test.py`): usable and testable without Dagster. The Dagster layer is `defs/` plus
+`definitions.py`. Imports are read with `ast`, including those inside functions, so a circle cannot hide behind a
+late import.
 """
 
 from __future__ import annotations
@@ -60,10 +62,13 @@ def imported_names(path: Path) -> list[str]:
     return names
 
 
+TOP_LEVEL_CORE = ("oneroster_pipeline.summary", "oneroster_pipeline.districts", "oneroster_pipeline.config",
+                  "oneroster_pipeline.builtin_demo", "oneroster_pipeline.connection_test")
+
+
 def core_modules() -> dict[str, Path]:
     return {name: path for name, path in modules().items()
-            if name.split(".")[1:2] and name.split(".")[1] in CORE
-            or name in ("oneroster_pipeline.summary", "oneroster_pipeline.districts")}
+            if name.split(".")[1:2] and name.split(".")[1] in CORE or name in TOP_LEVEL_CORE}
 
 
 DAGSTER_LAYER = ("oneroster_pipeline.defs", "oneroster_pipeline.definitions")
@@ -129,3 +134,53 @@ def test_every_module_says_what_it_is_for():
     missing = [name for name, path in modules().items()
                if path.read_text().strip() and not ast.get_docstring(ast.parse(path.read_text()))]
     assert missing == []
+
+
+CLIENT, DEMO = "oneroster_pipeline.client", "oneroster_pipeline.demo"
+# the connection test command's former name (`python -m oneroster_pipeline.client.connection_test`): it runs the
+# package's command, which reads the package's configuration and may start the built-in demo district
+CLIENT_COMMAND_ALIAS = "oneroster_pipeline.client.connection_test"
+
+
+def _in(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def imports_between(modules_: dict[str, Path], source: str, target: str) -> list[str]:
+    """What modules of package `source` import of package `target`, relative imports included."""
+    return [f"{name} imports {imported}" for name, path in modules_.items() if _in(name, source)
+            for imported in imports_of(name, path, modules_) if _in(imported, target)]
+
+
+def test_the_client_and_the_demo_never_import_each_other():
+    """The client talks to any provider and never starts the demo (`builtin_demo.py` does, for the sync and the
+    connection test command); the demo provider is a server that knows nothing of the client."""
+    known = modules()
+    assert imports_between(known, CLIENT, DEMO) == [] and imports_between(known, DEMO, CLIENT) == []
+
+
+def test_the_client_imports_nothing_of_the_package_outside_it():
+    """Not the demo through another module either (config.py, districts.py, the commands all reach it)."""
+    known = modules()
+    outside = [line for line in imports_between(known, CLIENT, "oneroster_pipeline")
+               if not _in(line.split(" imports ")[1], CLIENT) and not line.startswith(CLIENT_COMMAND_ALIAS + " ")]
+    assert outside == []
+
+
+def test_the_demo_rule_sees_relative_imports(tmp_path):
+    """`from ...demo import server` in a module of client/ is caught, as `from oneroster_pipeline.demo import ...`."""
+    package = tmp_path / "oneroster_pipeline"
+    for folder in ("client/diagnostics", "demo"):
+        (package / folder).mkdir(parents=True)
+    files = {"oneroster_pipeline.client.diagnostics.leaky": package / "client" / "diagnostics" / "leaky.py",
+             "oneroster_pipeline.client.plain": package / "client" / "plain.py",
+             "oneroster_pipeline.demo": package / "demo" / "__init__.py",
+             "oneroster_pipeline.demo.server": package / "demo" / "server.py"}
+    for path in files.values():
+        path.write_text("")
+    files["oneroster_pipeline.client.diagnostics.leaky"].write_text("from ...demo import server\n")
+    files["oneroster_pipeline.client.plain"].write_text("from oneroster_pipeline.demo.server import DemoProvider\n")
+    assert sorted(imports_between(files, CLIENT, DEMO)) == [
+        "oneroster_pipeline.client.diagnostics.leaky imports oneroster_pipeline.demo",
+        "oneroster_pipeline.client.diagnostics.leaky imports oneroster_pipeline.demo.server",
+        "oneroster_pipeline.client.plain imports oneroster_pipeline.demo.server"]

@@ -56,7 +56,7 @@ def test_quick_start_then_a_real_provider_then_two_districts(project):  # noqa: 
         # a real provider into the default file: not refused as a provider change of the demo's file
         run(project, "dg", "launch", "--job", "full_sync")
         assert ids(project / "data" / "oneroster.duckdb") == first_ids
-        tested = run(project, "python", "-m", "oneroster_pipeline.client.connection_test")
+        tested = run(project, "python", "-m", "oneroster_pipeline.connection_test")
         assert "configuration: " in tested.stdout and ".env" in tested.stdout
         assert first.base_url in tested.stdout and "demo" not in tested.stdout.split("connection:")[1].split("\n")[0]
         summary = run(project, "python", "-m", "oneroster_pipeline.summary")

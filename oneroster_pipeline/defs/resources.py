@@ -15,8 +15,8 @@ from typing import Optional
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from oneroster_pipeline.client.builtin_demo import DEMO_ENV_VARS as DEMO_SHAPE_VARS
-from oneroster_pipeline.client.builtin_demo import DemoShape, start_demo_district
+from oneroster_pipeline.builtin_demo import DEMO_ENV_VARS as DEMO_SHAPE_VARS
+from oneroster_pipeline.builtin_demo import DemoShape, start_demo_district
 from oneroster_pipeline.client.settings import ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings, Secret, SettingsError
 from oneroster_pipeline.client.sources import open_source
 from oneroster_pipeline.config import Config, duckdb_path_of
@@ -26,7 +26,7 @@ from oneroster_pipeline.warehouse.alerts import Alert, send_alert
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.snapshots import DEFAULT_SNAPSHOT_DIR, SNAPSHOT_DIR_VAR
 
-# the built-in demo district's shape: one definition (client/builtin_demo.py) for the sync and the connection test
+# the built-in demo district's shape: one definition (builtin_demo.py) for the sync and the connection test
 DEMO_ENV_VARS = {f"demo_{name}": var for name, var in DEMO_SHAPE_VARS.items()}
 SECRET_FIELDS = ("client_secret", "access_token")
 LOWERCASE_FIELDS = ("provider", "auth")  # read case-insensitively, as the client reads them

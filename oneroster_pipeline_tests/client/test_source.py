@@ -133,13 +133,21 @@ def test_cli_prints_the_report_and_exits_by_result(capsys):
     assert "ONEROSTER_BASE_URL" in capsys.readouterr().err
 
 
-def test_cli_module_runs_against_the_built_in_demo():
+@pytest.mark.parametrize("module", ["oneroster_pipeline.connection_test",
+                                    "oneroster_pipeline.client.connection_test"])  # its former name still works
+def test_cli_module_runs_against_the_built_in_demo(module):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONEROSTER_")}
     env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, "-m", "oneroster_pipeline.client.connection_test"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "started the built-in demo provider" in done.stdout and "result: OK" in done.stdout
+
+
+def test_the_client_never_starts_the_demo(capsys):
+    """The client's command line refuses settings that need the built-in demo provider unless the command gives it
+    one to start (`oneroster_pipeline.connection_test` does)."""
+    assert cli.main([], {}) == 1
+    assert "ONEROSTER_BASE_URL: the demo provider is not started" in capsys.readouterr().err
 
 
 def test_demo_settings_without_a_started_provider_are_refused():

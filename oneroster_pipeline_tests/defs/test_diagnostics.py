@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from oneroster_pipeline import connection_test as command
 from oneroster_pipeline.client import diagnostics as cli
 from oneroster_pipeline.client.errors import OneRosterConnectionError
 from oneroster_pipeline.client.settings import ConnectionSettings
@@ -233,7 +234,7 @@ def test_a_connection_never_accepted_is_a_connect_timeout():
 
 # ---- the connection test ---------------------------------------------------------------------------------------
 def run_cli(capsys, env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args), env)
+    code = command.main(list(args), env)  # the command: it starts the demo district when nothing is configured
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -60,7 +60,7 @@ def test_district_timezone_wins_over_the_fallback(clean_env):
 
 
 def test_the_sync_and_the_connection_test_start_the_same_demo_district(clean_env, capsys):
-    from oneroster_pipeline.client import diagnostics as cli
+    from oneroster_pipeline import connection_test
 
     env = {"ONEROSTER_DEMO_SCHOOLS": "3", "ONEROSTER_DEMO_STUDENTS": "120", "ONEROSTER_DEMO_SEED": "9"}
     for var, value in env.items():
@@ -71,7 +71,7 @@ def test_the_sync_and_the_connection_test_start_the_same_demo_district(clean_env
         schools = [name for batch in source.org_batches() for name, kind in
                    zip(batch.column("name").to_pylist(), batch.column("type").to_pylist()) if kind == "school"]
         students = sum(batch.num_rows for batch in source.student_batches())
-    assert cli.main([], env) == 0
+    assert connection_test.main([], env) == 0
     out = capsys.readouterr().out
     started = "demo district (3 schools, 120 students, seed 9)"
     assert any(started in line for line in log.lines) and started in out

@@ -1,32 +1,31 @@
-"""The connection test command: `python -m oneroster_pipeline.client.connection_test [--building-sis ID ...]
-[--buildings-csv FILE]` (also `-m oneroster_pipeline.client.diagnostics`); exits 0 when the connection works."""
+"""The connection test's command line: the options, the table and the summary printed, the exit code (0 when the
+connection works). The command is `python -m oneroster_pipeline.connection_test`, which reads the package's
+configuration and gives this the built-in demo district to start when no provider is configured (`start_demo`):
+the client itself never starts the demo."""
 
 from __future__ import annotations
 
 import argparse
 import re
 import sys
-from collections.abc import Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, ExitStack
 
-from ..builtin_demo import DemoShape, start_demo_district
 from ..settings import ConnectionSettings, SettingsError
 from .buildings import known_buildings
 from .probe import connection_test
 
 __all__ = ["main"]
 
+# settings that need the demo provider -> a context manager yielding them pointed at a started one, and a line to print
+StartDemo = Callable[[ConnectionSettings], AbstractContextManager[tuple[ConnectionSettings, str]]]
 
-def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """`env`: the variables to test with; default the configuration every command reads (the environment, then
-    the project folder's .env over it, as a run reads them)."""
-    if env is None:
-        from oneroster_pipeline.config import Config  # noqa: PLC0415  (the package's configuration, not the client's)
 
-        config = Config.load()
-        print(config.describe())
-        env = config.env
-    parser = argparse.ArgumentParser(prog="python -m oneroster_pipeline.client.connection_test",
+def main(argv: list[str] | None, env: Mapping[str, str], start_demo: StartDemo | None = None,
+         prog: str = "python -m oneroster_pipeline.connection_test") -> int:
+    """Test the connection `env`'s ONEROSTER_* variables configure. Without `start_demo`, settings that need the
+    built-in demo provider are refused (as by every source: no demo is started here)."""
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Check a OneRoster connection (settings from ONEROSTER_* variables).")
     parser.add_argument("--building-sis", nargs="+", default=None, metavar="ID",
                         help="known building SIS ids (also comma separated) to compare with the schools visible")
@@ -35,7 +34,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     args = parser.parse_args(argv or [])
     try:
         settings = ConnectionSettings.from_env(env)
-        shape = DemoShape.from_env(env) if settings.needs_demo_provider else None
+        demo = start_demo(settings) if settings.needs_demo_provider and start_demo is not None else None
         buildings = None
         csv_path = args.buildings_csv or (env.get("ONEROSTER_BUILDINGS_CSV") or "").strip() or None
         if csv_path:
@@ -46,10 +45,9 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         print(f"connection test failed: {error}", file=sys.stderr)
         return 1
     with ExitStack() as stack:
-        if settings.needs_demo_provider:  # the same district the sync starts (ONEROSTER_DEMO_* shape)
-            settings, _ = stack.enter_context(start_demo_district(settings, shape))
-            print(f"(no provider configured: started the built-in demo provider with the sync's demo district "
-                  f"({shape.describe()}) at {settings.base_url})")
+        if demo is not None:  # the same district the sync starts (ONEROSTER_DEMO_* shape)
+            settings, started = stack.enter_context(demo)
+            print(started)
         report = connection_test(settings, buildings)
     print(f"connection: {report.connection}")
     # a failure's error is printed once: on stderr, at the end

@@ -1,5 +1,7 @@
 """The built-in demo district, started in-process when no provider is configured: one helper for the sync
-(`resources.OneRosterResource`) and the connection test, so both see the same district.
+(`defs/resources.OneRosterResource`) and the connection test command (`connection_test.py`), so both see the same
+district. It joins the two halves of the core that never import each other: the client (`client/`, which knows
+nothing of the demo) and the demo provider (`demo/`, which knows nothing of the client).
 
 Its shape comes from ONEROSTER_DEMO_SCHOOLS / ONEROSTER_DEMO_STUDENTS / ONEROSTER_DEMO_SEED (defaults 8 / 2000 / 42).
 Framework-free (never imports dagster); the demo server is imported only when the demo is started.
@@ -12,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .settings import ConnectionSettings, SettingsError
+from .client.settings import ConnectionSettings, SettingsError
 
 DEMO_ENV_VARS = {"schools": "ONEROSTER_DEMO_SCHOOLS", "students": "ONEROSTER_DEMO_STUDENTS",
                  "seed": "ONEROSTER_DEMO_SEED"}
@@ -55,8 +57,8 @@ class DemoShape:
 def start_demo_district(settings: ConnectionSettings, shape: DemoShape) -> Iterator[tuple[ConnectionSettings, str]]:
     """Start the demo district of `shape` on loopback (OAuth 2.0 with a throwaway secret) and yield `settings`
     pointed at it (page size, concurrency, retries... as configured) and a line saying what was started."""
-    from ..demo.district import DistrictShape  # noqa: PLC0415 (only the demo needs the server)
-    from ..demo.server import DemoProvider, DemoSettings  # noqa: PLC0415
+    from .demo.district import DistrictShape  # noqa: PLC0415 (only the demo needs the server)
+    from .demo.server import DemoProvider, DemoSettings  # noqa: PLC0415
 
     secret = secrets.token_urlsafe(16)
     district = DistrictShape(schools=shape.schools, students=shape.students, seed=shape.seed)
