@@ -10,12 +10,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
 from oneroster_pipeline.client.redaction import REDACTOR
 
 from . import store
+
+if TYPE_CHECKING:
+    from .backends import Warehouse
 
 SECRET_ENV_VARS = ("ONEROSTER_CLIENT_SECRET", "ONEROSTER_ACCESS_TOKEN", "ONEROSTER_ALERT_WEBHOOK_URL")
 
@@ -47,13 +51,14 @@ class Alert:
 
 def send_alert(
     alert: Alert,
-    database: str | Path,
+    database: str | Path | Warehouse,
     webhook_url: str | None = None,
     logger: logging.Logger | None = None,
     secrets: Iterable[str | None] | None = None,
 ) -> None:
     """Deliver an alert on every channel; one channel failing does not stop the others. Every value of `secrets`
-    is masked first (the caller passes them: e.g. `secret_values(os.environ)`)."""
+    is masked first (the caller passes them: e.g. `secret_values(os.environ)`). `database` is the DuckDB file's
+    path or a `backends.Warehouse` (a lake's district: anything with `connect()`)."""
     secrets = list(secrets or ())
     log = logger or logging.getLogger(__name__)
     alert = Alert(
@@ -61,7 +66,7 @@ def send_alert(
     )
     log.error(alert.text())
     try:
-        with store.connect(database) as con:
+        with database.connect() if hasattr(database, "connect") else store.connect(database) as con:
             store.insert_rows(con, "sync_alerts", [{
                 "alerted_at": datetime.now(timezone.utc), "job_name": alert.job_name, "run_id": alert.run_id,
                 "kind": alert.kind, "subject": alert.subject, "message": alert.message,

@@ -1,8 +1,7 @@
 """The DuckDB store: table definitions, Parquet staging and atomic apply. Framework-free (no dagster import)."""
 
-# Every table name here is a contract: scripts and dashboards query them. Pulls are staged to Parquet files outside
-# the database (so the DuckDB write lock is held only while applying), then applied in one transaction: a run that
-# fails at any point leaves every table as it was.
+# Every table name here is a contract: scripts and dashboards query them. Pulls are staged to Parquet outside the
+# database (the write lock is held only while applying), then applied in one transaction: a failed run changes nothing.
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ import gc
 import queue
 import shutil
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -29,6 +29,7 @@ MEMORY_LIMIT_VAR = "ONEROSTER_DUCKDB_MEMORY_LIMIT"
 # DuckDB's own default is 80% of RAM; a sync spills its joins beyond this instead (duckdb_files: `.duckdb-spill-<pid>`).
 # 128MB applies a 1M-student sync (64MB does not): benchmarks/README.md
 DEFAULT_MEMORY_LIMIT = "128MB"
+BEFORE_COMMIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # con -> check(con) run by `transaction`
 
 
 class MemoryLimitError(RuntimeError):
@@ -241,6 +242,8 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
+        if BEFORE_COMMIT and con in BEFORE_COMMIT:  # a DuckLake district's key checks and writer guard (lake.py)
+            BEFORE_COMMIT[con](con)
     except BaseException:
         with contextlib.suppress(duckdb.Error):  # a failed write may have ended the transaction: the error is raised
             con.execute("ROLLBACK")
@@ -425,9 +428,7 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) ->
 
 def upsert_sync_run(con: duckdb.DuckDBPyConnection, run_id: str, **columns) -> None:
     """Create or update the run's `sync_runs` row: each step fills the columns it knows (None leaves a value).
-    An UPDATE, and an INSERT when it found no row (DuckDB's INSERT ... ON CONFLICT costs ~3 ms a row on this
-    table, an UPDATE ~0.8 ms; every step of every district writes this row). A run's steps write its row one after
-    another while this process holds the file's lock, so nothing inserts it between the two."""
+    An UPDATE, then an INSERT when none was found (not INSERT ... ON CONFLICT: ~4x slower, and DuckLake has no key)."""
     updated = con.execute(
         f"UPDATE sync_runs SET {', '.join(f'{c} = coalesce(?, {c})' for c in columns)} WHERE run_id = ?",
         [*columns.values(), run_id]).fetchall()[0][0]

@@ -80,12 +80,13 @@ def rebuildable_connection(con: duckdb.DuckDBPyConnection, connection_id: str | 
 
 
 def register(con: duckdb.DuckDBPyConnection, connection: Connection, status: str, now: datetime) -> None:
-    """Insert the connection if it is new (an existing row keeps its status)."""
+    """Insert the connection if it is new (an existing row keeps its status). Not INSERT ... ON CONFLICT: a DuckLake
+    table has no key to conflict on (the callers' transaction, guarded there, keeps connection_id unique)."""
     con.execute(
-        """INSERT INTO provider_connections VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)
-           ON CONFLICT (connection_id) DO NOTHING""",
+        """INSERT INTO provider_connections SELECT ?, ?, ?, ?, ?, ?, ?, ?, NULL
+           WHERE NOT EXISTS (SELECT 1 FROM provider_connections WHERE connection_id = ?)""",
         [connection.connection_id, connection.label, connection.provider, connection.base_url, connection.version,
-         status, now, now if status == "active" else None])
+         status, now, now if status == "active" else None, connection.connection_id])
 
 
 def require_active_connection(con: duckdb.DuckDBPyConnection, settings,

@@ -1,0 +1,80 @@
+"""The warehouse a district's sync writes, on either backend: one `Warehouse` value and its `connect()`, the
+connection every sync function takes. Framework-free; the Dagster layer builds one per district.
+
+- `duckdb` (the default): the district's DuckDB file (`store.connect`), exactly as before.
+- `ducklake`: the district's schema of one lake (`lake.connect`): the same tables and columns, the same sync logic.
+
+    warehouse = Warehouse.from_env(env, duckdb_path=config.duckdb_path_of(env), district_id=district.id)
+    with warehouse.connect() as con:
+        apply_student_pull(con, pull, run_id, now, policy.hold)
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from . import lake as lakes
+from . import store
+from .lake_settings import WAREHOUSE_VAR, LakeSettings, backend_of
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Where one district's tables live: a DuckDB file (`duckdb_path`) or a schema (`schema`) of a lake."""
+
+    backend: str  # 'duckdb' | 'ducklake'
+    duckdb_path: str | None = None
+    lake: LakeSettings | None = None
+    schema: str = lakes.SINGLE_DISTRICT_SCHEMA
+    memory_limit: str | None = None
+    district_id: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], duckdb_path: str | None = None,
+                 district_id: str | None = None) -> Warehouse:
+        """The warehouse `env` configures (`ONEROSTER_WAREHOUSE`, and the ONEROSTER_DUCKLAKE_* variables for a lake)
+        for the district `district_id` (None: the single district). `duckdb_path` is the DuckDB file of `env` (the
+        caller's rule: config.duckdb_path_of), used by the duckdb backend only. A bad value is a SettingsError."""
+        memory_limit = (env.get(store.MEMORY_LIMIT_VAR) or "").strip() or None
+        if backend_of(env) == "duckdb":
+            if not duckdb_path:
+                raise ValueError(f"{WAREHOUSE_VAR}=duckdb needs the DuckDB file's path")
+            return cls("duckdb", duckdb_path=str(duckdb_path), memory_limit=memory_limit, district_id=district_id)
+        return cls("ducklake", lake=LakeSettings.from_env(env), schema=lakes.district_schema(district_id),
+                   memory_limit=memory_limit, district_id=district_id)
+
+    @property
+    def is_lake(self) -> bool:
+        return self.backend == "ducklake"
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short write connection to the district's tables (created if missing), memory capped at
+        ONEROSTER_DUCKDB_MEMORY_LIMIT: `store.connect` for a file, `lake.connect` for a lake."""
+        limit = self.memory_limit or store.DEFAULT_MEMORY_LIMIT
+        if self.is_lake:
+            with lakes.connect(self.lake, self.schema, memory_limit=limit) as con:
+                yield con
+        else:
+            with store.connect(self.duckdb_path, memory_limit=limit) as con:
+                yield con
+
+    def staging_dir(self, run_id: str, step: str) -> Path:
+        """The folder a step stages its pull in: beside the DuckDB file, or (a lake, whose data path may be shared
+        or remote) in this machine's temporary folder. The district's id keeps districts of one run apart."""
+        name = f"{run_id}-{self.district_id}-{step}" if self.district_id else f"{run_id}-{step}"
+        if self.is_lake:
+            return Path(tempfile.gettempdir()) / "oneroster-staging" / name
+        return Path(self.duckdb_path).parent / "staging" / name
+
+    def describe(self) -> str:
+        """Where the tables are, without secrets (for a run's log)."""
+        if self.is_lake:
+            return f"{self.lake.describe()}, schema {self.schema}"
+        return f"DuckDB file {self.duckdb_path}"

@@ -1,0 +1,167 @@
+"""Which warehouse a district writes (`ONEROSTER_WAREHOUSE`) and, for DuckLake, the lake's catalog and data path.
+Framework-free; read by `backends.Warehouse.from_env`, never by the sync logic.
+
+- `ONEROSTER_WAREHOUSE`: `duckdb` (the default: the district's DuckDB file, as before) or `ducklake`.
+- `ONEROSTER_DUCKLAKE_CATALOG`: where the lake's catalog lives. `postgres:dbname=... host=... port=... user=...`
+  (a libpq connection string; the password from `PGPASSWORD`, or `password_env=<VARIABLE>` names the variable that
+  holds it; a literal `password=` works but shows in the configuration) or the path of a local `.ducklake` file
+  (one writing process at a time: DuckDB locks the file).
+- `ONEROSTER_DUCKLAKE_DATA_PATH`: the folder the Parquet data files go to (shared by every machine that writes the
+  lake), or an object-store URL when the httpfs extension wheel is installed.
+
+The extensions load from their PyPI wheels' files (`duckdb-extension-ducklake`, `duckdb-extension-postgres-scanner`,
+the `[lake]` extra), built for one DuckDB version: `extension_file` says what to install when they do not match.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from oneroster_pipeline.client.redaction import REDACTOR
+from oneroster_pipeline.client.settings import SettingsError
+
+WAREHOUSE_VAR = "ONEROSTER_WAREHOUSE"
+CATALOG_VAR = "ONEROSTER_DUCKLAKE_CATALOG"
+DATA_PATH_VAR = "ONEROSTER_DUCKLAKE_DATA_PATH"
+BACKENDS = ("duckdb", "ducklake")
+DEFAULT_BACKEND = "duckdb"
+# the DuckDB version the extension wheels of the [lake] extra are built for (pyproject.toml pins both)
+LAKE_DUCKDB_VERSION = "1.5.5"
+INSTALL_HINT = (f"install the lake extra: pip install -e '.[lake]' (duckdb=={LAKE_DUCKDB_VERSION} with "
+                f"duckdb-extension-ducklake=={LAKE_DUCKDB_VERSION} and "
+                f"duckdb-extension-postgres-scanner=={LAKE_DUCKDB_VERSION})")
+_OBJECT_STORE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_DSN_PAIR = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+
+
+class LakeUnavailable(RuntimeError):
+    """The DuckLake backend cannot run in this environment: an extension wheel is missing or built for another
+    DuckDB version. The message says what to install."""
+
+
+def backend_of(env: Mapping[str, str]) -> str:
+    """`ONEROSTER_WAREHOUSE` of `env`: 'duckdb' (unset or blank) or 'ducklake'; anything else is a SettingsError."""
+    backend = (env.get(WAREHOUSE_VAR) or "").strip().lower() or DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        raise SettingsError(WAREHOUSE_VAR, f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """One lake: its catalog (as configured, `postgres:...` or a `.ducklake` path) and its data path. The password
+    (resolved from the environment) is kept apart, never in `describe()` or the repr."""
+
+    catalog: str
+    data_path: str
+    password: str | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LakeSettings:
+        """The lake `env` configures (`ONEROSTER_DUCKLAKE_CATALOG`, `ONEROSTER_DUCKLAKE_DATA_PATH`); a missing or
+        malformed value is a SettingsError naming its variable."""
+        catalog = (env.get(CATALOG_VAR) or "").strip().removeprefix("ducklake:").strip()
+        data_path = (env.get(DATA_PATH_VAR) or "").strip()
+        if not catalog:
+            raise SettingsError(CATALOG_VAR, "is required with ONEROSTER_WAREHOUSE=ducklake: a PostgreSQL catalog "
+                                "(postgres:dbname=... host=... port=... user=...) or a local .ducklake file path")
+        if not data_path:
+            raise SettingsError(DATA_PATH_VAR, "is required with ONEROSTER_WAREHOUSE=ducklake: the folder (or "
+                                "object-store URL) the lake's Parquet data files go to")
+        password = None
+        if catalog.startswith("postgres:"):
+            pairs = dict(_DSN_PAIR.findall(catalog.removeprefix("postgres:")))
+            unknown = catalog.removeprefix("postgres:").strip()
+            if not pairs or _DSN_PAIR.sub("", unknown).strip():
+                raise SettingsError(CATALOG_VAR, "a PostgreSQL catalog is postgres: followed by key=value pairs "
+                                    "(dbname=... host=... port=... user=...)")
+            if "dbname" not in pairs:
+                raise SettingsError(CATALOG_VAR, "name the catalog's database: postgres:dbname=<database> ...")
+            variable = pairs.get("password_env")
+            if variable:
+                password = (env.get(variable.strip("'")) or "").strip() or None
+                if password is None:
+                    raise SettingsError(CATALOG_VAR, f"password_env names {variable}, which is not set")
+            elif "password" not in pairs:
+                password = (env.get("PGPASSWORD") or "").strip() or None  # libpq reads it too, from os.environ
+            REDACTOR.register(password, _unquote(pairs.get("password")))
+        elif catalog.split(":", 1)[0] in ("sqlite", "mysql", "md", "motherduck"):
+            raise SettingsError(CATALOG_VAR, f"{catalog.split(':', 1)[0]}: catalogs are not supported here: use "
+                                "postgres:... or a local .ducklake file path")
+        elif not catalog.endswith(".ducklake"):
+            raise SettingsError(CATALOG_VAR, f"{catalog!r} is neither postgres:... nor a .ducklake file path")
+        return cls(catalog, data_path, password)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.catalog.startswith("postgres:")
+
+    @property
+    def is_object_store(self) -> bool:
+        return bool(_OBJECT_STORE.match(self.data_path)) and not self.data_path.startswith("file://")
+
+    @property
+    def dsn(self) -> str:
+        """The PostgreSQL connection string with the password, without `password_env` (never logged)."""
+        kept = [f"{k}={v}" for k, v in _DSN_PAIR.findall(self.catalog.removeprefix("postgres:")) if k != "password_env"]
+        if self.password:
+            kept.append(f"password='{_escape(self.password)}'")
+        return " ".join(kept)
+
+    @property
+    def attach_target(self) -> str:
+        """What follows `ducklake:` in the ATTACH statement (holds the password: never logged)."""
+        return f"postgres:{self.dsn}" if self.is_postgres else str(Path(self.catalog).expanduser().absolute())
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies the lake in this process (no password)."""
+        return self.catalog, self.data_path
+
+    def describe(self) -> str:
+        """The catalog and data path, with any password masked."""
+        shown = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", self.catalog)
+        return f"DuckLake catalog {shown}, data path {self.data_path}"
+
+
+def _unquote(value: str | None) -> str | None:
+    return value[1:-1].replace("\\'", "'") if value and value.startswith("'") else value
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def extension_file(name: str) -> Path:
+    """The `name` extension's file in its wheel (`duckdb_extension_<name>`), built for this process's DuckDB.
+    LakeUnavailable (saying what to install) when the wheel is missing or built for another DuckDB version."""
+    try:
+        module = importlib.import_module(f"duckdb_extension_{name}")
+    except ImportError:
+        raise LakeUnavailable(f"the DuckDB extension {name} is not installed: {INSTALL_HINT}") from None
+    folder = Path(module.__path__[0]) / "extensions"
+    wanted = folder / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not wanted.is_file():
+        built = sorted(p.parent.name.removeprefix("v") for p in folder.glob(f"*/{name}.duckdb_extension"))
+        raise LakeUnavailable(f"the DuckDB extension {name} installed here is built for DuckDB "
+                              f"{', '.join(built) or '(none)'}, this process runs DuckDB {duckdb.__version__}: "
+                              f"{INSTALL_HINT}")
+    return wanted
+
+
+def unavailable_reason(postgres: bool = True) -> str | None:
+    """Why the DuckLake backend cannot run here (None: it can): the ducklake extension, and postgres_scanner for a
+    PostgreSQL catalog."""
+    try:
+        extension_file("ducklake")
+        if postgres:
+            extension_file("postgres_scanner")
+    except LakeUnavailable as error:
+        return str(error)
+    return None
