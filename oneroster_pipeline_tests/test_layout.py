@@ -10,6 +10,7 @@ late import.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,62 @@ def test_the_demo_rule_sees_relative_imports(tmp_path):
         "oneroster_pipeline.client.diagnostics.leaky imports oneroster_pipeline.demo",
         "oneroster_pipeline.client.diagnostics.leaky imports oneroster_pipeline.demo.server",
         "oneroster_pipeline.client.plain imports oneroster_pipeline.demo.server"]
+
+
+# SQL text: a query's keywords in the order a statement has them (upper case, as every query of the package is
+# written), so prose (`ONEROSTER_MAX_UPDATE_PCT`, "select a partition", "Update the tables") is never taken for one
+SQL = re.compile(r"\bSELECT\s+(?:DISTINCT\s+)?[\w*('\"]|\bINSERT\s+INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b"
+                 r"|\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:TABLE|VIEW|INDEX|SEQUENCE|SCHEMA)\b"
+                 r"|\bALTER\s+TABLE\b|\bDROP\s+(?:TABLE|VIEW)\b|\bCOPY\s+\(|\bATTACH\s+'")
+
+
+def string_texts(source: str) -> list[str]:
+    """Every string literal of a module (docstrings included); an f-string with each `{...}` as `x`."""
+    tree = ast.parse(source)
+    inside_fstrings = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+    texts = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            texts.append("".join(part.value if isinstance(part, ast.Constant) else "x" for part in node.values))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in inside_fstrings:
+            texts.append(node.value)
+    return texts
+
+
+def sql_in(source: str) -> list[str]:
+    return [" ".join(text.split())[:80] for text in string_texts(source) if SQL.search(text)]
+
+
+def test_no_sql_in_the_dagster_layer():
+    """`defs/` (and `definitions.py`) orchestrates: every query is a function of `warehouse/` named for what it
+    returns."""
+    found = {name: sql_in(path.read_text()) for name, path in modules().items() if name.startswith(DAGSTER_LAYER)}
+    assert {name: texts for name, texts in found.items() if texts} == {}
+
+
+@pytest.mark.parametrize("code", [
+    'con.execute("SELECT duration_seconds FROM sync_runs WHERE job_name = ?", [job])',
+    'store.query_dicts(con, """\n    SELECT b.building_id FROM buildings b\n    ORDER BY 1""")',
+    'q = f"SELECT change, count(*) AS n FROM sync_diffs WHERE {where} GROUP BY 1"',
+    'q = f"SELECT {columns} FROM students"',
+    'q = "SELECT count(*) " "FROM ignored_students"',
+    "q = \"SELECT 'sourced_id' AS column, sourced_id AS value FROM students\"",
+    'con.execute("INSERT INTO sync_alerts VALUES (?)")',
+    'con.execute("UPDATE buildings SET status = ?")',
+    'con.execute("DELETE FROM students")',
+    'con.execute("CREATE OR REPLACE TEMP TABLE _ids AS SELECT 1")',
+    'metadata = {"query": f"SELECT * FROM sync_diffs WHERE run_id = \'{run_id}\'"}',
+])
+def test_the_sql_rule_catches_a_query(code):
+    assert sql_in(code)
+
+
+@pytest.mark.parametrize("code", [
+    '"""Deactivations above ONEROSTER_MAX_DEACTIVATE(_PCT); more than ONEROSTER_MAX_UPDATE_PCT % updated."""',
+    'description = "Select a partition, then Launch. Update the tables from the stored raw ones."',
+    'description = "Rebuilds students from the stored raw tables (no provider request); Created: 3, Deleted: 0."',
+    'line = f"run the job provider_switch (it builds id_crosswalk) with {tag}=true; select the district"',
+    'text = "DuckDB allows one writer: insert into the queue, delete from the list, create a table later"',
+])
+def test_the_sql_rule_passes_prose(code):
+    assert sql_in(code) == []

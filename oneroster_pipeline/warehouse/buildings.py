@@ -119,3 +119,27 @@ def repeated_building_sis(con: duckdb.DuckDBPyConnection) -> list[dict]:
         SELECT building_sis, count(*) AS buildings, list(building_id ORDER BY building_id) AS building_ids,
                list(name ORDER BY building_id) AS names
         FROM buildings GROUP BY building_sis HAVING count(*) > 1 ORDER BY building_sis""")
+
+
+def buildings_without_active_school(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The active buildings whose building_sis is no active OneRoster school, by building_id: building_id, name,
+    building_sis, origin."""
+    return query_dicts(con, """
+        SELECT b.building_id, b.name, b.building_sis, b.origin FROM buildings b
+        WHERE b.status = 'active' AND b.building_sis NOT IN (
+            SELECT sourced_id FROM oneroster_orgs WHERE type = 'school' AND status = 'active')
+        ORDER BY b.building_id""")
+
+
+def active_schools_without_building(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The active OneRoster schools no building has as building_sis, by name: sourced_id, name, identifier."""
+    return query_dicts(con, """
+        SELECT o.sourced_id, o.name, o.identifier FROM oneroster_orgs o
+        WHERE o.type = 'school' AND o.status = 'active'
+          AND o.sourced_id NOT IN (SELECT building_sis FROM buildings)
+        ORDER BY o.name, o.sourced_id""")
+
+
+def active_building_sis(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The building_sis of every active building (the schools the district expects to see)."""
+    return [sis for (sis,) in con.execute("SELECT building_sis FROM buildings WHERE status = 'active'").fetchall()]

@@ -277,6 +277,22 @@ def apply_org_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str
     return schools
 
 
+def latest_pull_report(con: duckdb.DuckDBPyConnection, collection: str) -> dict | None:
+    """The latest `pull_reports` row of `collection` (orgs, students), every column; None before any pull."""
+    rows = store.query_dicts(con, "SELECT * FROM pull_reports WHERE collection = ? ORDER BY fetched_at DESC LIMIT 1",
+                             [collection])
+    return rows[0] if rows else None
+
+
+def records_rejected_by_pull(con: duckdb.DuckDBPyConnection, pull: dict, limit: int) -> list[dict]:
+    """Up to `limit` of the records a pull (its `pull_reports` row) rejected, by location: location, sourced_id,
+    field, reason."""
+    return store.query_dicts(con, """
+        SELECT location, sourced_id, field, reason FROM rejected_records
+        WHERE collection = ? AND recorded_at = ? AND run_id IS NOT DISTINCT FROM ? AND kind = 'rejected'
+        ORDER BY location LIMIT ?""", [pull["collection"], pull["fetched_at"], pull["run_id"], limit])
+
+
 def last_org_pull_complete(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the latest org pull was complete: building sync flags vanished schools only after one."""
     rows = con.execute(

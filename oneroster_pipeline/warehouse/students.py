@@ -302,3 +302,27 @@ def _plan_ignored(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
         """,
         {"now": now},
     )
+
+
+def repeated_student_ids(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The sourced_id and student_id values held by more than one row of students (compared exactly, as stored):
+    column, value, rows."""
+    return query_dicts(con, """
+        SELECT 'sourced_id' AS column, sourced_id AS value, count(*) AS rows FROM students
+        GROUP BY sourced_id HAVING count(*) > 1
+        UNION ALL
+        SELECT 'student_id', student_id::VARCHAR, count(*) FROM students
+        GROUP BY student_id HAVING count(*) > 1
+        ORDER BY 1, 2""")
+
+
+def students_without_building(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The students whose building_id is no building, by student_id: student_id, sourced_id, building_id."""
+    return query_dicts(con, """
+        SELECT s.student_id, s.sourced_id, s.building_id FROM students s
+        ANTI JOIN buildings b ON b.building_id = s.building_id ORDER BY s.student_id""")
+
+
+def ignored_student_count(con: duckdb.DuckDBPyConnection, reason: str) -> int:
+    """How many fetched students are ignored for `reason` (one of IGNORED_REASONS)."""
+    return con.execute("SELECT count(*) FROM ignored_students WHERE reason = ?", [reason]).fetchall()[0][0]

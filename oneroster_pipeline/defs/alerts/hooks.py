@@ -24,6 +24,7 @@ from oneroster_pipeline.defs.districts import DistrictLayout
 from oneroster_pipeline.defs.runs import write_run_row
 from oneroster_pipeline.failures import summary
 from oneroster_pipeline.warehouse.alerts import Alert, redact
+from oneroster_pipeline.warehouse.reports import recorded_outcome, run_has_alert
 
 
 def root_cause(error) -> str:
@@ -78,8 +79,7 @@ def alert_recorded(warehouse, run_id: str, kind: str) -> bool:
     """Whether `sync_alerts` already holds an alert of this kind for the run (the run's hook sent it)."""
     try:
         with warehouse.connect() as con:
-            return con.execute("SELECT count(*) FROM sync_alerts WHERE run_id = ? AND kind = ?",
-                               [run_id, kind]).fetchall()[0][0] > 0
+            return run_has_alert(con, run_id, kind)
     except Exception:  # the warehouse is unavailable: better a second alert than none
         return False
 
@@ -133,8 +133,7 @@ def record_canceled(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse,
     redactor)."""
     try:
         with warehouse.connect() as con:
-            rows = con.execute("SELECT outcome FROM sync_runs WHERE run_id = ?", [run.run_id]).fetchall()
-            if rows and rows[0][0] is not None:
+            if recorded_outcome(con, run.run_id) is not None:
                 return
             record = instance.get_run_record_by_id(run.run_id)
             started = datetime.fromtimestamp(record.start_time, timezone.utc) if record and record.start_time else None

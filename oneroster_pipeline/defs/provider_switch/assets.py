@@ -30,9 +30,12 @@ from oneroster_pipeline.warehouse.provider_switch import (
     apply_switch,
     build_crosswalk,
     connection_of,
+    connections_by_first_seen,
+    crosswalk_query,
     rebuild_student_tables,
     rebuildable_connection,
     summary_line,
+    switch_to_apply,
 )
 from oneroster_pipeline.warehouse.pulls import stage_pull
 
@@ -107,7 +110,7 @@ def id_crosswalk(context: dg.AssetExecutionContext, oneroster: OneRosterResource
         "ignored_rules": dg.MetadataValue.json(report.rules_used["ignored"]),
         "counts": _rows_md([{"count": name, "value": c[name], "what it counts": meaning}
                             for name, meaning in COUNTS.items()]),
-        "query": f"SELECT * FROM id_crosswalk WHERE switch_id = '{report.switch_id}' ORDER BY entity, status",
+        "query": crosswalk_query(report.switch_id),
     })
     for check, kind, rows in (("crosswalk_ambiguous", "ambiguous", report.ambiguous),
                               ("crosswalk_unmatched", "match no", report.unmatched)):
@@ -135,12 +138,9 @@ CONNECTIONS_DESCRIPTION = (
 
 def provider_connections(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:
-        own = con.execute("SELECT switch_id FROM provider_switches WHERE switch_id = ?",
-                          [context.run.run_id]).fetchall()
-        latest = store.query_dicts(con, "SELECT switch_id FROM provider_switches ORDER BY built_at DESC LIMIT 1")
-        if not own and not latest:
+        switch_id = switch_to_apply(con, context.run.run_id)
+        if switch_id is None:
             raise dg.Failure(description="No crosswalk to apply: run the job provider_switch (it builds id_crosswalk).")
-        switch_id = own[0][0] if own else latest[0]["switch_id"]
         try:
             done = apply_switch(con, switch_id, context.run.run_id, datetime.now(timezone.utc), _approved(context))
         except SwitchBlocked as blocked:
@@ -149,9 +149,7 @@ def provider_connections(context: dg.AssetExecutionContext, warehouse: Warehouse
                 f"anyway re-run provider_switch with the run tag {APPROVE_SWITCH_TAG}=true.")) from None
         except SwitchError as error:
             raise dg.Failure(description=f"Switch not applied: {error}") from None
-        connections = store.query_dicts(
-            con, "SELECT connection_id, label, status, activated_at, retired_at FROM provider_connections "
-                 "ORDER BY first_seen_at")
+        connections = connections_by_first_seen(con)
     offer_only(context.instance, done.new_connection_id, warehouse.district_id, force=True)  # the retired one is no longer offered
     partition = rebuild_partition(warehouse.district_id, done.new_connection_id)
     next_step = (f"rebuild the student tables: {rebuild_command(warehouse.district_id, done.new_connection_id)} "

@@ -7,6 +7,7 @@ from oneroster_pipeline.client.diagnostics import connection_test
 from oneroster_pipeline.defs.districts import DistrictLayout
 from oneroster_pipeline.defs.resources import OneRosterResource, WarehouseResource
 from oneroster_pipeline.defs.runs import OWNERS, markdown_table
+from oneroster_pipeline.warehouse.buildings import active_building_sis
 
 DESCRIPTION = (
     "A diagnostic test of the configured OneRoster connection, run before the first sync and after any change: "
@@ -20,8 +21,7 @@ def provider_connection_test(
     context: dg.AssetExecutionContext, oneroster: OneRosterResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     with warehouse.connect() as con:
-        known = [sis for (sis,) in con.execute(
-            "SELECT building_sis FROM buildings WHERE status = 'active'").fetchall()]
+        known = active_building_sis(con)
     with oneroster.open(context.log) as source:
         report = connection_test(source, building_sis=known or None)
     table = markdown_table([{"check": c, "result": r, "detail": d} for c, r, d in report.rows()], 100)

@@ -40,6 +40,16 @@ from oneroster_pipeline.warehouse.pulls import (
     last_org_pull_complete,
     stage_pull,
 )
+from oneroster_pipeline.warehouse.reports import (
+    diff_counts_by_change,
+    first_buildings,
+    first_diff_rows,
+    first_ignored_students,
+    first_students,
+    org_counts_by_type_and_status,
+    recent_sync_durations,
+    run_diff_query,
+)
 
 GROUP = "oneroster"
 
@@ -100,8 +110,7 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
         except SyncHeld as held:
             yield from _held("oneroster_orgs", "schools_present_guard", held)
         activate_after_sync(context, warehouse, con, connection)  # applied: a candidate connection becomes active
-        by_type = store.query_dicts(
-            con, "SELECT type, status, count(*) AS orgs FROM oneroster_orgs GROUP BY ALL ORDER BY ALL")
+        by_type = org_counts_by_type_and_status(con)
         record_run(context, con, connection=pull.label, orgs_fetched=pull.rows,
                    orgs_complete=pull.verdict.complete, incomplete_reason=pull.verdict.reason)
     yield dg.MaterializeResult(asset_key="oneroster_orgs", metadata={
@@ -137,8 +146,7 @@ def buildings(
         result = sync_buildings(con, now, flag_missing=complete)
         record_run(context, con, buildings_created=result.created,
                    outcome="applied" if context.run.job_name == "building_sync" else None)
-        preview = store.query_dicts(
-            con, "SELECT building_id, name, building_sis, status FROM buildings ORDER BY building_id LIMIT 20")
+        preview = first_buildings(con, 20)
     if seeded:
         context.log.info(f"loaded {seeded} pre-existing buildings from {sync_policy.buildings_csv}")
     if context.run.job_name == "building_sync":  # student sync publishes after it, in the other jobs
@@ -190,9 +198,7 @@ def _pull_students(context, oneroster, warehouse, sync_policy, con):
     modified_since = choose_student_pull(
         con, oneroster.settings().provider, (context.run.tags.get(SYNC_MODE_TAG) or "").strip().lower(),
         sync_policy.full_sync_every_days, sync_policy.delta_overlap_minutes)
-    past = [r[0] for r in con.execute(
-        "SELECT duration_seconds FROM sync_runs WHERE job_name = ? AND outcome IN ('applied', 'partially_held') "
-        "AND duration_seconds IS NOT NULL ORDER BY started_at DESC LIMIT 5", [context.run.job_name]).fetchall()]
+    past = recent_sync_durations(con, context.run.job_name, 5)
     if past:
         estimate = sorted(past)[len(past) // 2]
         finish = datetime.now(timezone.utc).timestamp() + estimate
@@ -203,14 +209,8 @@ def _pull_students(context, oneroster, warehouse, sync_policy, con):
 
 def _diff_preview(con, run_id: str, disposition: str | None = None) -> tuple[dict, str]:
     """Counts by change kind and a markdown preview of a run's recorded diff."""
-    where = "run_id = ?" + (" AND disposition = ?" if disposition else "")
-    params = [run_id] + ([disposition] if disposition else [])
-    counts = {r["change"]: r["n"] for r in store.query_dicts(
-        con, f"SELECT change, count(DISTINCT sourced_id) AS n FROM sync_diffs WHERE {where} GROUP BY 1", params)}
-    rows = store.query_dicts(
-        con, f"""SELECT change, sourced_id, building_sis, field, old_value, new_value, reason FROM sync_diffs
-                 WHERE {where} ORDER BY change, sourced_id, field LIMIT 25""", params)
-    return counts, markdown_table(rows, 25)
+    return (diff_counts_by_change(con, run_id, disposition),
+            markdown_table(first_diff_rows(con, run_id, disposition, 25), 25))
 
 
 MASS_CHANGE_GUARD = dg.AssetCheckSpec("mass_change_guard", asset="students", blocking=True,
@@ -237,11 +237,8 @@ def student_sync_assets(
                        outcome="held", message="; ".join(held.reasons))
             yield from _held("students", "mass_change_guard", held)
         activate_after_sync(context, warehouse, con, connection)  # applied: a candidate connection becomes active
-        preview = store.query_dicts(
-            con, "SELECT student_id, sourced_id, building_sis, given_name, family_name, grade, status "
-                 "FROM students ORDER BY student_id LIMIT 10")
-        ignored_preview = store.query_dicts(
-            con, "SELECT sourced_id, reason, detail FROM ignored_students ORDER BY reason, sourced_id LIMIT 10")
+        preview = first_students(con, 10)
+        ignored_preview = first_ignored_students(con, 10)
         held_counts, held_preview = _diff_preview(con, context.run.run_id, "held")
         people, their_records, _ = shared_person_keys(con, listed=0)  # one person in several student records
         publish_district_snapshot(warehouse, context.log, con)  # applied (perhaps partly held): the cross-district view
@@ -325,7 +322,7 @@ def student_sync_preview(
         "would_hold": decision.scope or "nothing", "hold_reasons": "; ".join(decision.reasons) or "-",
         "diff_hash": decision.diff_hash or "-", "pull_mode": pull.mode, "pull_complete": pull.verdict.complete,
         "diff_preview": dg.MetadataValue.md(preview),
-        "query": f"SELECT * FROM sync_diffs WHERE run_id = '{context.run.run_id}'",
+        "query": run_diff_query(context.run.run_id),
     })
 
 

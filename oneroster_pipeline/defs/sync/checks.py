@@ -16,11 +16,19 @@ import dagster as dg
 from oneroster_pipeline.defs.districts import DistrictLayout
 from oneroster_pipeline.defs.resources import WarehouseResource
 from oneroster_pipeline.defs.runs import markdown_table
-from oneroster_pipeline.warehouse import store
-from oneroster_pipeline.warehouse.buildings import repeated_building_sis
+from oneroster_pipeline.warehouse.buildings import (
+    active_schools_without_building,
+    buildings_without_active_school,
+    repeated_building_sis,
+)
 from oneroster_pipeline.warehouse.people import current_person_key, shared_person_keys
 from oneroster_pipeline.warehouse.policy import SyncPolicy
-from oneroster_pipeline.warehouse.pulls import rejection_findings
+from oneroster_pipeline.warehouse.pulls import latest_pull_report, records_rejected_by_pull, rejection_findings
+from oneroster_pipeline.warehouse.students import (
+    ignored_student_count,
+    repeated_student_ids,
+    students_without_building,
+)
 
 ERROR = dg.AssetCheckSeverity.ERROR
 LISTED = 50  # offending records listed in a check's metadata
@@ -53,9 +61,7 @@ class LatestPulls:
 
     def _latest(self, collection: str) -> dict | None:
         if collection not in self._rows:
-            rows = store.query_dicts(self.con, "SELECT * FROM pull_reports WHERE collection = ? "
-                                               "ORDER BY fetched_at DESC LIMIT 1", [collection])
-            self._rows[collection] = rows[0] if rows else None
+            self._rows[collection] = latest_pull_report(self.con, collection)
         return self._rows[collection]
 
     def row(self, collection: str, columns: tuple[str, ...]) -> dict | None:
@@ -68,10 +74,7 @@ class LatestPulls:
         before any pull)."""
         if collection not in self._samples:
             pull = self._latest(collection)
-            self._samples[collection] = [] if pull is None else store.query_dicts(self.con, """
-                SELECT location, sourced_id, field, reason FROM rejected_records
-                WHERE collection = ? AND recorded_at = ? AND run_id IS NOT DISTINCT FROM ? AND kind = 'rejected'
-                ORDER BY location LIMIT ?""", [collection, pull["fetched_at"], pull["run_id"], LISTED])
+            self._samples[collection] = [] if pull is None else records_rejected_by_pull(self.con, pull, LISTED)
         return self._samples[collection]
 
 
@@ -94,18 +97,9 @@ def _check(asset: str, name: str, description: str, additional_deps=()):
     "Every active building's building_sis is an active OneRoster school, and every active school has a "
     "building. Failing does not stop student sync: it explains students ignored as school_not_a_building."))
 def building_sis_matches_schools(con, policy, pulls) -> dg.AssetCheckResult:
-    unmatched_buildings = store.query_dicts(con, """
-        SELECT b.building_id, b.name, b.building_sis, b.origin FROM buildings b
-        WHERE b.status = 'active' AND b.building_sis NOT IN (
-            SELECT sourced_id FROM oneroster_orgs WHERE type = 'school' AND status = 'active')
-        ORDER BY b.building_id""")
-    schools_without_building = store.query_dicts(con, """
-        SELECT o.sourced_id, o.name, o.identifier FROM oneroster_orgs o
-        WHERE o.type = 'school' AND o.status = 'active'
-          AND o.sourced_id NOT IN (SELECT building_sis FROM buildings)
-        ORDER BY o.name, o.sourced_id""")
-    ignored = con.execute(
-        "SELECT count(*) FROM ignored_students WHERE reason = 'school_not_a_building'").fetchall()[0][0]
+    unmatched_buildings = buildings_without_active_school(con)
+    schools_without_building = active_schools_without_building(con)
+    ignored = ignored_student_count(con, "school_not_a_building")
     return dg.AssetCheckResult(
         passed=not unmatched_buildings and not schools_without_building,
         severity=ERROR,
@@ -146,13 +140,7 @@ def building_sis_unique(con, policy, pulls) -> dg.AssetCheckResult:
     "sourced_id and student_id are each unique in students (compared exactly, as stored: ` TWIN-1 ` and `TWIN-1` "
     "are two sourced_ids)."))
 def students_ids_unique(con, policy, pulls) -> dg.AssetCheckResult:
-    repeats = store.query_dicts(con, """
-        SELECT 'sourced_id' AS column, sourced_id AS value, count(*) AS rows FROM students
-        GROUP BY sourced_id HAVING count(*) > 1
-        UNION ALL
-        SELECT 'student_id', student_id::VARCHAR, count(*) FROM students
-        GROUP BY student_id HAVING count(*) > 1
-        ORDER BY 1, 2""")
+    repeats = repeated_student_ids(con)
     return dg.AssetCheckResult(
         passed=not repeats, severity=ERROR,
         metadata={"repeated_ids": len(repeats), "repeats": dg.MetadataValue.md(markdown_table(repeats, LISTED))},
@@ -161,9 +149,7 @@ def students_ids_unique(con, policy, pulls) -> dg.AssetCheckResult:
 
 @_check("students", "students_buildings_exist", description="Every student's building_id exists in buildings.")
 def students_buildings_exist(con, policy, pulls) -> dg.AssetCheckResult:
-    orphans = store.query_dicts(con, """
-        SELECT s.student_id, s.sourced_id, s.building_id FROM students s
-        ANTI JOIN buildings b ON b.building_id = s.building_id ORDER BY s.student_id""")
+    orphans = students_without_building(con)
     return dg.AssetCheckResult(
         passed=not orphans, severity=ERROR,
         metadata={"orphans": len(orphans), "orphan_list": dg.MetadataValue.md(markdown_table(orphans, LISTED))},

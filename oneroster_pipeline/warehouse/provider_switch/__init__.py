@@ -26,7 +26,7 @@
 #   the stored raw tables for the active connection (the backfill's unit of work); `rebuildable_connection`
 #   says whether a requested connection is that one (NotActiveConnection: nothing to rebuild).
 
-from .apply import RebuildResult, SwitchResult, apply_switch, latest_switch, rebuild_student_tables
+from .apply import RebuildResult, SwitchResult, apply_switch, latest_switch, rebuild_student_tables, switch_to_apply
 from .connections import (
     Connection,
     activate_connection,
@@ -37,11 +37,12 @@ from .connections import (
 )
 from .crosswalk import build_crosswalk
 from .errors import PROCEDURE, ConnectionChanged, NotActiveConnection, SwitchBlocked, SwitchError
-from .report import COUNTS, CrosswalkReport, summary_line
+from .report import COUNTS, CrosswalkReport, connections_by_first_seen, crosswalk_query, summary_line
 
 __all__ = [
     "COUNTS", "PROCEDURE", "Connection", "ConnectionChanged", "CrosswalkReport", "NotActiveConnection",
     "RebuildResult", "SwitchBlocked", "SwitchError", "SwitchResult", "activate_connection", "active_connection",
-    "apply_switch", "build_crosswalk", "connection_of", "latest_switch", "rebuild_student_tables",
-    "rebuildable_connection", "require_active_connection", "summary_line",
+    "apply_switch", "build_crosswalk", "connection_of", "connections_by_first_seen", "crosswalk_query",
+    "latest_switch", "rebuild_student_tables", "rebuildable_connection", "require_active_connection",
+    "summary_line", "switch_to_apply",
 ]

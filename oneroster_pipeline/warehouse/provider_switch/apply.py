@@ -31,6 +31,16 @@ def latest_switch(con: duckdb.DuckDBPyConnection) -> dict | None:
     return rows[0] if rows else None
 
 
+def switch_to_apply(con: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
+    """The switch_id of the crosswalk a run applies: the one that run built (its switch_id is the run's id), else the
+    latest one built; None before any crosswalk."""
+    own = con.execute("SELECT switch_id FROM provider_switches WHERE switch_id = ?", [run_id]).fetchall()
+    if own:
+        return own[0][0]
+    latest = latest_switch(con)
+    return latest["switch_id"] if latest else None
+
+
 def apply_switch(con: duckdb.DuckDBPyConnection, switch_id: str, run_id: str | None, now: datetime,
                  approved: bool = False) -> SwitchResult:
     """Apply a built crosswalk in one transaction (see the notes atop provider_switch/__init__.py); nothing is deleted.

@@ -133,3 +133,15 @@ def summary_line(report: CrosswalkReport) -> str:
         f"{c['students_ambiguous_new']} ambiguous + {c['students_unmatched_new']} unmatched"
     )
     return line + (f"; blocked because {'; '.join(report.reasons)}" if report.reasons else "")
+
+
+def connections_by_first_seen(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Every provider connection the district has seen, oldest first: connection_id, label, status, activated_at,
+    retired_at."""
+    return store.query_dicts(con, "SELECT connection_id, label, status, activated_at, retired_at "
+                                  "FROM provider_connections ORDER BY first_seen_at")
+
+
+def crosswalk_query(switch_id: str) -> str:
+    """The query a person runs to review a crosswalk's records (shown in the run's metadata)."""
+    return f"SELECT * FROM id_crosswalk WHERE switch_id = '{switch_id.replace(chr(39), '')}' ORDER BY entity, status"
