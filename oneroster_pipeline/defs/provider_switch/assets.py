@@ -19,6 +19,7 @@ from oneroster_pipeline.defs.runs import (
     markdown_table,
     tag_is_true,
 )
+from oneroster_pipeline.defs.tables import as_table, table_metadata
 from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.provider_switch import (
@@ -222,10 +223,11 @@ def build_assets(layout: DistrictLayout, hooks) -> list[dg.AssetsDefinition]:
     common = {"hooks": hooks, "pool": "duckdb"}
     asset = {"group_name": GROUP, "owners": OWNERS, "kinds": {"duckdb"}, **common}
     return [
-        dg.multi_asset(specs=[CROSSWALK_SPEC], check_specs=CROSSWALK_CHECKS, name="id_crosswalk",
+        dg.multi_asset(specs=[as_table(CROSSWALK_SPEC)], check_specs=CROSSWALK_CHECKS, name="id_crosswalk",
                        partitions_def=layout.partitions, **common)(layout.per_district(id_crosswalk)),
         dg.asset(name="provider_connections", deps=["id_crosswalk"], partitions_def=layout.partitions,
-                 description=CONNECTIONS_DESCRIPTION, **asset)(layout.per_district(provider_connections)),
+                 description=CONNECTIONS_DESCRIPTION, metadata=table_metadata("provider_connections"),
+                 **asset)(layout.per_district(provider_connections)),
         dg.asset(name="student_tables_by_connection", deps=["oneroster_users", "oneroster_orgs", "buildings"],
                  partitions_def=rebuild_partitions(layout.partitions), backfill_policy=layout.backfill_policy,
                  output_required=False, description=REBUILD_DESCRIPTION,

@@ -25,6 +25,7 @@ from oneroster_pipeline.defs.runs import (
     record_run,
     tag_is_true,
 )
+from oneroster_pipeline.defs.tables import as_table, table_metadata
 from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.alerts import Alert
 from oneroster_pipeline.warehouse.buildings import seed_buildings_from_csv, sync_buildings
@@ -337,12 +338,12 @@ def build_assets(layout: DistrictLayout, hooks) -> list[dg.AssetsDefinition]:
     def body(function):
         return layout.per_district(sync_step(function))
     return [
-        dg.multi_asset(specs=[ORGS_SPEC], check_specs=[SCHOOLS_PRESENT_GUARD], name="oneroster_orgs",
+        dg.multi_asset(specs=[as_table(ORGS_SPEC)], check_specs=[SCHOOLS_PRESENT_GUARD], name="oneroster_orgs",
                        **common)(body(oneroster_orgs)),
         dg.asset(name="buildings", deps=["oneroster_orgs"], description=BUILDINGS_DESCRIPTION,
-                 **asset)(body(buildings)),
-        dg.multi_asset(specs=STUDENT_SPECS, check_specs=[MASS_CHANGE_GUARD], name="student_sync_assets",
-                       **common)(body(student_sync_assets)),
+                 metadata=table_metadata("buildings"), **asset)(body(buildings)),
+        dg.multi_asset(specs=[as_table(spec) for spec in STUDENT_SPECS], check_specs=[MASS_CHANGE_GUARD],
+                       name="student_sync_assets", **common)(body(student_sync_assets)),
         dg.asset(name="student_sync_preview", deps=["buildings", "oneroster_orgs"], description=PREVIEW_DESCRIPTION,
                  **asset)(body(student_sync_preview)),
     ]
