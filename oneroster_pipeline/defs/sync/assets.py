@@ -52,6 +52,8 @@ from oneroster_pipeline.warehouse.reports import (
     run_diff_query,
 )
 
+from .freshness import BUILDINGS_FRESHNESS, BUILDINGS_FRESHNESS_NOTE, student_freshness
+
 GROUP = "oneroster"
 
 
@@ -337,13 +339,18 @@ def build_assets(layout: DistrictLayout, hooks) -> list[dg.AssetsDefinition]:
 
     def body(function):
         return layout.per_district(sync_step(function))
+    students_freshness, freshness_note = student_freshness(layout)
+    student_specs = [as_table(spec) if spec.key != dg.AssetKey("students") else as_table(spec).replace_attributes(
+        freshness_policy=students_freshness, description=f"{spec.description} {freshness_note}")
+        for spec in STUDENT_SPECS]
     return [
         dg.multi_asset(specs=[as_table(ORGS_SPEC)], check_specs=[SCHOOLS_PRESENT_GUARD], name="oneroster_orgs",
                        **common)(body(oneroster_orgs)),
-        dg.asset(name="buildings", deps=["oneroster_orgs"], description=BUILDINGS_DESCRIPTION,
+        dg.asset(name="buildings", deps=["oneroster_orgs"], description=f"{BUILDINGS_DESCRIPTION} "
+                 f"{BUILDINGS_FRESHNESS_NOTE}", freshness_policy=BUILDINGS_FRESHNESS,
                  metadata=table_metadata("buildings"), **asset)(body(buildings)),
-        dg.multi_asset(specs=[as_table(spec) for spec in STUDENT_SPECS], check_specs=[MASS_CHANGE_GUARD],
-                       name="student_sync_assets", **common)(body(student_sync_assets)),
+        dg.multi_asset(specs=student_specs, check_specs=[MASS_CHANGE_GUARD], name="student_sync_assets",
+                       **common)(body(student_sync_assets)),
         dg.asset(name="student_sync_preview", deps=["buildings", "oneroster_orgs"], description=PREVIEW_DESCRIPTION,
                  **asset)(body(student_sync_preview)),
     ]

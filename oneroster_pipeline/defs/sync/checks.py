@@ -24,11 +24,7 @@ from oneroster_pipeline.warehouse.buildings import (
 from oneroster_pipeline.warehouse.people import current_person_key, shared_person_keys
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.pulls import latest_pull_report, records_rejected_by_pull, rejection_findings
-from oneroster_pipeline.warehouse.students import (
-    ignored_student_count,
-    repeated_student_ids,
-    students_without_building,
-)
+from oneroster_pipeline.warehouse.students import ignored_student_count, repeated_student_ids, students_without_building
 
 ERROR = dg.AssetCheckSeverity.ERROR
 LISTED = 50  # offending records listed in a check's metadata

@@ -38,6 +38,23 @@ def _blackout_reason(policy: SyncPolicy, day) -> str | None:
     return None
 
 
+def sync_time(env: Mapping[str, str]) -> tuple[str, str]:
+    """When the one district's daily student sync runs: (ONEROSTER_STUDENT_SYNC_CRON, ONEROSTER_TIMEZONE)."""
+    return env.get("ONEROSTER_STUDENT_SYNC_CRON") or DEFAULT_CRON, env.get("ONEROSTER_TIMEZONE") or "UTC"
+
+
+def district_sync_time(district: District, env: Mapping[str, str]) -> tuple[str, str]:
+    """When a district's daily student sync runs: its cron and timezone, from the districts file or `env`."""
+    return district.env(env).get("ONEROSTER_STUDENT_SYNC_CRON") or DEFAULT_CRON, district.timezone_or(env)
+
+
+def sync_times(layout: DistrictLayout) -> list[tuple[str, str]]:
+    """The (cron, timezone) of each daily student sync schedule `build_schedules` makes for `layout`, in order."""
+    if layout.districts:
+        return list(dict.fromkeys(district_sync_time(d, layout.config.env) for d in layout.districts))
+    return [sync_time(layout.config.env)]
+
+
 def build_schedules(layout: DistrictLayout) -> list[dg.ScheduleDefinition]:
     """The daily student sync: one schedule for the environment's district, or one per cron and timezone of the
     districts file."""
@@ -48,12 +65,12 @@ def build_schedules(layout: DistrictLayout) -> list[dg.ScheduleDefinition]:
 
 def daily_student_sync_schedule(env: Mapping[str, str]) -> dg.ScheduleDefinition:
     """The one district's schedule, from `env`'s ONEROSTER_STUDENT_SYNC_* and ONEROSTER_TIMEZONE."""
-    timezone = env.get("ONEROSTER_TIMEZONE") or "UTC"
+    cron, timezone = sync_time(env)
 
     @dg.schedule(
         name="daily_student_sync",
         job_name=STUDENT_SYNC,
-        cron_schedule=env.get("ONEROSTER_STUDENT_SYNC_CRON") or DEFAULT_CRON,
+        cron_schedule=cron,
         execution_timezone=timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING if _enabled(env) else dg.DefaultScheduleStatus.STOPPED,
         description=("Student sync every day (ONEROSTER_STUDENT_SYNC_CRON in ONEROSTER_TIMEZONE), skipped on "
@@ -75,9 +92,7 @@ def district_schedules(env: Mapping[str, str], districts: Sequence[District]) ->
     and ONEROSTER_BLACKOUT_DATES, from the file or the environment)."""
     groups: dict[tuple[str, str], list] = {}
     for district in districts:
-        district_env = district.env(env)
-        key = (district_env.get("ONEROSTER_STUDENT_SYNC_CRON") or DEFAULT_CRON, district.timezone_or(env))
-        groups.setdefault(key, []).append((district, district_env))
+        groups.setdefault(district_sync_time(district, env), []).append((district, district.env(env)))
     return [_group_schedule(cron, timezone, members, len(groups) == 1) for (cron, timezone), members in groups.items()]
 
 
