@@ -26,6 +26,7 @@ from .builtin_demo import DEMO_ENV_VARS, DemoShape
 from .client.settings import CONNECTION_VARS, ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings, SettingsError
 from .warehouse import store
 from .warehouse.alerts import SECRET_ENV_VARS
+from .warehouse.lake_settings import CATALOG_VAR, DATA_PATH_VAR, WAREHOUSE_VAR
 from .warehouse.policy import POLICY_VARS, SyncPolicy
 from .warehouse.snapshots import SNAPSHOT_DIR_VAR
 
@@ -42,7 +43,7 @@ _PREFIX = "ONEROSTER_"
 def _known_vars() -> dict[str, str]:
     """Every ONEROSTER_* variable the code reads, by its key in the districts file (the name in lower case)."""
     names = (*ENV_VARS.values(), *FALLBACK_ENV_VARS.values(), *POLICY_VARS, *DEMO_ENV_VARS.values(),
-             store.PATH_VAR, store.MEMORY_LIMIT_VAR, *SECRET_ENV_VARS)
+             store.PATH_VAR, store.MEMORY_LIMIT_VAR, WAREHOUSE_VAR, CATALOG_VAR, DATA_PATH_VAR, *SECRET_ENV_VARS)
     return {var.removeprefix(_PREFIX).lower(): var for var in dict.fromkeys(names) if var not in DEPLOYMENT_VARS}
 
 
