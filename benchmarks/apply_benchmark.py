@@ -9,7 +9,9 @@ is its own): (a) the first sync: org pull + building sync (untimed), then `apply
 the empty warehouse; (b) the second sync: a copy of (a)'s database, then `apply_student_pull(pull 2)` timed. Both
 run under `store.connect`'s memory limit (default 128MB) with a hold policy that holds nothing, so the whole
 apply runs (`--default-holds`: the default HoldPolicy, which holds the second sync's deactivations). `--dump DIR` writes every table the apply touches (sorted) to DIR/<size>/<phase>/<table>.parquet, to
-compare two versions of the code row for row (`--compare A B`).
+compare two versions of the code row for row (`--compare A B`). With ONEROSTER_WAREHOUSE=ducklake (and
+ONEROSTER_DUCKLAKE_CATALOG / ONEROSTER_DUCKLAKE_DATA_PATH) each size applies into a new district schema of that lake
+instead (the second sync into the first's schema), e.g. to `--compare` a lake's dump with a DuckDB file's.
 Not a test: numbers depend on the machine (and on what else runs on it: `uptime` is printed beside them).
 """
 
@@ -73,7 +75,8 @@ def write_pulls(students: int, folder: Path) -> None:
                                           'dist-1']
                     ELSE [printf('sch-%03d', i % {SCHOOLS}), 'dist-1'] END AS org_sourced_ids,
                CASE WHEN i % 33 = 5 THEN printf('sch-%03d', (i + 1) % {SCHOOLS}) END AS primary_org_sourced_id,
-               [lpad(((i % 12) + 1)::VARCHAR, 2, '0')] AS grades, NULL::VARCHAR AS legacy_sourced_id
+               [lpad(((i % 12) + 1)::VARCHAR, 2, '0')] AS grades, NULL::VARCHAR AS legacy_sourced_id,
+               NULL::VARCHAR AS user_master_identifier
         FROM range({students}) t(i)"""
     con.execute(f"COPY ({base} ORDER BY sourced_id) TO '{folder / 'raw1.parquet'}' (FORMAT parquet)")
     # pull 2: 0.5% removed (i % 200 = 13), 1% changed (i % 100 = 42: a field each, by i % 5), 0.2% new
@@ -89,7 +92,7 @@ def write_pulls(students: int, folder: Path) -> None:
                         ELSE org_sourced_ids END AS org_sourced_ids,
                    primary_org_sourced_id,
                    CASE WHEN i % 100 = 42 AND i % 5 = 4 THEN ['KG'] ELSE grades END AS grades,
-                   legacy_sourced_id
+                   legacy_sourced_id, user_master_identifier
             FROM ({base.replace("FROM range", ", i FROM range")})
             WHERE i % 200 <> 13
             UNION ALL
@@ -127,7 +130,15 @@ def child(phase: str, folder: Path, database: Path, memory_limit: str | None, du
         max_deactivate_pct=100.0, max_deactivate=10**9, building_max_deactivate_pct=100.0,
         building_max_deactivate=10**9)
     start = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    with store.connect(database, memory_limit=memory_limit) as con:
+    if os.environ.get("ONEROSTER_WAREHOUSE") == "ducklake":  # the district schema named after the work folder
+        from oneroster_pipeline.warehouse.backends import Warehouse
+
+        lake = Warehouse.from_env({**os.environ, store.MEMORY_LIMIT_VAR: memory_limit or ""},
+                                  district_id=database.parent.name.lower())
+        opened = lake.connect()
+    else:
+        opened = store.connect(database, memory_limit=memory_limit)
+    with opened as con:
         if phase == "first":
             apply_org_pull(con, staged("orgs", folder / "orgs.parquet", start), "orgs", start)
             with store.transaction(con):
@@ -210,7 +221,8 @@ def main() -> None:
                 first_db, second_db = Path(work) / "first.duckdb", Path(work) / "second.duckdb"
                 dump = str(args.dump / str(students)) if args.dump else "-"
                 first = run_child(*limit, "--child", "first", str(folder), str(first_db), dump)
-                shutil.copy(first_db, second_db)
+                if first_db.exists():  # a lake's second sync applies into the first's schema
+                    shutil.copy(first_db, second_db)
                 second = run_child(*limit, "--child", "second", str(folder), str(second_db), dump)
             load = os.getloadavg()
             for result in (first, second):
