@@ -138,8 +138,9 @@ class DistrictLayout:
 def publish_district_snapshot(warehouse, log, con=None) -> None:
     """After a district's sync applied: its final tables as Parquet snapshots for the cross-district view
     (`warehouse/snapshots.py`; ONEROSTER_SNAPSHOT_DIR of the district's environment), through `con` if the caller
-    has the warehouse open (and nothing uncommitted on it). Nothing without a districts file."""
-    if not warehouse.district_id:
+    has the warehouse open (and nothing uncommitted on it). Nothing without a districts file, nor on a lake
+    (ONEROSTER_WAREHOUSE=ducklake: a query across districts reads the lake itself, deploy/LAKE.md)."""
+    if not warehouse.district_id or getattr(warehouse, "is_lake", False):
         return
     root = snapshot_root(warehouse.snapshot_dir)
     with nullcontext(con) if con is not None else warehouse.connect() as open_con:

@@ -6,6 +6,7 @@ one reader of the environment)."""
 # demo district is started in-process and the log says so.
 
 import dataclasses
+import re
 import typing
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,14 @@ from oneroster_pipeline.config import Config, duckdb_path_of
 from oneroster_pipeline.districts import District
 from oneroster_pipeline.warehouse import store
 from oneroster_pipeline.warehouse.alerts import Alert, send_alert
+from oneroster_pipeline.warehouse.backends import Warehouse
+from oneroster_pipeline.warehouse.lake_settings import (
+    CATALOG_VAR,
+    DATA_PATH_VAR,
+    WAREHOUSE_VAR,
+    LakeSettings,
+    backend_of,
+)
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.snapshots import DEFAULT_SNAPSHOT_DIR, SNAPSHOT_DIR_VAR
 
@@ -136,26 +145,55 @@ def _typed(resource: type[dg.ConfigurableResource], name: str, var: str, raw: st
 
 
 class WarehouseResource(DuckDBResource):
-    """The DuckDB file every table lands in (`ONEROSTER_DUCKDB_PATH`), its memory cap
-    (`ONEROSTER_DUCKDB_MEMORY_LIMIT`) and its Parquet staging folder."""
+    """Where a district's tables land (`backends.Warehouse`): the DuckDB file (`ONEROSTER_DUCKDB_PATH`, the default
+    backend) or, with `ONEROSTER_WAREHOUSE=ducklake`, the district's schema of one lake (`ONEROSTER_DUCKLAKE_CATALOG`,
+    `ONEROSTER_DUCKLAKE_DATA_PATH`); its memory cap (`ONEROSTER_DUCKDB_MEMORY_LIMIT`) and its Parquet staging folder.
+    `database` is the DuckDB file's path (not used by a lake)."""
 
     memory_limit: Optional[str] = None  # e.g. "512MB"; None: store.DEFAULT_MEMORY_LIMIT
     district_id: Optional[str] = None  # set when bound to one district of ONEROSTER_DISTRICTS_FILE
     snapshot_dir: Optional[str] = None  # a district's: where its snapshots go (ONEROSTER_SNAPSHOT_DIR)
+    backend: Optional[str] = None  # ONEROSTER_WAREHOUSE: None or 'duckdb' (the file), 'ducklake'
+    lake_catalog: Optional[str] = None  # ONEROSTER_DUCKLAKE_CATALOG (its password, if any, apart)
+    lake_data_path: Optional[str] = None  # ONEROSTER_DUCKLAKE_DATA_PATH
+    lake_password: Optional[str] = None  # the catalog's password (an EnvVar in the UI; PGPASSWORD or password_env)
+
+    @property
+    def is_lake(self) -> bool:
+        return (self.backend or "duckdb") == "ducklake"
+
+    def warehouse(self) -> Warehouse:
+        """The framework-free warehouse this resource describes (`backends.Warehouse`)."""
+        env = {WAREHOUSE_VAR: self.backend or "duckdb", store.MEMORY_LIMIT_VAR: self.memory_limit or ""}
+        if self.is_lake:
+            env.update({CATALOG_VAR: self.lake_catalog or "", DATA_PATH_VAR: self.lake_data_path or ""})
+            if self.lake_password:
+                env[_password_var(self.lake_catalog or "")] = self.lake_password
+        return Warehouse.from_env(env, duckdb_path=self.database, district_id=self.district_id)
 
     @contextmanager
     def connect(self) -> Iterator:
-        """A short write connection with every table created and memory capped. Opened like `store.connect` (not
-        DuckDBResource's get_connection, which retries every IO error for minutes): waits store.LOCK_WAIT_SECONDS
-        for another process's lock, and any path problem fails at once with a `store.DuckDBPathError` naming
-        ONEROSTER_DUCKDB_PATH. store.prepared closes it even on failure."""
+        """A short write connection with every table created and memory capped. A DuckDB file is opened like
+        `store.connect` (not DuckDBResource's get_connection, which retries every IO error for minutes): waits
+        store.LOCK_WAIT_SECONDS for another process's lock, and any path problem fails at once with a
+        `store.DuckDBPathError` naming ONEROSTER_DUCKDB_PATH. store.prepared closes it even on failure. A lake:
+        the district's schema (`lake.connect`: a refused commit is a `LakeConflictError`)."""
+        if self.is_lake:
+            with self.warehouse().connect() as con:
+                yield con
+            return
         with store.connect(self.database, memory_limit=self.memory_limit or store.DEFAULT_MEMORY_LIMIT,
                            config=self.connection_config) as con:
             yield con
 
     @contextmanager
     def get_connection(self) -> Iterator:
-        """DuckDBResource's plain connection, opened the same way as `connect` (no schema, no memory cap)."""
+        """DuckDBResource's plain connection, opened the same way as `connect` (no schema, no memory cap); on a
+        lake, the district's connection (`connect`)."""
+        if self.is_lake:
+            with self.connect() as con:
+                yield con
+            return
         con = store.open_duckdb(self.database, config=self.connection_config)
         try:
             yield con
@@ -164,16 +202,41 @@ class WarehouseResource(DuckDBResource):
 
     def staging_dir(self, run_id: str, step: str) -> Path:
         # districts may share a folder and one run may sync several of them: the district's id keeps them apart
+        if self.is_lake:  # this machine's temporary folder (the data path may be shared or remote)
+            return self.warehouse().staging_dir(run_id, step)
         name = f"{run_id}-{self.district_id}-{step}" if self.district_id else f"{run_id}-{step}"
         return Path(self.database).parent / "staging" / name
 
+    def alerts_target(self):
+        """What `AlertsResource.send` writes `sync_alerts` to: the DuckDB file's path, or the lake's `Warehouse`."""
+        return self.warehouse() if self.is_lake else self.database
+
+    def describe(self) -> str:
+        """Where the tables are, without secrets."""
+        return self.warehouse().describe() if self.is_lake else f"DuckDB file {self.database}"
+
     @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None, district_id: str | None = None
-                         ) -> "WarehouseResource":
+    def from_environment(cls, env: Mapping[str, str] | None = None, district_id: str | None = None,
+                         secrets_as_values: bool = False) -> "WarehouseResource":
+        """Bound from `env`; a bad ONEROSTER_WAREHOUSE / ONEROSTER_DUCKLAKE_* value fails here (SettingsError naming
+        it). The catalog's password is an EnvVar (never shown in the UI), or its value with `secrets_as_values`."""
         env = Config.load().env if env is None else env
         snapshots = ((env.get(SNAPSHOT_DIR_VAR) or "").strip() or DEFAULT_SNAPSHOT_DIR) if district_id else None
+        lake: dict = {}
+        if backend_of(env) == "ducklake":
+            settings = LakeSettings.from_env(env)  # validated now
+            lake = {"backend": "ducklake", "lake_catalog": settings.catalog, "lake_data_path": settings.data_path}
+            var = _password_var(settings.catalog)
+            if settings.password and (env.get(var) or "").strip():
+                lake["lake_password"] = settings.password if secrets_as_values else dg.EnvVar(var)
         return cls(database=duckdb_path_of(env), memory_limit=(env.get(store.MEMORY_LIMIT_VAR) or "").strip() or None,
-                   district_id=district_id, snapshot_dir=snapshots)
+                   district_id=district_id, snapshot_dir=snapshots, **lake)
+
+
+def _password_var(catalog: str) -> str:
+    """The variable holding a PostgreSQL catalog's password: its `password_env=<VARIABLE>`, else PGPASSWORD."""
+    named = re.search(r"password_env\s*=\s*'?([A-Za-z_][A-Za-z0-9_]*)", catalog)
+    return named.group(1) if named else "PGPASSWORD"
 
 
 class AlertsResource(dg.ConfigurableResource):
@@ -183,8 +246,9 @@ class AlertsResource(dg.ConfigurableResource):
     webhook_url: Optional[str] = None
     district: Optional[str] = None  # "north (North Unified)" when bound to one district of ONEROSTER_DISTRICTS_FILE
 
-    def send(self, alert: Alert, database: str | Path, logger) -> None:
-        """Deliver `alert` (log, `sync_alerts` in `database`, webhook) naming this resource's district, with every
+    def send(self, alert: Alert, database, logger) -> None:
+        """Deliver `alert` (log, `sync_alerts` in `database`: a DuckDB file's path or a lake's `Warehouse`, as
+        `WarehouseResource.alerts_target()` gives it; webhook) naming this resource's district, with every
         secret masked: the webhook URL, and every secret the configuration held (`Config.load` registered them with
         the one redactor) or the client used."""
         if self.district:
@@ -208,7 +272,7 @@ def for_district(resource, district: District, env: Mapping[str, str]):
     if isinstance(resource, OneRosterResource):
         return OneRosterResource.from_environment(env, secrets_as_values=True)
     if isinstance(resource, WarehouseResource):
-        return WarehouseResource.from_environment(env, district_id=district.id)
+        return WarehouseResource.from_environment(env, district_id=district.id, secrets_as_values=True)
     if isinstance(resource, AlertsResource):
         return AlertsResource.from_environment(env, secrets_as_values=True, district=district.label)
     if isinstance(resource, SyncPolicy):

@@ -101,7 +101,7 @@ def _record_failure(instance, run, warehouse, alerts, log, details: str, finishe
     held = "Sync held" in details
     if not alert_recorded(warehouse, run.run_id, "run_failure"):
         alerts.send(Alert("run_failure", run.job_name, run.run_id, f"{run.job_name} failed", details),
-                    database=warehouse.database, logger=log)
+                    database=warehouse.alerts_target(), logger=log)
     record = instance.get_run_record_by_id(run.run_id)
     started = record.start_time if record else None
     finished = finished or (record.end_time if record else None) or datetime.now(timezone.utc).timestamp()
@@ -143,7 +143,7 @@ def record_canceled(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse,
         log.error("could not record the canceled run in sync_runs: %s", redact(str(error), secrets))
     if not alert_recorded(warehouse, run.run_id, CANCELED_KIND):
         alerts.send(Alert(CANCELED_KIND, run.job_name, run.run_id, f"{run.job_name} was canceled", details),
-                    database=warehouse.database, logger=log)
+                    database=warehouse.alerts_target(), logger=log)
 
 
 def record_canceled_run(layout: DistrictLayout, instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse, alerts,
@@ -192,7 +192,7 @@ def send_check_alert(layout: DistrictLayout, run: dg.DagsterRun, checks: list[st
         resources["alerts"].send(
             Alert("check_failure", run.job_name, run.run_id,
                   f"{len(checks)} asset check(s) failed in {run.job_name}", "; ".join(checks)),
-            database=resources["warehouse"].database, logger=log)
+            database=resources["warehouse"].alerts_target(), logger=log)
 
 
 def build_hooks(layout: DistrictLayout) -> frozenset[dg.HookDefinition]:

@@ -278,7 +278,7 @@ def student_sync_assets(
                    f"with the run tag {APPROVE_HELD_DIFF_TAG}={decision.diff_hash} within "
                    f"{sync_policy.hold.approval_hours:g} h.")
         alerts.send(Alert("sync_held", context.run.job_name, context.run.run_id, "deactivations held", message),
-                    database=warehouse.database, logger=context.log)
+                    database=warehouse.alerts_target(), logger=context.log)
         yield dg.AssetCheckResult(asset_key="students", check_name="mass_change_guard", passed=False,
                                   severity=dg.AssetCheckSeverity.WARN, description=message, metadata=guard_metadata)
     else:
