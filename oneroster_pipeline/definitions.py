@@ -11,6 +11,7 @@ import dagster as dg
 from oneroster_pipeline.config import Config
 from oneroster_pipeline.defs.alerts import definitions as alerts
 from oneroster_pipeline.defs.districts import DistrictLayout
+from oneroster_pipeline.defs.lake import definitions as lake
 from oneroster_pipeline.defs.provider_switch import definitions as provider_switch
 from oneroster_pipeline.defs.resources import default_resources
 from oneroster_pipeline.defs.setup import definitions as setup
@@ -29,6 +30,7 @@ def build_definitions(resources: dict | None = None, config: Config | None = Non
     # in-process for every job, the implicit asset job of a backfill or a UI materialization included: one process
     # holds a district's DuckDB file, and a run pays one process start, not one per step
     return dg.Definitions.merge(*domains, alerts.build(layout, watched), setup.build(layout),
+                                lake.build(layout),
                                 dg.Definitions(resources=resources, executor=dg.in_process_executor))
 
 

@@ -26,14 +26,14 @@ from .builtin_demo import DEMO_ENV_VARS, DemoShape
 from .client.settings import CONNECTION_VARS, ENV_VARS, FALLBACK_ENV_VARS, ConnectionSettings, SettingsError
 from .warehouse import store
 from .warehouse.alerts import SECRET_ENV_VARS
-from .warehouse.lake_settings import CATALOG_VAR, DATA_PATH_VAR, WAREHOUSE_VAR
+from .warehouse.lake_settings import CATALOG_VAR, DATA_PATH_VAR, SNAPSHOT_DAYS_VAR, WAREHOUSE_VAR
 from .warehouse.policy import POLICY_VARS, SyncPolicy
 from .warehouse.snapshots import SNAPSHOT_DIR_VAR
 
 DISTRICTS_FILE_VAR = "ONEROSTER_DISTRICTS_FILE"
 DISTRICTS_PER_RUN_VAR = "ONEROSTER_DISTRICTS_PER_RUN"  # how many districts a backfill run syncs (default 1)
 # the deployment's own variables, the same for every district: not keys of a district
-DEPLOYMENT_VARS = (DISTRICTS_FILE_VAR, DISTRICTS_PER_RUN_VAR, SNAPSHOT_DIR_VAR)
+DEPLOYMENT_VARS = (DISTRICTS_FILE_VAR, DISTRICTS_PER_RUN_VAR, SNAPSHOT_DIR_VAR, SNAPSHOT_DAYS_VAR)
 DISTRICT_ID = re.compile(r"^[a-z0-9_-]+$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_DUCKDB_DIR = "data/districts"  # a district's DuckDB file: <dir>/<id>.duckdb unless duckdb_path is given

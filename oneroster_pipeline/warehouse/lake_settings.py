@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,10 @@ from oneroster_pipeline.client.settings import SettingsError
 WAREHOUSE_VAR = "ONEROSTER_WAREHOUSE"
 CATALOG_VAR = "ONEROSTER_DUCKLAKE_CATALOG"
 DATA_PATH_VAR = "ONEROSTER_DUCKLAKE_DATA_PATH"
+# the lake maintenance job's: snapshots older than this many days are expired (time travel reaches back that far);
+# one value for the deployment (a lake is shared by its districts), not a key of a district
+SNAPSHOT_DAYS_VAR = "ONEROSTER_DUCKLAKE_SNAPSHOT_DAYS"
+DEFAULT_SNAPSHOT_DAYS = 30.0
 BACKENDS = ("duckdb", "ducklake")
 DEFAULT_BACKEND = "duckdb"
 # the DuckDB version the extension wheels of the [lake] extra are built for (pyproject.toml pins both)
@@ -136,6 +140,31 @@ def _unquote(value: str | None) -> str | None:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def snapshot_days_of(env: Mapping[str, str]) -> float:
+    """`ONEROSTER_DUCKLAKE_SNAPSHOT_DAYS` of `env` (default 30): a number of days, 0 or more; else a SettingsError."""
+    raw = (env.get(SNAPSHOT_DAYS_VAR) or "").strip()
+    if not raw:
+        return DEFAULT_SNAPSHOT_DAYS
+    try:
+        days = float(raw)
+    except ValueError:
+        days = -1.0
+    if not days >= 0:
+        raise SettingsError(SNAPSHOT_DAYS_VAR, f"must be a number of days, 0 or more, got {raw!r}")
+    return days
+
+
+def lakes_of(envs: Iterable[Mapping[str, str]]) -> list[LakeSettings]:
+    """The lakes the environments `envs` (the districts', or the one district's) write, each once, in order: those
+    with ONEROSTER_WAREHOUSE=ducklake. A bad lake setting is a SettingsError."""
+    lakes: dict[tuple[str, str], LakeSettings] = {}
+    for env in envs:
+        if backend_of(env) == "ducklake":
+            settings = LakeSettings.from_env(env)
+            lakes.setdefault(settings.key, settings)
+    return list(lakes.values())
 
 
 def extension_file(name: str) -> Path:
