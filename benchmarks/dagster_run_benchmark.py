@@ -36,6 +36,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -319,7 +320,7 @@ def measure_dagster_run(provider: Provider, page_size: int, concurrency: int | N
 
 COLUMNS = (("students", 9), ("lat ms", 6), ("run", 34), ("wall s", 7), ("x floor", 7), ("rows/s", 8),
            ("run s", 6), ("step s", 7), ("fetch s", 7), ("apply s", 7), ("steps/procs", 11),
-           ("step RSS MB", 11), ("max RSS MB", 10), ("sum RSS MB", 10), ("load", 5))
+           ("step RSS MB", 11), ("max RSS MB", 10), ("sum RSS MB", 10), ("CPU s", 6), ("load", 5))
 
 
 def row(values: dict) -> str:
@@ -357,6 +358,8 @@ def main() -> int:
                         help="the provider serves whole records, ignoring fields= (more bytes per record)")
     parser.add_argument("--steps", action="store_true", help="also print every step's STEP_START -> STEP_SUCCESS")
     parser.add_argument("--keep", action="store_true", help="keep each run's DAGSTER_HOME and DuckDB (prints where)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="the fetch floor and each Dagster run this many times, then a row of their medians")
     args = parser.parse_args()
     for path in args.run_config:
         if not path.is_file():
@@ -377,38 +380,50 @@ def main() -> int:
                 provider = start_provider(students, args.schools, latency, args.full_records)
                 try:
                     print(f"# provider: {provider.banner}; latency {latency} ms", flush=True)
-                    floor, pages, records = fetch_floor(provider, args.page_size)
-                    base = {"students": students, "lat ms": latency}
-                    print(row({**base, "run": f"fetch floor ({pages} pages)", "wall s": floor, "x floor": 1.0,
-                               "rows/s": f"{records / floor:.0f}", "load": f"{os.getloadavg()[0]:.1f}"}),
-                          flush=True)
+                    floors = []
+                    for _ in range(args.repeat):
+                        floor, pages, records = fetch_floor(provider, args.page_size)
+                        floors.append(floor)
+                        base = {"students": students, "lat ms": latency}
+                        print(row({**base, "run": f"fetch floor ({pages} pages)", "wall s": floor, "x floor": 1.0,
+                                   "rows/s": f"{records / floor:.0f}", "load": f"{os.getloadavg()[0]:.1f}"}),
+                              flush=True)
+                    floor = statistics.median(floors)
+                    if args.repeat > 1:
+                        print(row({**base, "run": f"fetch floor, median of {args.repeat}", "wall s": floor,
+                                   "x floor": 1.0}), flush=True)
                     for concurrency in concurrencies:
                         limit = None if concurrency == "default" else int(concurrency)
                         label_c = "conc default" if limit is None else f"conc {limit}"
                         for executor in args.executor:
                             configs = args.run_config + ([in_process] if executor == "in_process" else [])
-                            result = measure_dagster_run(provider, args.page_size, limit, configs, args.keep)
                             label = f"dagster {'in_process (run config)' if executor == 'in_process' else 'job executor'}, " \
                                     f"{label_c}"
-                            if result.code:
-                                print(row({**base, "run": label, "wall s": result.wall}) + f"  FAILED (exit "
-                                      f"{result.code}): {result.error}", flush=True)
-                                continue
-                            ev, rss = result.events, result.rss
-                            print(row({**base, "run": label, "wall s": result.wall, "x floor": result.wall / floor,
-                                       "rows/s": f"{students / result.wall:.0f}",
-                                       "run s": ev.run_seconds if ev.run_seconds is not None else "-",
-                                       "step s": ev.step_seconds if ev.step_seconds is not None else "-",
-                                       "fetch s": ev.fetch_stage_seconds if ev.fetch_stage_seconds else "-",
-                                       "apply s": ev.apply_seconds if ev.apply_seconds else "-",
-                                       "steps/procs": f"{ev.steps}/{ev.step_processes}",
-                                       "step RSS MB": fmt_mb(rss.peak_by_pid.get(ev.step_pid)),
-                                       "max RSS MB": fmt_mb(max(rss.peak_by_pid.values(), default=0)),
-                                       "sum RSS MB": fmt_mb(rss.peak_sum), "load": f"{os.getloadavg()[0]:.1f}"}),
-                                  flush=True)
-                            if args.steps:
-                                print("#   steps (s): " + ", ".join(f"{key} {seconds:.1f}" for key, seconds
-                                                                  in ev.step_durations.items()), flush=True)
+                            measured = []
+                            for _ in range(args.repeat):
+                                result = measure_dagster_run(provider, args.page_size, limit, configs, args.keep)
+                                if result.code:
+                                    print(row({**base, "run": label, "wall s": result.wall}) + f"  FAILED (exit "
+                                          f"{result.code}): {result.error}", flush=True)
+                                    continue
+                                ev, rss = result.events, result.rss
+                                values = {"wall s": result.wall, "run s": ev.run_seconds, "step s": ev.step_seconds,
+                                          "fetch s": ev.fetch_stage_seconds, "apply s": ev.apply_seconds,
+                                          "step RSS MB": rss.peak_by_pid.get(ev.step_pid),
+                                          "max RSS MB": max(rss.peak_by_pid.values(), default=0),
+                                          "sum RSS MB": rss.peak_sum, "CPU s": rss.cpu_by_pid.get(ev.step_pid)}
+                                measured.append(values)
+                                print(run_row(base, label, values, floor, students,
+                                              steps=f"{ev.steps}/{ev.step_processes}"), flush=True)
+                                if args.steps:
+                                    print("#   steps (s): " + ", ".join(f"{key} {seconds:.1f}" for key, seconds
+                                                                      in ev.step_durations.items()), flush=True)
+                            if len(measured) > 1:
+                                medians = {name: statistics.median(m[name] for m in measured)
+                                           if all(m[name] is not None for m in measured) else None
+                                           for name in measured[0]}
+                                print(run_row(base, f"median of {len(measured)}", medians, floor, students, steps="-"),
+                                      flush=True)
                         if args.library:
                             print(library_row(provider, base, args.page_size, limit, label_c, floor), flush=True)
                 finally:
@@ -416,6 +431,20 @@ def main() -> int:
         load = os.getloadavg()
         print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
+
+
+def run_row(base: dict, label: str, values: dict, floor: float, students: int, steps: str) -> str:
+    """A Dagster run's row (or the medians of several): seconds, MB of RSS, CPU seconds of the step's process."""
+    def seconds(name):
+        return values[name] if values[name] is not None else "-"
+
+    return row({**base, "run": label, "wall s": values["wall s"], "x floor": values["wall s"] / floor,
+                "rows/s": f"{students / values['wall s']:.0f}", "run s": seconds("run s"), "step s": seconds("step s"),
+                "fetch s": seconds("fetch s"), "apply s": seconds("apply s"), "steps/procs": steps,
+                "step RSS MB": fmt_mb(values["step RSS MB"]), "max RSS MB": fmt_mb(values["max RSS MB"]),
+                "sum RSS MB": fmt_mb(values["sum RSS MB"]),
+                "CPU s": f"{values['CPU s']:.1f}" if values["CPU s"] is not None else "-",
+                "load": f"{os.getloadavg()[0]:.1f}"})
 
 
 def library_row(provider: Provider, base: dict, page_size: int, concurrency: int | None, label_c: str,
