@@ -292,8 +292,7 @@ def stage_batches(batches: Iterable[pa.Table], path: Path, schema: pa.Schema) ->
     Python's cyclic garbage collector is paused meanwhile (`gc_paused`): a page decodes into thousands of dicts and
     lists, each allocation counts towards a collection, and the collections (which scan every young object, and
     every object now and then) cost as much CPU as the normalising itself. The records form no cycles: reference
-    counting frees each page as the next one comes. At the end, Arrow's memory pool returns what it kept of the
-    pages and row groups to the system (about 40 MB at 300,000 students: benchmarks/README.md)."""
+    counting frees each page as the next one comes."""
     rows = 0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -304,57 +303,28 @@ def stage_batches(batches: Iterable[pa.Table], path: Path, schema: pa.Schema) ->
     except OSError as error:  # a full disk is named as such (staging is on the DuckDB file's volume)
         duckdb_files.raise_if_disk_full(error, path)
         raise
-    finally:  # Arrow's allocator keeps the pages' freed memory; the apply (DuckDB) cannot use it: give it back
-        pa.default_memory_pool().release_unused()
     return rows
-
-
-# rows per row group of a staging file: DuckDB's own row group size. DuckDB loads a file of such row groups into a
-# table with ~30 % less CPU than one of a row group per page (a 1,000,000-student INSERT: 2.4 s against 3.5 s of
-# CPU; 16k-65k-row groups gain less: benchmarks/README.md); the writer holds at most one row group's batches
-STAGING_ROW_GROUP_ROWS = 122_880
 
 
 class _WriterThread:
     """A ParquetWriter fed through a bounded queue by a thread of its own: encoding and compressing (C++, without
-    the GIL) overlap the caller's fetching and normalising. Batches are gathered into row groups of
-    STAGING_ROW_GROUP_ROWS rows (the last one shorter). A failure to write is raised in the caller (at its next
+    the GIL) overlap the caller's fetching and normalising. A failure to write is raised in the caller (at its next
     batch or at the end); the file is closed whatever happens."""
 
     def __init__(self, path: Path, schema: pa.Schema, depth: int = 4) -> None:
         self._writer = pq.ParquetWriter(path, schema)
         self._queue: queue.Queue = queue.Queue(depth)
         self._error: BaseException | None = None
-        self._group = max(1, STAGING_ROW_GROUP_ROWS)
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
-        self._abandoned = False  # the caller failed: the rows still gathered are not written
         self._thread = threading.Thread(target=self._run, name="parquet-staging", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (batch := self._queue.get()) is not None:
             if self._error is None:
-                self._pending.append(batch)
-                self._pending_rows += batch.num_rows
-                if self._pending_rows >= self._group:
-                    self._flush(last=False)
-        if self._error is None and not self._abandoned:
-            self._flush(last=True)
-        self._pending = []
-
-    def _flush(self, last: bool) -> None:
-        """Write the gathered batches as whole row groups; the rows short of one stay gathered (unless `last`)."""
-        if not self._pending:
-            return
-        try:
-            table = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
-            whole = table.num_rows if last else table.num_rows - table.num_rows % self._group
-            self._writer.write_table(table.slice(0, whole) if whole < table.num_rows else table, self._group)
-            rest = table.slice(whole)
-            self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
-        except BaseException as error:  # noqa: BLE001 - handed to the caller
-            self._error, self._pending = error, []
+                try:
+                    self._writer.write_table(batch)
+                except BaseException as error:  # noqa: BLE001 - handed to the caller
+                    self._error = error
 
     def write(self, batch: pa.Table) -> None:
         if self._error is not None:
@@ -365,7 +335,6 @@ class _WriterThread:
         return self
 
     def __exit__(self, kind, *_) -> None:
-        self._abandoned = kind is not None
         self._queue.put(None)
         self._thread.join()
         try:

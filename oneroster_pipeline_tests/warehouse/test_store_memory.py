@@ -130,7 +130,6 @@ def test_staging_writes_in_order_and_a_write_failure_reaches_the_caller(tmp_path
             yield pa.table({"sourced_id": [str(i)]}, schema=schema)
 
     monkeypatch.setattr(pq.ParquetWriter, "write_table", failing_write)
-    monkeypatch.setattr(store, "STAGING_ROW_GROUP_ROWS", 1)  # a row group per batch: each batch is a write
     with pytest.raises(OSError, match="No space left"):
         store.stage_batches(source(), tmp_path / "b.parquet", schema)
     assert len(written) == 5 and len(pulled) < 100  # the failure stopped the pull (the queue holds a few batches)
