@@ -13,7 +13,7 @@ import csv
 import logging
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -119,9 +119,13 @@ def _load(file: StagedFile, kept: tuple[str, ...], open_cursor: Callable[[], duc
                                         "check the quotes", where)
     texts = _line_texts(file.path, {line for line, _, _, _ in failures})
     file.file_rejections = sorted(
-        [_structure_rejection(file, line, texts.get(line, ""), kind) for line, _, kind, _ in failures]
-        + [_structure_rejection(file, line, None, kind, sid) for line, _, kind, sid in shapes]
+        [_structure_rejection(file, line, texts.get(line, "") if end == line else None, kind)
+         for line, end, kind, _ in failures]
+        + [_structure_rejection(file, line, None, kind, sid if end == line else None, unattributed=end > line)
+           for line, end, kind, sid in shapes]
         + list(swallowers.values()), key=lambda r: int(r.location.rsplit(" ", 1)[1]))
+    if swallowers and _has_multiline_records(file.path):
+        file.file_rejections = _unattributed_after(min(swallowers), file.file_rejections)
     file.records = file.rows + len(file.file_rejections)
     if counted + len(swallowers) != file.records:  # two CSV readers disagree: no row can be trusted
         first = min((int(r.location.rsplit(" ", 1)[1]) for r in file.file_rejections), default="?")
@@ -191,17 +195,36 @@ def _read(file: StagedFile, kept: tuple[str, ...], open_cursor: Callable[[], duc
     return failures, shapes, [lines.line_of(rec) for rec in inside]
 
 
+def _unattributed_after(first: int, rejections: list[Rejection]) -> list[Rejection]:
+    """The rejections from line `first` on without their sourcedIds. A stray quote in a file whose values also run
+    over several lines makes quote pairing ambiguous from that line on: a rejected "row" there may be the tail of
+    another record's value (its first cell a fragment of a name, not an id), so no id read there can be trusted. A
+    rejection without an id makes the pull incomplete: nobody is deactivated by absence until the file is fixed."""
+    return [replace(r, sourced_id=None) if int(r.location.rsplit(" ", 1)[1]) >= first else r for r in rejections]
+
+
+def _has_multiline_records(path: Path) -> bool:
+    """Whether a record Python's CSV reader reads from the file runs over more than one line."""
+    return any(end > start for start, end, _ in _records(path))
+
+
 def _structure_rejection(file: StagedFile, line: int, text: str | None, kind: str,
-                         sourced_id: str | None = None) -> Rejection:
+                         sourced_id: str | None = None, unattributed: bool = False) -> Rejection:
     """A row that is not a record of the header's shape: its sourcedId is read from the line when every field up
     to it is clean CSV, but for a row of the wrong width only from the first column (a column too many or too
-    few before the sourcedId would shift it)."""
+    few before the sourcedId would shift it). A broken record over several lines (`unattributed`, or no `text`)
+    gets none: it may hold other records swallowed by a stray quote, so its rejection must make the pull
+    incomplete (nobody deactivated by absence) rather than name one record."""
     index = file.column("sourcedId")
-    if kind in ("TOO MANY COLUMNS", "MISSING COLUMNS"):
+    if unattributed:
+        sourced_id = None
+    elif kind in ("TOO MANY COLUMNS", "MISSING COLUMNS"):
         sourced_id = (sourced_id or (leading_field(text, 0) if text else None)) if index == 0 else None
     elif text and index is not None:
         sourced_id = leading_field(text, index)
     reason = _STRUCTURE_REASONS.get(kind, kind.lower()).format(n=len(file.header))
+    if unattributed:
+        reason += ", over several lines (it may hold other records, so no sourcedId is read from it)"
     return Rejection(_ENTITY[file.name], sourced_id, f"{file.name} line {line}", "(record)", reason)
 
 
