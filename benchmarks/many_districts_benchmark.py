@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/many_districts_benchmark.py [--districts 200] [--students 1000000] \
         [--per-run 1 25] [--max-concurrent-runs 2 4] [--hosts 4] [--slow-hosts 1] [--slow-latency-ms 50] \
-        [--baseline-students 1000000 | --no-baseline] [--backfill-baseline] [--floor] [--keep]
+        [--baseline-students 1000000 | --no-baseline] [--backfill-baseline] [--floor] [--keep] \
+        [--warehouse duckdb ducklake]   # ducklake: run with .venv-lake/bin/python (the [lake] extra)
 
 Providers: `--hosts` processes of `benchmarks/static_provider.py --districts` (pre-rendered pages, OAuth 2.0), each
 serving its share of the districts under `/<id>/ims/oneroster/v1p1`; the last `--slow-hosts` of them answer every
@@ -14,17 +15,27 @@ Per scenario (each `--per-run` x each `--max-concurrent-runs`), in a fresh folde
 (ONEROSTER_DISTRICTS_FILE), a DAGSTER_HOME whose `dagster.yaml` has SQLite storage, the run queue
 (`max_concurrent_runs`, a `tag_concurrency_limits` entry per unique `oneroster/provider_host`, 1 s dequeue interval)
 and the `duckdb` pool's limit at `max_concurrent_runs`; a `workspace.yaml` loading `oneroster_pipeline.definitions`;
-`dagster instance migrate`; then `dagster-daemon run` and `dagster-webserver` with ONEROSTER_DISTRICTS_PER_RUN set.
-Once the daemons are healthy, one GraphQL `launchPartitionBackfill` over every district for full_sync's assets (an
-asset backfill: BackfillPolicy.multi_run(N) groups N districts per run); then it polls the instance until the backfill
-is no longer requested and every run has finished. Reported: runs, succeeded / failed (and which districts the
-failed runs covered), wall time from the submit to the last run's end, throughput, time to the first run, the
-median queue wait and run time, the students that landed (summed over the districts' DuckDB files), peak RSS of
+`dagster instance migrate`; then `dagster-daemon run` (debug log) and `dagster-webserver` with
+ONEROSTER_DISTRICTS_PER_RUN set. Once the daemons are healthy and the backfill daemon has logged its first (idle)
+tick, one GraphQL `launchPartitionBackfill` over every district for full_sync's assets (an asset backfill:
+BackfillPolicy.multi_run(N) groups N districts per run): submitted after the first tick, the backfill waits for the
+daemon's next one (up to 30 s), the same in every scenario, and that pickup (the submit to the first run's creation)
+is reported apart. Then it polls the instance until the backfill is no longer requested and every run has finished.
+Reported: runs, succeeded / failed (and which districts the failed runs covered), wall time from the submit to the
+last run's end, throughput, time to the first run, the median queue wait and run time, the students that landed
+(counted: students + ignored_students over the districts' DuckDB files, or the lake's district schemas), peak RSS of
 every process of the Dagster tree (daemon, webserver, code servers, run workers, sampled every 0.2 s: the max of any
 single process by role, and the max sum) and the provider processes' RSS, separately.
 
+`--warehouse duckdb ducklake`: each scenario twice, one after the other on the same providers, queue and pool settings:
+into one DuckDB file per district, then into one lake (ONEROSTER_WAREHOUSE=ducklake: its catalog a new database of a
+throwaway Debian PostgreSQL server the script starts, as the lake tests do; its data path a local folder; the catalog
+and district schemas created before the submit, deploy/LAKE.md's setup step). The lake needs the `[lake]` extra: run
+the script with `.venv-lake/bin/python`, so both sides use its DuckDB (printed), and the ratio lake / files is printed.
+
 Baseline: one `--baseline-students` district with `dagster job execute -j full_sync` (dagster_run_benchmark.py's
-provider and CLI helpers), wall time of the process, peak RSS of its tree. `--backfill-baseline` adds the same
+provider and CLI helpers) into a DuckDB file, wall time of the process, peak RSS of its tree, the students it landed
+(counted in its file). `--backfill-baseline` adds the same
 district synced by one asset backfill through the daemon, as the many-district scenarios are (its own host and
 instance; the daemon's 0-30 s pickup included), and prints each scenario's ratio to it.
 
@@ -138,22 +149,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def districts_yaml(plan: list[dict], hosts: list[Host], folder: Path, dead_district: bool) -> str:
+def districts_yaml(plan: list[dict], hosts: list[Host], folder: Path, dead_district: bool,
+                   files: bool = True) -> str:
+    """The districts file; `files`: each district's DuckDB file under folder/data (the lake: no file keys)."""
     lines = ["districts:"]
     for d in plan:
         host = hosts[d["host"]]
         lines += [f"  - id: {d['id']}", "    provider: oneroster", f"    base_url: {host.urls[d['id']]}",
                   "    auth: oauth2", f"    token_url: {host.provider.token_url}", f"    client_id: {CLIENT_ID}",
-                  f"    client_secret_env: {SECRET_VAR}", "    page_size: 1000",
-                  f"    duckdb_path: {folder / 'data' / (d['id'] + '.duckdb')}"]
+                  f"    client_secret_env: {SECRET_VAR}", "    page_size: 1000"]
+        if files:
+            lines.append(f"    duckdb_path: {folder / 'data' / (d['id'] + '.duckdb')}")
     if not dead_district:
         return "\n".join(lines) + "\n"
     dead = free_port()  # closed again: nothing listens there
     lines += ["  - id: dead", "    name: Dead Valley", "    provider: oneroster",
               f"    base_url: http://127.0.0.1:{dead}/ims/oneroster/v1p1", "    auth: oauth2",
               f"    token_url: http://127.0.0.1:{dead}/oauth2/token", f"    client_id: {CLIENT_ID}",
-              f"    client_secret_env: {SECRET_VAR}", "    max_retries: 0", "    timeout_seconds: 2",
-              f"    duckdb_path: {folder / 'data' / 'dead.duckdb'}"]
+              f"    client_secret_env: {SECRET_VAR}", "    max_retries: 0", "    timeout_seconds: 2"]
+    if files:
+        lines.append(f"    duckdb_path: {folder / 'data' / 'dead.duckdb'}")
     return "\n".join(lines) + "\n"
 
 
@@ -199,6 +214,20 @@ LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(b
   ... on PartitionKeysNotFoundError { message } ... on UnauthorizedError { message } } }"""
 
 
+FIRST_TICK = "No backfill jobs in progress, canceling, or failing."  # the backfill daemon's idle tick (debug)
+
+
+def wait_first_backfill_tick(log: Path, deadline: float) -> float:
+    """Wait until the backfill daemon has ended its first tick (its idle line in the daemon's debug log): a backfill
+    submitted after it waits for the next tick, 30 s later at most (DEFAULT_DAEMON_INTERVAL_SECONDS), whenever the
+    daemon started. Returns the time the line was seen."""
+    while time.monotonic() < deadline:
+        if FIRST_TICK in log.read_text(errors="replace"):
+            return time.time()
+        time.sleep(0.2)
+    raise TimeoutError(f"the backfill daemon logged no tick in {log}")
+
+
 def wait_ready(url: str, deadline: float) -> None:
     """The webserver answers, the code location is loaded and every required daemon is healthy."""
     while time.monotonic() < deadline:
@@ -217,10 +246,68 @@ def wait_ready(url: str, deadline: float) -> None:
     raise TimeoutError("the webserver, code location or daemons did not become ready")
 
 
+# ------------------------------------------------------------------------------------------------ the lake
+
+class LakeServer:
+    """--warehouse ducklake: one throwaway PostgreSQL server (Debian's binaries, as the lake tests start it:
+    oneroster_pipeline_tests/deploy/postgres_server.py) for the whole benchmark; each scenario's catalog is a new
+    database of it and its data path a local folder of the scenario."""
+
+    def __init__(self) -> None:
+        sys.path.insert(0, str(ROOT))
+        from oneroster_pipeline_tests.deploy.postgres_server import start_server
+
+        self.server = start_server()
+        self.count = 0
+
+    def env(self, folder: Path) -> dict[str, str]:
+        """A new lake's environment: its catalog a new database, its data under folder/lake-data."""
+        self.count += 1
+        name = f"lake_{self.count}"
+        con = self.server.connect()
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        con.close()
+        return {"ONEROSTER_WAREHOUSE": "ducklake", "ONEROSTER_DUCKLAKE_CATALOG":
+                f"postgres:dbname={name} host=127.0.0.1 port={self.server.port} user={self.server.user}",
+                "ONEROSTER_DUCKLAKE_DATA_PATH": str(folder / "lake-data")}
+
+    def stop(self) -> None:
+        from oneroster_pipeline_tests.deploy.postgres_server import stop_server
+
+        stop_server(self.server)
+
+
+LAKE_SCRIPT = """import json, os, sys
+from oneroster_pipeline.warehouse import lake
+from oneroster_pipeline.warehouse.lake_settings import LakeSettings
+settings = LakeSettings.from_env(os.environ)
+if sys.argv[1] == "create":
+    print(json.dumps(lake.create_lake(settings, sys.argv[2:])))
+else:
+    with lake.reader(settings) as con:
+        total = 0
+        for table in ("students", "ignored_students"):
+            total += con.execute(f"SELECT count(*) FROM ({lake.across_districts_sql(con, table)})").fetchone()[0]
+        print(json.dumps({"students": total}))
+"""
+
+
+def lake_call(env: dict[str, str], *args: str) -> dict:
+    """LAKE_SCRIPT in a process of its own (the lake's DuckDB instance and catalog connections end with it)."""
+    done = subprocess.run([sys.executable, "-c", LAKE_SCRIPT, *args], check=False, env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"lake {args[0]} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @dataclass
 class Outcome:
     per_run: int
     max_runs: int
+    warehouse: str = "duckdb"
     wall: float = 0.0
     runs: int = 0
     succeeded: int = 0
@@ -235,6 +322,7 @@ class Outcome:
     rss: TreeSample | None = None
     host_tagged: int = 0
     provider_cpu: float = 0.0
+    tick_wait: float = 0.0
     error: str = ""
 
 
@@ -258,26 +346,34 @@ def backfill_params(kind: str, executor: str, keys: list[str], per_run: int) -> 
 
 
 def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: int, host_limit: int,
-                 executor: str, kind: str, dead: bool, timeout: float, keep: bool, module: str = CODE_LOCATION
-                 ) -> Outcome:
+                 executor: str, kind: str, dead: bool, timeout: float, keep: bool, module: str = CODE_LOCATION,
+                 lake_server: LakeServer | None = None) -> Outcome:
+    """One backfill on a fresh instance; into DuckDB files, or with `lake_server` into a new lake."""
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-    outcome = Outcome(per_run, max_runs)
+    outcome = Outcome(per_run, max_runs, "ducklake" if lake_server else "duckdb")
     work = Path(tempfile.mkdtemp(prefix="oneroster-many-districts-"))
     home = work / "dagster_home"
     home.mkdir()
     (work / "data").mkdir()
-    (work / "districts.yaml").write_text(districts_yaml(plan, hosts, work, dead))
+    (work / "districts.yaml").write_text(districts_yaml(plan, hosts, work, dead, files=lake_server is None))
     (home / "dagster.yaml").write_text(DAGSTER_YAML.format(runs=max_runs, host_limit=host_limit))
     (work / "workspace.yaml").write_text(WORKSPACE_YAML.format(root=ROOT, module=module))
     env = {**_clean_environ(), "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT), SECRET_VAR: CLIENT_SECRET,
            "ONEROSTER_DISTRICTS_FILE": str(work / "districts.yaml"), "ONEROSTER_DISTRICTS_PER_RUN": str(per_run)}
+    keys = [d["id"] for d in plan] + (["dead"] if dead else [])
+    if lake_server:
+        env.update(lake_server.env(work))
+        # deploy/LAKE.md's setup step, before concurrent writers (not timed): the catalog and every district schema
+        lake_call(env, "create", *keys)
     subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, cwd=work, check=True,
                    capture_output=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}/graphql"
     logs = [(work / name).open("w") for name in ("daemon.log", "webserver.log")]
-    daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(work / "workspace.yaml")], env=env,
+    # debug: the backfill daemon's idle tick is a debug line (wait_first_backfill_tick)
+    daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "--log-level", "debug", "-w",
+                               str(work / "workspace.yaml")], env=env,
                               cwd=work, stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True)
     webserver = subprocess.Popen([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w",
                                   str(work / "workspace.yaml")], env=env, cwd=work, stdout=logs[1],
@@ -288,8 +384,10 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
     instance = None
     try:
         wait_ready(url, time.monotonic() + 180)
-        params = backfill_params(kind, executor, [d["id"] for d in plan] + (["dead"] if dead else []), per_run)
+        ticked = wait_first_backfill_tick(work / "daemon.log", time.monotonic() + 180)
+        params = backfill_params(kind, executor, keys, per_run)
         submitted = time.time()
+        outcome.tick_wait = submitted - ticked
         result = graphql(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
         if result["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"launchPartitionBackfill: {result}")
@@ -320,7 +418,7 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
                                     if r.start_time) if records else 0.0
         outcome.run_seconds = median(r.end_time - r.start_time for r in records
                                      if r.start_time and r.end_time) if records else 0.0
-        outcome.landed = landed_students(work / "data", plan)
+        outcome.landed = lake_call(env, "count")["students"] if lake_server else landed_students(work / "data", plan)
     except Exception as error:  # noqa: BLE001 (report what happened, keep the folder to look at)
         outcome.error = f"{type(error).__name__}: {error}"[:1500]
         keep = True
@@ -403,8 +501,9 @@ def cpu_text(sample: TreeSample) -> str:
             + ", ".join(f"{role} {cpu:.0f}" for role, cpu in sorted(cpu_by_role(sample).items())) + ")")
 
 
-def baseline(students: int, schools: int) -> tuple[float, int, TreeSample]:
-    """One district, `dagster job execute -j full_sync`, fresh DAGSTER_HOME and DuckDB: (wall s, exit, RSS)."""
+def baseline(students: int, schools: int) -> tuple[float, int, TreeSample, int]:
+    """One district, `dagster job execute -j full_sync`, fresh DAGSTER_HOME and DuckDB: (wall s, exit, RSS, the
+    students that landed in its DuckDB file)."""
     provider = start_provider(students, schools, 0, False)
     workdir = Path(tempfile.mkdtemp(prefix="oneroster-one-district-"))
     try:
@@ -418,7 +517,8 @@ def baseline(students: int, schools: int) -> tuple[float, int, TreeSample]:
         print(f"# baseline provider CPU s {_cpu_seconds([provider.process.pid]) - before:.0f}", flush=True)
         if code:
             print(f"# baseline failed: {tail}", flush=True)
-        return wall, code, samples
+        landed = landed_students(workdir, [{"id": "warehouse"}])
+        return wall, code, samples, landed
     finally:
         provider.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -470,23 +570,31 @@ def main() -> int:
     parser.add_argument("--floor", action="store_true",
                         help="after each scenario, the same backfill of benchmarks/orchestration_floor.py: full_sync's "
                              "asset graph, steps and checks doing no work (Dagster's own cost on this machine)")
+    parser.add_argument("--warehouse", choices=("duckdb", "ducklake"), nargs="+", default=["duckdb"],
+                        help="each scenario into DuckDB files (duckdb) and/or one lake (ducklake: a PostgreSQL "
+                             "catalog on a throwaway Debian PostgreSQL server, a local data path; needs the [lake] "
+                             "extra: run with .venv-lake/bin/python, so both sides use its DuckDB), one after the other")
     parser.add_argument("--timeout", type=float, default=3600, help="per scenario, seconds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep each scenario's folder (DAGSTER_HOME, logs, DuckDB)")
     args = parser.parse_args()
     if args.floor and args.backfill == "job":
         parser.error("--floor measures an asset backfill: the floor's code location has no partitioned job")
+    import duckdb
+
+    duckdb_version = duckdb.__version__
 
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GB RAM; load average "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {args.backfill} backfill, executor {args.executor}", flush=True)
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {args.backfill} backfill, executor {args.executor}; "
+          f"DuckDB {duckdb_version}; warehouse {' '.join(args.warehouse)}", flush=True)
     rows = []
     if not args.no_baseline:
-        wall, code, rss = baseline(args.baseline_students, 40)
-        rows.append(("one district (CLI full_sync)", 1, args.baseline_students, "-", "-", 1, wall, 0.0,
-                     "ok" if code == 0 else "FAILED", args.baseline_students if code == 0 else 0, f"{max(rss.peak_by_pid.values()) / MB:.0f}",
-                     f"{rss.peak_sum / MB:.0f}", "-"))
-        print(f"# baseline: {args.baseline_students} students, full_sync {wall:.1f} s, exit {code}, max RSS "
+        wall, code, rss, landed = baseline(args.baseline_students, 40)
+        rows.append((f"one district (CLI full_sync), duckdb file {duckdb_version}", 1, args.baseline_students, "-",
+                     "-", 1, wall, 0.0, "ok" if code == 0 else "FAILED", landed,
+                     f"{max(rss.peak_by_pid.values()) / MB:.0f}", f"{rss.peak_sum / MB:.0f}", "-"))
+        print(f"# baseline: {args.baseline_students} students ({landed} landed), full_sync {wall:.1f} s, exit {code}, max RSS "
               f"{max(rss.peak_by_pid.values()) / MB:.0f} MB, CPU s {rss.cpu_seconds:.0f} (provider apart); load "
               f"{os.getloadavg()[0]:.1f}", flush=True)
     if args.backfill_baseline:
@@ -498,7 +606,9 @@ def main() -> int:
           f"{sizes[len(sizes) // 2]}, smallest {sizes[-1]}", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="oneroster-many-hosts-"))
     hosts: list[Host] = []
+    pairs: dict[tuple[int, int], dict[str, tuple[float, float]]] = {}  # (per run, max runs) -> (wall, pickup)
     started_hosts: list[subprocess.Popen] = []
+    lake_server = LakeServer() if "ducklake" in args.warehouse else None
     try:
         started = time.perf_counter()
         latencies = [args.slow_latency_ms if n >= args.hosts - args.slow_hosts else 0 for n in range(args.hosts)]
@@ -510,14 +620,19 @@ def main() -> int:
               + ", ".join(f"{rss / MB:.0f} MB" for rss in provider_rss) + f" (sum {sum(provider_rss) / MB:.0f} MB); "
               + "; ".join(f"host {n}: {h.provider.banner}, latency {h.latency_ms} ms" for n, h in enumerate(hosts)),
               flush=True)
-        scenarios = [(max_runs, per_run, module) for max_runs in args.max_concurrent_runs for per_run in args.per_run
-                     for module in (CODE_LOCATION, FLOOR)[:1 + args.floor]]
-        for max_runs, per_run, module in scenarios:
+        # the warehouses one after the other within each scenario (the floor does no work: no warehouse)
+        scenarios = [(max_runs, per_run, module, warehouse) for max_runs in args.max_concurrent_runs
+                     for per_run in args.per_run for module in (CODE_LOCATION, FLOOR)[:1 + args.floor]
+                     for warehouse in (args.warehouse if module == CODE_LOCATION else ["duckdb"])]
+        for max_runs, per_run, module, warehouse in scenarios:
             floor = module == FLOOR
             out = run_scenario(plan, hosts, per_run, max_runs, args.host_limit, args.executor, args.backfill,
-                               dead, args.timeout, args.keep, module)
+                               dead, args.timeout, args.keep, module,
+                               lake_server if warehouse == "ducklake" else None)
             roles = by_role(out.rss) if out.rss else {}
-            print(f"# {'orchestration floor, ' if floor else ''}{per_run} per run, max {max_runs} runs: " + (out.error or (
+            label = "orchestration floor" if floor else ("one lake" if warehouse == "ducklake" else "DuckDB files")
+            print(f"# {label}, {per_run} per run, max {max_runs} runs: " + (out.error or (
+                f"submitted {out.tick_wait:.1f} s after the backfill daemon's first tick; "
                 f"{out.runs} runs ({out.succeeded} ok, {out.failed} failed: {out.failed_districts}); last run "
                 f"ended {out.wall:.1f} s after submit, first run created at {out.first_run:.1f} s, backfill "
                 f"{out.backfill_status} seen at {out.backfill_done:.1f} s; median queue wait "
@@ -527,8 +642,12 @@ def main() -> int:
                 + f"; CPU s: {cpu_text(out.rss)}, providers {out.provider_cpu:.0f}"
                 + f"; load {os.getloadavg()[0]:.1f}")), flush=True)
             if not out.error:
+                if not floor:
+                    pairs.setdefault((per_run, max_runs), {})[warehouse] = (out.wall, out.first_run)
                 rows.append((("orchestration floor (no work): " if floor else "")
-                             + f"{args.backfill} backfill, {per_run}/run" + ("" if dead else ", no dead"),
+                             + f"{args.backfill} backfill, {per_run}/run" + ("" if dead else ", no dead")
+                             + ("" if floor else f", {'one lake' if warehouse == 'ducklake' else 'duckdb files'} "
+                                                 f"{duckdb_version}"),
                              len(plan) + dead, sum(sizes), per_run,
                              max_runs, out.runs, out.wall, out.first_run, f"{out.succeeded}/{out.failed}",
                              out.landed,
@@ -538,6 +657,8 @@ def main() -> int:
         for process in started_hosts:
             Provider(process, "", "", "").stop()
         shutil.rmtree(folder, ignore_errors=True)
+        if lake_server:
+            lake_server.stop()
     base = rows[0][6] if rows and rows[0][0].startswith("one district") else None
     print("\n| scenario | districts | students | per run | max runs | runs | wall s | of which the daemon's pickup s "
           "| x one district | x one district, from pickup | students/s | ok/failed | students landed "
@@ -554,6 +675,11 @@ def main() -> int:
                 print(f"\n{row[0]}: x one district by the same asset backfill (both from the submit) "
                       f"{row[6] / one_backfill[6]:.2f}", end="")
         print()
+    for (per_run, max_runs), walls in pairs.items():
+        if len(walls) == 2:
+            (lake, lake_pickup), (files, files_pickup) = walls["ducklake"], walls["duckdb"]
+            print(f"one lake x DuckDB files ({per_run}/run, max {max_runs} runs): from the submit "
+                  f"{lake / files:.2f}, from the daemon's pickup {(lake - lake_pickup) / (files - files_pickup):.2f}")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
