@@ -52,11 +52,11 @@ COST_CENTRES = (
     ("  of which _columns (zip rows->columns)", "client/normalize.py", "_columns"),
     ("pager: ids, duplicates (Pager.accept)", "client/paging.py", "accept"),
     ("Parquet writing (ParquetWriter.write_table)", "pyarrow/parquet/core.py", "write_table"),
-    ("  raw table load (store.replace_from_parquet)", "oneroster_pipeline/store.py", "replace_from_parquet"),
-    ("  plan (sync.plan_student_sync)", "oneroster_pipeline/sync.py", "plan_student_sync"),
-    ("  hold decision (holds.evaluate_holds)", "oneroster_pipeline/holds.py", "evaluate_holds"),
-    ("  apply (sync.apply_student_sync)", "oneroster_pipeline/sync.py", "apply_student_sync"),
-    ("  pull report + rejections (record_pull)", "oneroster_pipeline/pipeline.py", "record_pull"),
+    ("  raw table load (store.replace_from_parquet)", "warehouse/store.py", "replace_from_parquet"),
+    ("  plan (sync.plan_student_sync)", "warehouse/students.py", "plan_student_sync"),
+    ("  hold decision (holds.evaluate_holds)", "warehouse/holds.py", "evaluate_holds"),
+    ("  apply (sync.apply_student_sync)", "warehouse/students.py", "apply_student_sync"),
+    ("  pull report + rejections (record_pull)", "warehouse/pulls.py", "record_pull"),
 )
 
 
@@ -84,10 +84,10 @@ def report(title: str, profile: cProfile.Profile, wall: float, top: int, records
     arrow = cumulative(stats, "client/tables.py", "users_table") - cumulative(stats, "client/normalize.py", "_rows") \
         - cumulative(stats, "client/normalize.py", "_columns") - cumulative(stats, "client/tables.py", "_user_columns")
     duck = sum(tt for (filename, _, _), (_, _, tt, _, _) in stats.stats.items()  # type: ignore[attr-defined]
-               if filename.endswith(("oneroster_pipeline/store.py", "oneroster_pipeline/sync.py",
-                                     "oneroster_pipeline/holds.py", "oneroster_pipeline/pipeline.py")))
+               if filename.endswith(("warehouse/store.py", "warehouse/students.py",
+                                     "warehouse/holds.py", "warehouse/pulls.py")))
     for label, seconds in (("Arrow building (users_table own: Table.from_arrays, filter)", arrow),
-                           ("own time in store/sync/holds/pipeline.py (~ DuckDB)", duck)):
+                           ("own time in store/students/holds/pulls.py (~ DuckDB)", duck)):
         if seconds >= 0.05:
             print(f"  {label:<50} {seconds:>7.2f} s  ({seconds / wall:>4.0%})")
     print(f"  -- top {top} functions by own time --")
@@ -260,8 +260,14 @@ def record_paths(pages: list[bytes], records: int, threads: int, repeat: int) ->
 
 
 def _same(a, b, schema) -> str:
+    import pyarrow as pa
+
     a = a.sort_by("sourced_id")
-    b = b.sort_by("sourced_id").cast(schema) if b.schema != schema else b.sort_by("sourced_id")
+    for name in schema.names:  # a column the prototype does not make (e.g. user_master_identifier): all null
+        if name not in b.column_names:
+            b = b.append_column(name, pa.nulls(b.num_rows, schema.field(name).type))
+    b = b.select(schema.names).sort_by("sourced_id")
+    b = b.cast(schema) if b.schema != schema else b
     differing = [name for name in schema.names if not a.column(name).equals(b.column(name))]
     return "yes" if not differing else f"no, columns differ: {', '.join(differing)}"
 
