@@ -19,11 +19,9 @@ import pytest
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline_tests.client.client_fixtures import serve
+from oneroster_pipeline_tests.four_districts import DAGSTER, SECRETS, districts_yaml
 from oneroster_pipeline_tests.loopback import free_port
 
-DAGSTER = str(Path(sys.executable).parent / "dagster")
-SECRETS = {"NORTH_OR_SECRET": "north-secret-QWERTY", "SOUTH_OR_TOKEN": "south-token-ASDFGH",
-           "DEAD_OR_SECRET": "dead-secret-ZXCVBN"}
 
 
 
@@ -40,39 +38,7 @@ def three_providers(tmp_path_factory):
         west = District(west_shape, id_namespace="west")
         export = export_csv(west, folder / "west.zip")
         port = free_port()
-        districts = f"""
-districts:
-  - id: north
-    name: North Unified
-    provider: oneroster
-    base_url: {north.base_url("1.2")}
-    auth: oauth2
-    token_url: {north.token_url}
-    client_id: {north.settings.client_id}
-    client_secret_env: NORTH_OR_SECRET
-    page_size: 40
-    timezone: America/Chicago
-  - id: south
-    name: South County
-    provider: oneroster
-    base_url: {south.base_url("1.1")}
-    auth: bearer
-    access_token_env: SOUTH_OR_TOKEN
-    page_size: 25
-  - id: west
-    provider: csv
-    csv_path: {export}
-  - id: dead
-    name: Dead Valley
-    provider: oneroster
-    base_url: http://127.0.0.1:{port}/ims/oneroster/v1p2
-    auth: oauth2
-    token_url: http://127.0.0.1:{port}/oauth2/token
-    client_id: nobody
-    client_secret_env: DEAD_OR_SECRET
-    max_retries: 0
-    timeout_seconds: 2
-"""
+        districts = districts_yaml(north, south, export, port)
         path = folder / "districts.yaml"
         path.write_text(districts)
         yield path, folder, {"north": north.district, "south": south.district, "west": west}

@@ -12,63 +12,24 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 
 from oneroster_pipeline.demo.csv_export import export_csv
 from oneroster_pipeline.demo.district import District, DistrictShape
 from oneroster_pipeline.warehouse import lake, store
 from oneroster_pipeline.warehouse.lake_settings import LakeSettings
 from oneroster_pipeline_tests.client.client_fixtures import serve
+from oneroster_pipeline_tests.four_districts import DAGSTER, SECRETS, districts_yaml
 from oneroster_pipeline_tests.loopback import free_port
 
 from .conftest import needs_lake
 
 pytestmark = needs_lake
 
-DAGSTER = str(Path(sys.executable).parent / "dagster")
-SECRETS = {"NORTH_OR_SECRET": "north-secret-QWERTY", "SOUTH_OR_TOKEN": "south-token-ASDFGH",
-           "DEAD_OR_SECRET": "dead-secret-ZXCVBN"}
 SYNCED = ("north", "south", "west")
-
-
-def districts_yaml(north, south, export: Path, dead_port: int) -> str:
-    return f"""
-districts:
-  - id: north
-    name: North Unified
-    provider: oneroster
-    base_url: {north.base_url("1.2")}
-    auth: oauth2
-    token_url: {north.token_url}
-    client_id: {north.settings.client_id}
-    client_secret_env: NORTH_OR_SECRET
-    page_size: 40
-  - id: south
-    name: South County
-    provider: oneroster
-    base_url: {south.base_url("1.1")}
-    auth: bearer
-    access_token_env: SOUTH_OR_TOKEN
-    page_size: 25
-  - id: west
-    provider: csv
-    csv_path: {export}
-  - id: dead
-    name: Dead Valley
-    provider: oneroster
-    base_url: http://127.0.0.1:{dead_port}/ims/oneroster/v1p2
-    auth: oauth2
-    token_url: http://127.0.0.1:{dead_port}/oauth2/token
-    client_id: nobody
-    client_secret_env: DEAD_OR_SECRET
-    max_retries: 0
-    timeout_seconds: 2
-"""
 
 
 def cli_env(folder: Path, districts_file: Path, lake_env: dict[str, str]) -> dict[str, str]:
