@@ -9,7 +9,9 @@ thread), RSS at its end and the peak RSS reached during it (the kernel's high-wa
 start through /proc/self/clear_refs), and Arrow's memory pool (bytes allocated now). Then the apply's SQL
 statements by wall time (a proxy around the DuckDB connection times every `execute`), the slowest first.
 `--definitions` first imports the code location (`oneroster_pipeline.definitions`, which imports dagster) as the
-step's process has. Not a test: the numbers depend on the machine and its load (printed).
+step's process has. Experiments: ONEROSTER_PHASES_TRIM=1 adds two phases after staging (Arrow's pool released,
+then glibc's malloc_trim) to show what of the staging's RSS can be given back; ONEROSTER_PHASES_KEEP=FILE copies
+the staged Parquet file to FILE and the DuckDB file before the apply to FILE.duckdb. Not a test: the numbers depend on the machine and its load (printed).
 """
 
 from __future__ import annotations
@@ -101,8 +103,6 @@ def child(base_url: str, token_url: str, page_size: int, definitions: bool, stat
         return ConnectionSettings, open_source, pulls, store, sync_buildings, HoldPolicy
 
     ConnectionSettings, open_source, pulls, store, sync_buildings, HoldPolicy = phases.run("import the core", imports)
-    if os.environ.get("ONEROSTER_PHASES_ROW_GROUP"):  # an experiment: another staging row group size
-        store.STAGING_ROW_GROUP_ROWS = int(os.environ["ONEROSTER_PHASES_ROW_GROUP"])
     env = {"ONEROSTER_PROVIDER": "oneroster", "ONEROSTER_BASE_URL": base_url, "ONEROSTER_AUTH": "oauth2",
            "ONEROSTER_TOKEN_URL": token_url, "ONEROSTER_CLIENT_ID": CLIENT_ID, "ONEROSTER_CLIENT_SECRET": CLIENT_SECRET,
            "ONEROSTER_PAGE_SIZE": str(page_size)}
