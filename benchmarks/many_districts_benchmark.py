@@ -150,16 +150,26 @@ def free_port() -> int:
 
 
 def districts_yaml(plan: list[dict], hosts: list[Host], folder: Path, dead_district: bool,
-                   files: bool = True) -> str:
-    """The districts file; `files`: each district's DuckDB file under folder/data (the lake: no file keys)."""
+                   files: bool = True, lakes: list[dict[str, str]] | None = None) -> str:
+    """The districts file; `files`: each district's DuckDB file under folder/data (the lake: no file keys); `lakes`
+    (more than one): district n writes lake n % len(lakes) (its ducklake_* keys; the dead one the last lake)."""
     lines = ["districts:"]
-    for d in plan:
+
+    def lake_keys(number: int) -> list[str]:
+        if not lakes or len(lakes) < 2:
+            return []
+        env = lakes[number % len(lakes)]
+        return ["    warehouse: ducklake", f"    ducklake_catalog: {env['ONEROSTER_DUCKLAKE_CATALOG']}",
+                f"    ducklake_data_path: {env['ONEROSTER_DUCKLAKE_DATA_PATH']}"]
+
+    for number, d in enumerate(plan):
         host = hosts[d["host"]]
         lines += [f"  - id: {d['id']}", "    provider: oneroster", f"    base_url: {host.urls[d['id']]}",
                   "    auth: oauth2", f"    token_url: {host.provider.token_url}", f"    client_id: {CLIENT_ID}",
                   f"    client_secret_env: {SECRET_VAR}", "    page_size: 1000"]
         if files:
             lines.append(f"    duckdb_path: {folder / 'data' / (d['id'] + '.duckdb')}")
+        lines += lake_keys(number)
     if not dead_district:
         return "\n".join(lines) + "\n"
     dead = free_port()  # closed again: nothing listens there
@@ -169,6 +179,7 @@ def districts_yaml(plan: list[dict], hosts: list[Host], folder: Path, dead_distr
               f"    client_secret_env: {SECRET_VAR}", "    max_retries: 0", "    timeout_seconds: 2"]
     if files:
         lines.append(f"    duckdb_path: {folder / 'data' / 'dead.duckdb'}")
+    lines += lake_keys(-1)
     return "\n".join(lines) + "\n"
 
 
@@ -261,7 +272,7 @@ class LakeServer:
         self.count = 0
 
     def env(self, folder: Path) -> dict[str, str]:
-        """A new lake's environment: its catalog a new database, its data under folder/lake-data."""
+        """A new lake's environment: its catalog a new database, its data under folder/lake-data-<n>."""
         self.count += 1
         name = f"lake_{self.count}"
         con = self.server.connect()
@@ -271,7 +282,7 @@ class LakeServer:
         con.close()
         return {"ONEROSTER_WAREHOUSE": "ducklake", "ONEROSTER_DUCKLAKE_CATALOG":
                 f"postgres:dbname={name} host=127.0.0.1 port={self.server.port} user={self.server.user}",
-                "ONEROSTER_DUCKLAKE_DATA_PATH": str(folder / "lake-data")}
+                "ONEROSTER_DUCKLAKE_DATA_PATH": str(folder / f"lake-data-{self.count}")}
 
     def stop(self) -> None:
         from oneroster_pipeline_tests.deploy.postgres_server import stop_server
@@ -347,7 +358,7 @@ def backfill_params(kind: str, executor: str, keys: list[str], per_run: int) -> 
 
 def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: int, host_limit: int,
                  executor: str, kind: str, dead: bool, timeout: float, keep: bool, module: str = CODE_LOCATION,
-                 lake_server: LakeServer | None = None) -> Outcome:
+                 lake_server: LakeServer | None = None, lakes: int = 1) -> Outcome:
     """One backfill on a fresh instance; into DuckDB files, or with `lake_server` into a new lake."""
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
@@ -356,16 +367,21 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
     home = work / "dagster_home"
     home.mkdir()
     (work / "data").mkdir()
-    (work / "districts.yaml").write_text(districts_yaml(plan, hosts, work, dead, files=lake_server is None))
+    lake_envs = [lake_server.env(work) for _ in range(lakes)] if lake_server else []
+    (work / "districts.yaml").write_text(districts_yaml(plan, hosts, work, dead, files=lake_server is None,
+                                                        lakes=lake_envs))
     (home / "dagster.yaml").write_text(DAGSTER_YAML.format(runs=max_runs, host_limit=host_limit))
     (work / "workspace.yaml").write_text(WORKSPACE_YAML.format(root=ROOT, module=module))
     env = {**_clean_environ(), "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT), SECRET_VAR: CLIENT_SECRET,
            "ONEROSTER_DISTRICTS_FILE": str(work / "districts.yaml"), "ONEROSTER_DISTRICTS_PER_RUN": str(per_run)}
     keys = [d["id"] for d in plan] + (["dead"] if dead else [])
+    groups = [[key for number, key in enumerate(keys) if (-1 if key == "dead" else number) % lakes == n]
+              for n in range(lakes)]
     if lake_server:
-        env.update(lake_server.env(work))
+        env.update(lake_envs[0])
         # deploy/LAKE.md's setup step, before concurrent writers (not timed): the catalog and every district schema
-        lake_call(env, "create", *keys)
+        for lake_env, group in zip(lake_envs, groups):
+            lake_call({**env, **lake_env}, "create", *group)
     subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, cwd=work, check=True,
                    capture_output=True)
     port = free_port()
@@ -418,7 +434,8 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
                                     if r.start_time) if records else 0.0
         outcome.run_seconds = median(r.end_time - r.start_time for r in records
                                      if r.start_time and r.end_time) if records else 0.0
-        outcome.landed = lake_call(env, "count")["students"] if lake_server else landed_students(work / "data", plan)
+        outcome.landed = (sum(lake_call({**env, **lake_env}, "count")["students"] for lake_env in lake_envs)
+                          if lake_server else landed_students(work / "data", plan))
     except Exception as error:  # noqa: BLE001 (report what happened, keep the folder to look at)
         outcome.error = f"{type(error).__name__}: {error}"[:1500]
         keep = True
@@ -574,6 +591,9 @@ def main() -> int:
                         help="each scenario into DuckDB files (duckdb) and/or one lake (ducklake: a PostgreSQL "
                              "catalog on a throwaway Debian PostgreSQL server, a local data path; needs the [lake] "
                              "extra: run with .venv-lake/bin/python, so both sides use its DuckDB), one after the other")
+    parser.add_argument("--lakes", type=int, default=1,
+                        help="ducklake: spread the districts over this many lakes (a catalog database and data folder "
+                             "each, districts-file keys), district n into lake n mod N")
     parser.add_argument("--timeout", type=float, default=3600, help="per scenario, seconds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep each scenario's folder (DAGSTER_HOME, logs, DuckDB)")
@@ -628,9 +648,10 @@ def main() -> int:
             floor = module == FLOOR
             out = run_scenario(plan, hosts, per_run, max_runs, args.host_limit, args.executor, args.backfill,
                                dead, args.timeout, args.keep, module,
-                               lake_server if warehouse == "ducklake" else None)
+                               lake_server if warehouse == "ducklake" else None, args.lakes)
             roles = by_role(out.rss) if out.rss else {}
-            label = "orchestration floor" if floor else ("one lake" if warehouse == "ducklake" else "DuckDB files")
+            lake_label = "one lake" if args.lakes == 1 else f"{args.lakes} lakes"
+            label = "orchestration floor" if floor else (lake_label if warehouse == "ducklake" else "DuckDB files")
             print(f"# {label}, {per_run} per run, max {max_runs} runs: " + (out.error or (
                 f"submitted {out.tick_wait:.1f} s after the backfill daemon's first tick; "
                 f"{out.runs} runs ({out.succeeded} ok, {out.failed} failed: {out.failed_districts}); last run "
@@ -646,7 +667,7 @@ def main() -> int:
                     pairs.setdefault((per_run, max_runs), {})[warehouse] = (out.wall, out.first_run)
                 rows.append((("orchestration floor (no work): " if floor else "")
                              + f"{args.backfill} backfill, {per_run}/run" + ("" if dead else ", no dead")
-                             + ("" if floor else f", {'one lake' if warehouse == 'ducklake' else 'duckdb files'} "
+                             + ("" if floor else f", {lake_label if warehouse == 'ducklake' else 'duckdb files'} "
                                                  f"{duckdb_version}"),
                              len(plan) + dead, sum(sizes), per_run,
                              max_runs, out.runs, out.wall, out.first_run, f"{out.succeeded}/{out.failed}",
@@ -678,7 +699,7 @@ def main() -> int:
     for (per_run, max_runs), walls in pairs.items():
         if len(walls) == 2:
             (lake, lake_pickup), (files, files_pickup) = walls["ducklake"], walls["duckdb"]
-            print(f"one lake x DuckDB files ({per_run}/run, max {max_runs} runs): from the submit "
+            print(f"{lake_label} x DuckDB files ({per_run}/run, max {max_runs} runs): from the submit "
                   f"{lake / files:.2f}, from the daemon's pickup {(lake - lake_pickup) / (files - files_pickup):.2f}")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
