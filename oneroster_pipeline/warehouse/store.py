@@ -26,18 +26,17 @@ from .duckdb_files import PATH_VAR, DuckDBPathError  # noqa: F401 (store's names
 
 DEFAULT_DUCKDB_PATH = "data/oneroster.duckdb"  # ONEROSTER_DUCKDB_PATH when unset
 MEMORY_LIMIT_VAR = "ONEROSTER_DUCKDB_MEMORY_LIMIT"
-# DuckDB's own default is 80% of RAM; a sync spills its joins beyond this instead (duckdb_files: `.duckdb-spill-<pid>`).
-# 128MB applies a 1M-student sync (64MB does not): benchmarks/README.md
+# DuckDB's default is 80% of RAM; a sync spills joins beyond this (duckdb_files). Measured: benchmarks/README.md
 DEFAULT_MEMORY_LIMIT = "128MB"
 BEFORE_COMMIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # con -> check(con) run by `transaction`
+COMMITTED: weakref.WeakSet = weakref.WeakSet()  # connections a `transaction` committed on (errors after it say so)
 
 
 class MemoryLimitError(RuntimeError):
-    """DuckDB needed more than ONEROSTER_DUCKDB_MEMORY_LIMIT; nothing was committed by the failed statement."""
+    """DuckDB needed more than ONEROSTER_DUCKDB_MEMORY_LIMIT; the failed statement's transaction rolled back."""
 
 
-# how long a write connection waits for another process's lock on the DuckDB file before failing (runs are
-# queued by dagster.yaml's pool, so a lock held longer is another program: a notebook, the DuckDB CLI)
+# a write connection's wait for another process's lock (runs queue in dagster.yaml's pool: longer is a notebook, a CLI)
 LOCK_WAIT_SECONDS = 5.0
 
 TABLES_DDL = {
@@ -203,9 +202,9 @@ def prepared(con: duckdb.DuckDBPyConnection, memory_limit: str | None = DEFAULT_
         if not isinstance(error, duckdb.OutOfMemoryException):
             raise
         limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-        raise MemoryLimitError(
-            f"DuckDB ran out of its memory limit ({limit}): raise {MEMORY_LIMIT_VAR} (e.g. 512MB); the tables are "
-            f"as the previous run left them. {str(error).splitlines()[0]}") from error
+        kept = "what it committed before stays (sync_runs says)" if con in COMMITTED else "the tables are as they were"
+        raise MemoryLimitError(f"DuckDB ran out of its memory limit ({limit}): raise {MEMORY_LIMIT_VAR} (e.g. "
+                               f"512MB); {kept}. {str(error).splitlines()[0]}") from error
     finally:
         con.close()
 
@@ -249,6 +248,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
             con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")  # a COMMIT that fails (the disk is full) has rolled back
+    COMMITTED.add(con)
 
 
 @contextmanager

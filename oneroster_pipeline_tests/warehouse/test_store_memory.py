@@ -44,9 +44,24 @@ def test_running_out_of_the_limit_names_the_variable_and_keeps_the_tables(tmp_pa
         with connect_as_configured(path) as con, store.transaction(con):
             con.execute("DELETE FROM kept")
             con.execute("SELECT string_agg(i::VARCHAR, ',' ORDER BY i DESC) FROM range(20000000) t(i)")
-    assert "15.2 MiB" in str(raised.value)
+    assert "15.2 MiB" in str(raised.value) and "the tables are as they were" in str(raised.value)
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("SELECT x FROM kept").fetchall() == [(1,)]
+
+
+def test_running_out_after_a_commit_does_not_claim_the_tables_unchanged(tmp_path, monkeypatch):
+    """A sync step commits, then a statement after it (a preview, the snapshot) runs out: the commit stays, and the
+    error must not say that the tables are as before."""
+    monkeypatch.setenv(store.MEMORY_LIMIT_VAR, "16MB")
+    path = tmp_path / "d.duckdb"
+    with pytest.raises(store.MemoryLimitError) as raised:
+        with connect_as_configured(path) as con:
+            with store.transaction(con):
+                con.execute("CREATE TABLE applied AS SELECT 2 AS x")
+            con.execute("SELECT string_agg(i::VARCHAR, ',' ORDER BY i DESC) FROM range(20000000) t(i)")
+    assert "committed before stays" in str(raised.value) and "as they were" not in str(raised.value)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT x FROM applied").fetchall() == [(2,)]
 
 
 def test_student_sync_before_building_sync_ignores_everyone_with_their_schools_in_order(tmp_path, monkeypatch):
