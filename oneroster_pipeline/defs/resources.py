@@ -6,7 +6,6 @@ one reader of the environment)."""
 # demo district is started in-process and the log says so.
 
 import dataclasses
-import re
 import typing
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from oneroster_pipeline.warehouse.lake_settings import (
     WAREHOUSE_VAR,
     LakeSettings,
     backend_of,
+    password_var,
 )
 from oneroster_pipeline.warehouse.policy import SyncPolicy
 from oneroster_pipeline.warehouse.snapshots import DEFAULT_SNAPSHOT_DIR, SNAPSHOT_DIR_VAR
@@ -168,7 +168,7 @@ class WarehouseResource(DuckDBResource):
         if self.is_lake:
             env.update({CATALOG_VAR: self.lake_catalog or "", DATA_PATH_VAR: self.lake_data_path or ""})
             if self.lake_password:
-                env[_password_var(self.lake_catalog or "")] = self.lake_password
+                env[password_var(self.lake_catalog or "")] = self.lake_password
         return Warehouse.from_env(env, duckdb_path=self.database, district_id=self.district_id)
 
     @contextmanager
@@ -226,17 +226,11 @@ class WarehouseResource(DuckDBResource):
         if backend_of(env) == "ducklake":
             settings = LakeSettings.from_env(env)  # validated now
             lake = {"backend": "ducklake", "lake_catalog": settings.catalog, "lake_data_path": settings.data_path}
-            var = _password_var(settings.catalog)
+            var = password_var(settings.catalog)
             if settings.password and (env.get(var) or "").strip():
                 lake["lake_password"] = settings.password if secrets_as_values else dg.EnvVar(var)
         return cls(database=duckdb_path_of(env), memory_limit=(env.get(store.MEMORY_LIMIT_VAR) or "").strip() or None,
                    district_id=district_id, snapshot_dir=snapshots, **lake)
-
-
-def _password_var(catalog: str) -> str:
-    """The variable holding a PostgreSQL catalog's password: its `password_env=<VARIABLE>`, else PGPASSWORD."""
-    named = re.search(r"password_env\s*=\s*'?([A-Za-z_][A-Za-z0-9_]*)", catalog)
-    return named.group(1) if named else "PGPASSWORD"
 
 
 class AlertsResource(dg.ConfigurableResource):

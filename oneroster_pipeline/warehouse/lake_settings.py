@@ -87,9 +87,9 @@ class LakeSettings:
                                     "(dbname=... host=... port=... user=...)")
             if "dbname" not in pairs:
                 raise SettingsError(CATALOG_VAR, "name the catalog's database: postgres:dbname=<database> ...")
-            variable = pairs.get("password_env")
-            if variable:
-                password = (env.get(variable.strip("'")) or "").strip() or None
+            if pairs.get("password_env"):
+                variable = password_var(catalog)
+                password = (env.get(variable) or "").strip() or None
                 if password is None:
                     raise SettingsError(CATALOG_VAR, f"password_env names {variable}, which is not set")
             elif "password" not in pairs:
@@ -132,6 +132,12 @@ class LakeSettings:
         """The catalog and data path, with any password masked."""
         shown = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", self.catalog)
         return f"DuckLake catalog {shown}, data path {self.data_path}"
+
+
+def password_var(catalog: str) -> str:
+    """The variable holding a PostgreSQL catalog's password: its `password_env=<VARIABLE>`, else PGPASSWORD."""
+    named = dict(_DSN_PAIR.findall(catalog.removeprefix("postgres:"))).get("password_env")
+    return named.strip("'") if named else "PGPASSWORD"
 
 
 def _unquote(value: str | None) -> str | None:
