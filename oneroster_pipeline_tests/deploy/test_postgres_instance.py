@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -95,13 +96,19 @@ def most_at_once(runs: list[dict]) -> int:
 DISTRICTS = {"north": (300, 3), "south": (200, 2), "east": (150, 2)}
 
 
-def test_a_backfill_over_districts_completes_through_the_daemon(deployment, postgres, tmp_path):
-    files = {d: tmp_path / "districts" / f"{d}.duckdb" for d in DISTRICTS}
-    districts_file = tmp_path / "districts.yaml"
+def write_districts_file(folder: Path) -> tuple[dict[str, Path], Path]:
+    """A districts file of DISTRICTS' demo districts (students, schools) in `folder`: (each one's DuckDB file, it)."""
+    files = {d: folder / "districts" / f"{d}.duckdb" for d in DISTRICTS}
+    districts_file = folder / "districts.yaml"
     districts_file.write_text(yaml.safe_dump({"districts": [
         {"id": d, "name": f"{d.title()} Demo District", "demo_students": students, "demo_schools": schools,
          "duckdb_path": str(files[d])}
         for d, (students, schools) in DISTRICTS.items()]}, sort_keys=False))
+    return files, districts_file
+
+
+def test_a_backfill_over_districts_completes_through_the_daemon(deployment, postgres, tmp_path):
+    files, districts_file = write_districts_file(tmp_path)
     dep = deployment({"ONEROSTER_DISTRICTS_FILE": str(districts_file)})
 
     # the CLI creates one queued run per district; the daemon launches them (tag limits: one run per district)
@@ -133,12 +140,7 @@ def test_an_asset_backfill_over_districts_completes_through_the_backfill_daemon(
     (unlike `dagster job backfill` above, which creates its runs itself). Dagster gives such runs the backfill's own
     tags and no job tags, so a polite asset backfill is one per provider host tagged with it: its runs then carry
     `oneroster/provider_host` and the per-host limit holds them to 2 at a time."""
-    files = {d: tmp_path / "districts" / f"{d}.duckdb" for d in DISTRICTS}
-    districts_file = tmp_path / "districts.yaml"
-    districts_file.write_text(yaml.safe_dump({"districts": [
-        {"id": d, "name": f"{d.title()} Demo District", "demo_students": students, "demo_schools": schools,
-         "duckdb_path": str(files[d])}
-        for d, (students, schools) in DISTRICTS.items()]}, sort_keys=False))
+    files, districts_file = write_districts_file(tmp_path)
     dep = deployment({"ONEROSTER_DISTRICTS_FILE": str(districts_file)})
 
     result = dep.graphql(LAUNCH_BACKFILL, {"params": {
