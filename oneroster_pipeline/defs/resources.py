@@ -201,11 +201,8 @@ class WarehouseResource(DuckDBResource):
             con.close()
 
     def staging_dir(self, run_id: str, step: str) -> Path:
-        # districts may share a folder and one run may sync several of them: the district's id keeps them apart
-        if self.is_lake:  # this machine's temporary folder (the data path may be shared or remote)
-            return self.warehouse().staging_dir(run_id, step)
-        name = f"{run_id}-{self.district_id}-{step}" if self.district_id else f"{run_id}-{step}"
-        return Path(self.database).parent / "staging" / name
+        """Where a step stages its pull (`backends.Warehouse.staging_dir`: beside the file, or a lake's temp folder)."""
+        return self.warehouse().staging_dir(run_id, step)
 
     def alerts_target(self):
         """What `AlertsResource.send` writes `sync_alerts` to: the DuckDB file's path, or the lake's `Warehouse`."""
@@ -213,7 +210,7 @@ class WarehouseResource(DuckDBResource):
 
     def describe(self) -> str:
         """Where the tables are, without secrets."""
-        return self.warehouse().describe() if self.is_lake else f"DuckDB file {self.database}"
+        return self.warehouse().describe()
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None, district_id: str | None = None,
