@@ -10,8 +10,9 @@ one writing process at a time, as a DuckDB file).
 **What DuckLake lacks.** No PRIMARY KEY / UNIQUE: the lake's tables are `TABLES_DDL` without them, and the sync
 never relied on them to decide anything (no `INSERT ... ON CONFLICT`; `upsert_sync_run` updates, then inserts).
 Before every COMMIT on a district connection (`store.BEFORE_COMMIT`) the three keys the DuckDB file enforces are
-checked (`sync_runs.run_id`, `provider_connections.connection_id`, `provider_switches.switch_id`): a repeat rolls
-the transaction back as a `LakeInvariantError`. Views work (`student_sourced_ids`).
+checked (`sync_runs.run_id`, `provider_connections.connection_id`, `provider_switches.switch_id`) in each of those
+tables the transaction inserted into (`store.KEYED_INSERTS`): a repeat rolls the transaction back as a
+`LakeInvariantError`. Views work (`student_sourced_ids`).
 
 **One writer per district.** A transaction is one DuckLake snapshot: a failure anywhere rolls back and the lake's
 current snapshot stays the previous one. Two transactions of different districts commit concurrently: when their
@@ -126,7 +127,11 @@ class _Instance:
     def __init__(self) -> None:
         self.pid = os.getpid()
         spill = Path(tempfile.gettempdir()) / f"oneroster-lake-spill-{self.pid}"
-        self.root = duckdb.connect(":memory:", config={"temp_directory": str(spill)})
+        # capped from the start, not only by each district connection: DuckLake caches every district's catalog
+        # entries it reads in DuckDB's object cache, which the cap evicts (uncapped, creating 100 districts in one
+        # process held 642 MB of it, and a later connection could not set its own cap below that)
+        self.root = duckdb.connect(":memory:", config={"temp_directory": str(spill),
+                                                       "memory_limit": store.DEFAULT_MEMORY_LIMIT})
         self.lakes: dict[tuple[str, str], _Lake] = {}
         self.loaded: set[str] = set()
 
@@ -321,19 +326,25 @@ def _district_complete(con: duckdb.DuckDBPyConnection, alias: str, schema: str) 
     return bool(con.execute(f"SELECT count(*) FROM {alias}.{GUARD_SCHEMA}.{ident(schema)}").fetchall()[0][0])
 
 
-def invariant_violations(con: duckdb.DuckDBPyConnection, limit: int = 5) -> list[str]:
-    """The keys of KEYS that repeat in the district's tables (`table.column = value`, at most `limit`); [] when
-    every key is unique, as the DuckDB file's PRIMARY KEYs guarantee."""
+def invariant_violations(con: duckdb.DuckDBPyConnection, limit: int = 5,
+                         tables: Iterable[str] | None = None) -> list[str]:
+    """The keys of KEYS (of `tables` only, if given) that repeat in the district's tables (`table.column = value`,
+    at most `limit`); [] when every key is unique, as the DuckDB file's PRIMARY KEYs guarantee."""
+    checked = [(table, column) for table, column in KEYS.items() if tables is None or table in tables]
+    if not checked:
+        return []
     union = " UNION ALL ".join(
         f"SELECT '{table}.{column}' AS key, {column}::VARCHAR AS value FROM {table} GROUP BY {column} "
-        f"HAVING count(*) > 1" for table, column in KEYS.items())
+        f"HAVING count(*) > 1" for table, column in checked)
     return [f"{key} = {value}" for key, value in con.execute(f"{union} LIMIT {int(limit)}").fetchall()]
 
 
 def _before_commit(con: duckdb.DuckDBPyConnection, alias: str, schema: str) -> None:
-    """Run inside every transaction of a district connection just before its COMMIT: check the keys, then update
-    the district's guard row (two such transactions overlapping make DuckLake refuse the later commit)."""
-    repeated = invariant_violations(con)
+    """Run inside every transaction of a district connection just before its COMMIT: check the keys of the tables
+    the transaction inserted into (`store.KEYED_INSERTS`, noted by the only three statements that insert a key:
+    each lake statement costs ~20 catalog round trips per table), then update the district's guard row (two such
+    transactions overlapping make DuckLake refuse the later commit)."""
+    repeated = invariant_violations(con, tables=store.KEYED_INSERTS.get(con, ()))
     if repeated:
         raise LakeInvariantError(f"district schema {schema!r}: a key would repeat ({'; '.join(repeated)}): the "
                                  "transaction was rolled back, nothing of it applied")

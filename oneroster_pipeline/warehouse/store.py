@@ -30,6 +30,7 @@ MEMORY_LIMIT_VAR = "ONEROSTER_DUCKDB_MEMORY_LIMIT"
 DEFAULT_MEMORY_LIMIT = "128MB"
 BEFORE_COMMIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # con -> check(con) run by `transaction`
 COMMITTED: weakref.WeakSet = weakref.WeakSet()  # connections a `transaction` committed on (errors after it say so)
+KEYED_INSERTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # con -> keyed tables inserted into since BEGIN
 
 
 class MemoryLimitError(RuntimeError):
@@ -173,8 +174,7 @@ TABLES_DDL = {
 
 
 def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None = DEFAULT_MEMORY_LIMIT) -> None:
-    """Cap DuckDB's buffer memory at `limit` (the value of ONEROSTER_DUCKDB_MEMORY_LIMIT, e.g. `512MB`, `2GB`, which
-    the caller reads; empty or None means DEFAULT_MEMORY_LIMIT, 128MB)."""
+    """Cap DuckDB's buffer memory at `limit` (ONEROSTER_DUCKDB_MEMORY_LIMIT's value, e.g. 512MB; empty: 128MB)."""
     limit = (limit or "").strip() or DEFAULT_MEMORY_LIMIT
     try:
         con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
@@ -210,9 +210,8 @@ def prepared(con: duckdb.DuckDBPyConnection, memory_limit: str | None = DEFAULT_
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table and column that does not exist yet (idempotent). One catalog query first (each table's
-    column count, each view): most connections find everything there, and the DDL statements cost more than
-    attaching the file does (`duckdb_columns()` alone costs as much)."""
+    """Create every table and column that does not exist yet (idempotent). One catalog query first (most find
+    everything there; the DDL statements, or `duckdb_columns()`, cost more than attaching the file does)."""
     present = set(con.execute(
         "SELECT table_name, column_count FROM duckdb_tables() WHERE database_name = current_database() "
         "AND schema_name = 'main' UNION ALL SELECT view_name, NULL FROM duckdb_views() "
@@ -239,6 +238,7 @@ def _schema_shape() -> frozenset[tuple[str, int | None]]:
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """One all-or-nothing transaction: on any exception every change made inside is rolled back."""
     con.execute("BEGIN TRANSACTION")
+    KEYED_INSERTS.pop(con, None)
     try:
         yield con
         if BEFORE_COMMIT and con in BEFORE_COMMIT:  # a DuckLake district's key checks and writer guard (lake.py)
@@ -282,8 +282,8 @@ def open_duckdb(path: str | Path, lock_wait_seconds: float | None = None,
     another process is retried for `lock_wait_seconds` (default LOCK_WAIT_SECONDS) then fails; a path that cannot
     be written (permission denied, a directory, a parent that is a file, not a DuckDB file) fails at once. Both as
     `DuckDBPathError`, whose message starts `ONEROSTER_DUCKDB_PATH=<path>:`."""
-    wait = LOCK_WAIT_SECONDS if lock_wait_seconds is None else lock_wait_seconds
-    return duckdb_files.opened(path, wait, lambda shown: duckdb.connect(shown, config=config or {}))
+    return duckdb_files.opened(path, LOCK_WAIT_SECONDS if lock_wait_seconds is None else lock_wait_seconds,
+                               lambda shown: duckdb.connect(shown, config=config or {}))
 
 
 def stage_batches(batches: Iterable[pa.Table], path: Path, schema: pa.Schema) -> int:
@@ -348,8 +348,7 @@ class _WriterThread:
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off inside the block (as it was after it); cycles made meanwhile are collected
-    by the next collection after it."""
+    """The cyclic garbage collector off inside the block (as it was after it; cycles made meanwhile wait for it)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -436,6 +435,7 @@ def upsert_sync_run(con: duckdb.DuckDBPyConnection, run_id: str, **columns) -> N
         names = ["run_id", *columns]
         con.execute(f"INSERT INTO sync_runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                     [run_id, *columns.values()])
+        KEYED_INSERTS.setdefault(con, set()).add("sync_runs")
 
 
 def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:

@@ -5,8 +5,10 @@ earlier state, and maintenance says what it did."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -133,13 +135,36 @@ def test_a_key_the_duckdb_file_enforces_is_checked_before_commit(tmp_path, local
                                                       "version": None})(), later(0))
         before = lake.snapshot_at(con)
         with pytest.raises(lake.LakeInvariantError, match=r"sync_runs.run_id = run-1"):
-            with store.transaction(con):
+            with store.transaction(con):  # a writer that inserts a key notes its table (as the three writers do)
                 con.execute("INSERT INTO sync_runs (run_id) VALUES ('run-1')")
+                store.KEYED_INSERTS.setdefault(con, set()).add("sync_runs")
         with pytest.raises(lake.LakeInvariantError, match=r"provider_connections.connection_id"):
             with store.transaction(con):
                 con.execute("INSERT INTO provider_connections SELECT * FROM provider_connections")
+                store.KEYED_INSERTS.setdefault(con, set()).add("provider_connections")
         assert lake.snapshot_at(con) == before
         assert rows(con, "SELECT count(*) FROM sync_runs") == [(1,)]
+        with store.transaction(con):  # the writers note what they insert; a new transaction starts with nothing
+            assert store.KEYED_INSERTS.get(con) is None
+            store.upsert_sync_run(con, "run-2", job_name="full_sync")
+            assert store.KEYED_INSERTS.get(con) == {"sync_runs"}
+            store.upsert_sync_run(con, "run-2", outcome="applied")  # an update inserts nothing
+        assert rows(con, "SELECT count(*) FROM sync_runs") == [(2,)]
+
+
+def test_every_statement_that_inserts_a_key_notes_its_table_for_the_lake_check():
+    """The lake checks a key only in the tables a transaction inserted into (store.KEYED_INSERTS): a new INSERT into
+    a keyed table that does not note it would go unchecked."""
+    package = Path(lake.__file__).parents[1]
+    found = {}
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        for table in lake.KEYS:
+            if re.search(rf"INSERT INTO {table}\b", text):
+                found[f"{path.relative_to(package)}:{table}"] = (
+                    text.count(f'KEYED_INSERTS.setdefault(con, set()).add("{table}")') >=
+                    len(re.findall(rf"INSERT INTO {table}\b", text)))
+    assert len(found) == 3 and all(found.values()), found
 
 
 def test_time_travel_reads_the_students_of_a_building_as_they_were(tmp_path, local_lake):

@@ -70,7 +70,8 @@ class LatestPulls:
         before any pull)."""
         if collection not in self._samples:
             pull = self._latest(collection)
-            self._samples[collection] = [] if pull is None else records_rejected_by_pull(self.con, pull, LISTED)
+            self._samples[collection] = ([] if pull is None or not pull["rejected"]  # none to read (no query)
+                                         else records_rejected_by_pull(self.con, pull, LISTED))
         return self._samples[collection]
 
 

@@ -87,6 +87,7 @@ def register(con: duckdb.DuckDBPyConnection, connection: Connection, status: str
            WHERE NOT EXISTS (SELECT 1 FROM provider_connections WHERE connection_id = ?)""",
         [connection.connection_id, connection.label, connection.provider, connection.base_url, connection.version,
          status, now, now if status == "active" else None, connection.connection_id])
+    store.KEYED_INSERTS.setdefault(con, set()).add("provider_connections")
 
 
 def require_active_connection(con: duckdb.DuckDBPyConnection, settings,
@@ -101,13 +102,15 @@ def require_active_connection(con: duckdb.DuckDBPyConnection, settings,
     """
     connection = connection_of(settings)
     now = now or datetime.now().astimezone()
-    with store.transaction(con):
-        active = active_connection(con)
-        if active is None:
-            register(con, connection, "candidate", now)
-            return connection, False
-        if active["connection_id"] == connection.connection_id:
-            return connection, True
+    active = active_connection(con)  # read first: only a district without an active connection writes
+    if active is None:
+        with store.transaction(con):
+            active = active_connection(con)
+            if active is None:
+                register(con, connection, "candidate", now)
+                return connection, False
+    if active["connection_id"] == connection.connection_id:
+        return connection, True
     raise _changed(connection, active)
 
 
@@ -118,16 +121,18 @@ def activate_connection(con: duckdb.DuckDBPyConnection, connection: Connection,
     Raises ConnectionChanged when another connection became active meanwhile (a concurrent first sync).
     """
     now = now or datetime.now().astimezone()
-    with store.transaction(con):
-        active = active_connection(con)
-        if active is not None:
-            if active["connection_id"] != connection.connection_id:
-                raise _changed(connection, active)
-            return False
-        register(con, connection, "active", now)
-        con.execute("UPDATE provider_connections SET status = 'active', activated_at = ?, retired_at = NULL "
-                    "WHERE connection_id = ?", [now, connection.connection_id])
-    return True
+    active = active_connection(con)  # read first: a sync of the active connection writes nothing here (on a lake, no
+    if active is None:               # snapshot and no writer guard for a transaction that changes nothing)
+        with store.transaction(con):
+            active = active_connection(con)
+            if active is None:
+                register(con, connection, "active", now)
+                con.execute("UPDATE provider_connections SET status = 'active', activated_at = ?, retired_at = NULL "
+                            "WHERE connection_id = ?", [now, connection.connection_id])
+                return True
+    if active["connection_id"] != connection.connection_id:
+        raise _changed(connection, active)
+    return False
 
 
 def _changed(connection: Connection, active: dict) -> ConnectionChanged:

@@ -156,4 +156,5 @@ def build_crosswalk(con: duckdb.DuckDBPyConnection, switch_id: str, new: Connect
              c["buildings_matched"], c["buildings_ambiguous"], c["buildings_unmatched"], c["schools_unmatched"],
              c["students_matched"], c["students_ambiguous"], c["students_unmatched_old"],
              c["students_unmatched_new"]])
+        store.KEYED_INSERTS.setdefault(con, set()).add("provider_switches")
     return report
