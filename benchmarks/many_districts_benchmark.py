@@ -274,14 +274,8 @@ class LakeServer:
     def env(self, folder: Path) -> dict[str, str]:
         """A new lake's environment: its catalog a new database, its data under folder/lake-data-<n>."""
         self.count += 1
-        name = f"lake_{self.count}"
-        con = self.server.connect()
-        con.autocommit = True
-        with con.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        con.close()
-        return {"ONEROSTER_WAREHOUSE": "ducklake", "ONEROSTER_DUCKLAKE_CATALOG":
-                f"postgres:dbname={name} host=127.0.0.1 port={self.server.port} user={self.server.user}",
+        return {"ONEROSTER_WAREHOUSE": "ducklake",
+                "ONEROSTER_DUCKLAKE_CATALOG": "postgres:" + self.server.new_database("lake").libpq,
                 "ONEROSTER_DUCKLAKE_DATA_PATH": str(folder / f"lake-data-{self.count}")}
 
     def stop(self) -> None:

@@ -117,10 +117,11 @@ def _sql_string(text: str) -> str:
 
 
 class _Lake:
-    """The lake attached to this process's instance: its alias, connections open on it, districts checked."""
+    """The lake attached to this process's instance: its alias, connections open on it, districts checked (all of
+    them at the first connection: `complete_districts`)."""
 
     def __init__(self, alias: str, settings: LakeSettings) -> None:
-        self.alias, self.settings, self.users, self.ready = alias, settings, 0, set()
+        self.alias, self.settings, self.users, self.ready, self.surveyed = alias, settings, 0, set(), False
 
 
 class _Instance:
@@ -252,6 +253,9 @@ def connect(settings: LakeSettings, schema: str, memory_limit: str | None = stor
     schema = district_schema(schema)
     with _cursor(settings, lock_wait_seconds) as (con, lake):
         try:
+            if schema not in lake.ready and not lake.surveyed:  # one catalog query for every district of the lake
+                lake.ready |= complete_districts(con, lake.alias)  # (a run of 100 districts: not one per district)
+                lake.surveyed = True
             if schema not in lake.ready:
                 ensure_district(con, lake.alias, schema)
                 lake.ready.add(schema)
@@ -283,7 +287,7 @@ def ensure_district(con: duckdb.DuckDBPyConnection, alias: str, schema: str, att
     transaction; True when something was created. Another process creating the same district at the same time
     makes one of the two commits conflict: that one checks again (it finds everything there)."""
     for attempt in range(attempts):
-        if _district_complete(con, alias, schema):
+        if schema in complete_districts(con, alias, schema):
             return False
         try:
             with store.transaction(con):
@@ -304,26 +308,31 @@ def ensure_district(con: duckdb.DuckDBPyConnection, alias: str, schema: str, att
     return False
 
 
-def _district_complete(con: duckdb.DuckDBPyConnection, alias: str, schema: str) -> bool:
-    """Whether the district's tables (each with its columns), view and guard row exist. Read from the catalog's own
-    tables (the DuckLake format's ducklake_schema / _table / _column / _view), one query: `duckdb_tables()` would
-    describe every table of the lake (1-2 s with 40 districts)."""
+def complete_districts(con: duckdb.DuckDBPyConnection, alias: str, schema: str | None = None) -> set[str]:
+    """The district schemas of the lake (only `schema`, if given) holding every table of the contract with its
+    columns, its view and its guard table. One query of the catalog's own tables (the DuckLake format's
+    ducklake_schema / _table / _column / _view): `duckdb_tables()` would describe every table of the lake, and a
+    query of each district's tables costs ~20 catalog round trips per table. The guard table is created with its
+    row in one transaction (`ensure_district`); a row deleted since is refused at the next commit."""
     meta = f"__ducklake_metadata_{alias}"
-    present = set(con.execute(f"""
-        SELECT s.schema_name, t.table_name,
-               (SELECT count(*) FROM {meta}.ducklake_column c WHERE c.table_id = t.table_id
-                AND c.end_snapshot IS NULL AND c.parent_column IS NULL)
+    only = "AND (s.schema_name = $s OR s.schema_name = $guard AND t.table_name = $s)" if schema else ""
+    rows = con.execute(f"""
+        SELECT s.schema_name, t.table_name, count(c.column_id)
         FROM {meta}.ducklake_schema s JOIN {meta}.ducklake_table t ON t.schema_id = s.schema_id
-        WHERE s.end_snapshot IS NULL AND t.end_snapshot IS NULL AND (s.schema_name = $s
-              OR s.schema_name = $guard AND t.table_name = $s)
+        LEFT JOIN {meta}.ducklake_column c ON c.table_id = t.table_id AND c.end_snapshot IS NULL
+             AND c.parent_column IS NULL
+        WHERE s.end_snapshot IS NULL AND t.end_snapshot IS NULL {only}
+        GROUP BY ALL
         UNION ALL
         SELECT s.schema_name, v.view_name, NULL
         FROM {meta}.ducklake_schema s JOIN {meta}.ducklake_view v ON v.schema_id = s.schema_id
-        WHERE s.end_snapshot IS NULL AND v.end_snapshot IS NULL AND s.schema_name = $s""",
-        {"s": schema, "guard": GUARD_SCHEMA}).fetchall())
-    if not {(schema, *shape) for shape in store._schema_shape()} | {(GUARD_SCHEMA, schema, 3)} <= present:
-        return False
-    return bool(con.execute(f"SELECT count(*) FROM {alias}.{GUARD_SCHEMA}.{ident(schema)}").fetchall()[0][0])
+        WHERE s.end_snapshot IS NULL AND v.end_snapshot IS NULL {'AND s.schema_name = $s' if schema else ''}""",
+        {"s": schema, "guard": GUARD_SCHEMA} if schema else {}).fetchall()
+    shapes: dict[str, set] = {}
+    for name, table, columns in rows:
+        shapes.setdefault(name, set()).add((table, columns))
+    guards, expected = shapes.pop(GUARD_SCHEMA, set()), store._schema_shape()
+    return {name for name, shape in shapes.items() if expected <= shape and (name, 3) in guards}
 
 
 def invariant_violations(con: duckdb.DuckDBPyConnection, limit: int = 5,

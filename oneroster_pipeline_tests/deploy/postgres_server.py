@@ -9,6 +9,7 @@ failure with the install command, not a skip: CI (.ci/run) installs them.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import pwd
 import shutil
@@ -22,6 +23,7 @@ from oneroster_pipeline_tests.loopback import free_port
 
 SERVER_USER = "postgres"  # the system user Debian's postgresql package creates
 INSTALL_HINT = "install Debian's PostgreSQL: apt-get install -y postgresql (.ci/run does this)"
+_databases = itertools.count(1)  # new_database's numbers, unique in the process
 
 
 def find_bindir() -> Path:
@@ -76,6 +78,21 @@ class PostgresServer:
         import psycopg2
 
         return psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, dbname=self.db_name)
+
+    @property
+    def libpq(self) -> str:
+        """The libpq connection string of this database (a DuckLake catalog is `postgres:` + this)."""
+        return f"dbname={self.db_name} host=127.0.0.1 port={self.port} user={self.user}"
+
+    def new_database(self, prefix: str) -> PostgresServer:
+        """A fresh, empty database on this server (`<prefix>_<n>`): no test or scenario sees another's data."""
+        name = f"{prefix}_{next(_databases)}"
+        con = self.connect()
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        con.close()
+        return PostgresServer(bindir=self.bindir, root=self.root, port=self.port, user=self.user, db_name=name)
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """The rows of one query, on a connection closed afterwards."""

@@ -7,16 +7,13 @@ runs them in a venv of their own (.ci/run)."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from oneroster_pipeline.warehouse.lake_settings import LakeSettings, unavailable_reason
-from oneroster_pipeline_tests.deploy.postgres_server import PostgresServer, start_server, stop_server
+from oneroster_pipeline_tests.deploy.postgres_server import PostgresServer
 
 UNAVAILABLE = unavailable_reason()
 needs_lake = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"the DuckLake backend cannot run here: {UNAVAILABLE}")
-_databases = itertools.count(1)
 
 
 def lake_env(catalog: str, data_path) -> dict[str, str]:
@@ -30,30 +27,13 @@ def local_lake(tmp_path) -> LakeSettings:
     return LakeSettings.from_env(lake_env(str(tmp_path / "catalog.ducklake"), tmp_path / "lake-data"))
 
 
-@pytest.fixture(scope="session")
-def lake_postgres_server():
+@pytest.fixture
+def pg_lake_env(postgres_server: PostgresServer, tmp_path) -> dict[str, str]:
+    """The environment of a new lake: its catalog a fresh database of the session's PostgreSQL server (the root
+    conftest's), its data a folder under tmp_path."""
     if UNAVAILABLE is not None:
         pytest.skip(f"the DuckLake backend cannot run here: {UNAVAILABLE}")
-    server = start_server()
-    try:
-        yield server
-    finally:
-        stop_server(server)
-
-
-@pytest.fixture
-def pg_lake_env(lake_postgres_server: PostgresServer, tmp_path) -> dict[str, str]:
-    """The environment of a new lake: its catalog a fresh database of the session's PostgreSQL server, its data a
-    folder under tmp_path."""
-    name = f"lake_{next(_databases)}"
-    con = lake_postgres_server.connect()
-    con.autocommit = True
-    with con.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    con.close()
-    catalog = (f"postgres:dbname={name} host=127.0.0.1 port={lake_postgres_server.port} "
-               f"user={lake_postgres_server.user}")
-    return lake_env(catalog, tmp_path / "lake-data")
+    return lake_env("postgres:" + postgres_server.new_database("lake").libpq, tmp_path / "lake-data")
 
 
 @pytest.fixture

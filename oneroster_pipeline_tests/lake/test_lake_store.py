@@ -111,6 +111,29 @@ def test_a_district_schema_holds_exactly_the_contract_tables_and_its_guard_lies_
     assert not any("PRIMARY KEY" in ddl or "UNIQUE" in ddl for ddl in lake.LAKE_DDL.values())
 
 
+def test_the_districts_complete_are_found_by_one_catalog_query_and_an_incomplete_one_is_completed(local_lake):
+    lake.create_lake(local_lake, ["a", "b-2", "c"])
+    with lake.reader(local_lake) as con:
+        alias = con.execute("SELECT current_database()").fetchall()[0][0]
+        assert lake.complete_districts(con, alias) == {"a", "b-2", "c"}
+        con.execute(f'DROP TABLE {alias}."b-2".sync_alerts')  # a district whose creation was cut short
+        con.execute(f"ALTER TABLE {alias}.c.students DROP COLUMN email")  # or whose table lost a column
+        assert lake.complete_districts(con, alias) == {"a"}
+        assert lake.complete_districts(con, alias, "a") == {"a"}
+        assert lake.complete_districts(con, alias, "c") == set()
+    assert local_lake.key not in lake._shared().lakes  # a local catalog is detached when unused: nothing known of it
+    with lake.connect(local_lake, "b-2") as con:  # every other district found complete at once; b-2 completed
+        assert con.execute("SELECT count(*) FROM sync_alerts").fetchall() == [(0,)]
+    with lake.reader(local_lake) as con:
+        assert lake.complete_districts(con, con.execute("SELECT current_database()").fetchall()[0][0]) == {"a", "b-2"}
+    with lake.connect(local_lake, "a") as con:  # a guard row deleted by hand: the next write says so
+        con.execute(f"DELETE FROM {con.execute('SELECT current_database()').fetchall()[0][0]}.oneroster_guard.a")
+        with pytest.raises(lake.LakeError, match="guard row"):
+            with store.transaction(con):
+                store.upsert_sync_run(con, "r1", job_name="full_sync")
+        assert con.execute("SELECT count(*) FROM sync_runs").fetchall() == [(0,)]
+
+
 def test_a_failed_apply_leaves_the_previous_snapshot_current(tmp_path, local_lake):
     with lake.connect(local_lake, "main") as con:
         sync_orgs(con, tmp_path, [org("s1")])
