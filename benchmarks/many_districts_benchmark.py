@@ -149,16 +149,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def lake_number(number: int, districts: int, lakes: int) -> int:
+    """The lake of the live district `number` (-1: the dead one, the last lake): `lakes` blocks of districts."""
+    return lakes - 1 if number < 0 else min(lakes - 1, number * lakes // districts)
+
+
 def districts_yaml(plan: list[dict], hosts: list[Host], folder: Path, dead_district: bool,
                    files: bool = True, lakes: list[dict[str, str]] | None = None) -> str:
     """The districts file; `files`: each district's DuckDB file under folder/data (the lake: no file keys); `lakes`
-    (more than one): district n writes lake n % len(lakes) (its ducklake_* keys; the dead one the last lake)."""
+    (more than one): the districts in order, in len(lakes) blocks, each writing one lake (its ducklake_* keys; the
+    dead one the last lake): a batched run's districts share few lakes (deploy/LAKE.md, "Memory")."""
     lines = ["districts:"]
 
     def lake_keys(number: int) -> list[str]:
         if not lakes or len(lakes) < 2:
             return []
-        env = lakes[number % len(lakes)]
+        env = lakes[lake_number(number, len(plan), len(lakes))]
         return ["    warehouse: ducklake", f"    ducklake_catalog: {env['ONEROSTER_DUCKLAKE_CATALOG']}",
                 f"    ducklake_data_path: {env['ONEROSTER_DUCKLAKE_DATA_PATH']}"]
 
@@ -369,8 +375,8 @@ def run_scenario(plan: list[dict], hosts: list[Host], per_run: int, max_runs: in
     env = {**_clean_environ(), "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT), SECRET_VAR: CLIENT_SECRET,
            "ONEROSTER_DISTRICTS_FILE": str(work / "districts.yaml"), "ONEROSTER_DISTRICTS_PER_RUN": str(per_run)}
     keys = [d["id"] for d in plan] + (["dead"] if dead else [])
-    groups = [[key for number, key in enumerate(keys) if (-1 if key == "dead" else number) % lakes == n]
-              for n in range(lakes)]
+    groups = [[key for number, key in enumerate(keys)
+               if lake_number(-1 if key == "dead" else number, len(plan), lakes) == n] for n in range(lakes)]
     if lake_server:
         env.update(lake_envs[0])
         # deploy/LAKE.md's setup step, before concurrent writers (not timed): the catalog and every district schema

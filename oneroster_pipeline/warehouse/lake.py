@@ -3,9 +3,10 @@
 
 **Connections.** One in-memory DuckDB instance per process attaches the lake once (`lake` in SQL); `connect` hands
 out a cursor of it whose default schema is the district's (`USE lake.<district>`), so the sync's unqualified table
-names are the district's tables and its temp tables stay in the process. A PostgreSQL catalog stays attached for
-the process's life; a local `.ducklake` file is detached when its last connection closes (DuckDB locks the file:
-one writing process at a time, as a DuckDB file).
+names are the district's tables and its temp tables stay in the process. A PostgreSQL catalog stays attached until
+the process moves on to another lake (an attached lake holds its whole catalog in memory: one idle lake at a time);
+a local `.ducklake` file is detached when its last connection closes (DuckDB locks the file: one writing process at
+a time, as a DuckDB file).
 
 **What DuckLake lacks.** No PRIMARY KEY / UNIQUE: the lake's tables are `TABLES_DDL` without them, and the sync
 never relied on them to decide anything (no `INSERT ... ON CONFLICT`; `upsert_sync_run` updates, then inserts).
@@ -230,6 +231,10 @@ def _cursor(settings: LakeSettings, wait: float | None = None) -> Iterator[tuple
         instance = _shared()
         lake = instance.lakes.get(settings.key)
         if lake is None:
+            for idle in [other for other in instance.lakes.values() if other.users == 0]:
+                _detach(instance, idle)  # one idle lake at a time: each attached lake holds its whole catalog in
+                # memory (~1.2 MB a district: a 200-district lake +250 MB), so a process moving on to another lake
+                # leaves the one it is done with
             lake = instance.lakes[settings.key] = _attach(instance, settings,
                                                           LOCK_WAIT_SECONDS if wait is None else wait)
         lake.users += 1

@@ -16,6 +16,7 @@ import pytest
 from oneroster_pipeline.warehouse import lake, lake_maintenance, store
 from oneroster_pipeline.warehouse.alerts import Alert, send_alert
 from oneroster_pipeline.warehouse.backends import Warehouse
+from oneroster_pipeline.warehouse.lake_settings import LakeSettings
 from oneroster_pipeline.warehouse.policy import HoldPolicy, SwitchPolicy
 from oneroster_pipeline.warehouse.provider_switch import (
     Connection,
@@ -37,7 +38,7 @@ from oneroster_pipeline_tests.warehouse.staging import (
     sync_students,
 )
 
-from .conftest import needs_lake
+from .conftest import lake_env, needs_lake
 from .workers import differences
 
 pytestmark = needs_lake
@@ -224,3 +225,23 @@ def test_maintenance_says_what_it_did(tmp_path, local_lake):
     assert after["snapshots"] == 1 and after["files_to_clean_up"] == 0
     with lake.connect(local_lake, "north") as con:  # the current state is untouched
         assert rows(con, "SELECT count(*), min(grade), max(grade) FROM students") == [(30, "2", "2")]
+
+
+def test_a_process_keeps_one_idle_lake_attached_and_leaves_the_one_it_moved_on_from(tmp_path, postgres_server):
+    """Each attached lake holds its whole catalog in memory: a process syncing districts of several lakes (a batched
+    run over a districts file with many lakes) attaches the next lake only after detaching the idle one."""
+    first, second = (LakeSettings.from_env(lake_env("postgres:" + postgres_server.new_database("lake").libpq,
+                                                    tmp_path / f"data-{n}")) for n in (1, 2))
+
+    def attached() -> set[str]:
+        return {lk.settings.key for lk in lake._shared().lakes.values()}
+
+    with lake.connect(first, "north") as con:
+        store.upsert_sync_run(con, "r1", job_name="full_sync")
+    assert first.key in attached()  # a PostgreSQL lake stays attached while the process stays with it
+    with lake.connect(second, "south") as con:
+        assert first.key not in attached() and second.key in attached()
+        with lake.connect(first, "north") as again:  # a lake still in use is never detached under it
+            assert again.execute("SELECT run_id FROM sync_runs").fetchall() == [("r1",)]
+            assert con.execute("SELECT count(*) FROM sync_runs").fetchall() == [(0,)]
+            assert {first.key, second.key} <= attached()
