@@ -297,10 +297,9 @@ settings = LakeSettings.from_env(os.environ)
 if sys.argv[1] == "create":
     print(json.dumps(lake.create_lake(settings, sys.argv[2:])))
 else:
-    with lake.reader(settings) as con:
-        total = 0
-        for table in ("students", "ignored_students"):
-            total += con.execute(f"SELECT count(*) FROM ({lake.across_districts_sql(con, table)})").fetchone()[0]
+    with lake.reader(settings) as con:  # district by district: one statement over 200 districts took 4.6 GB
+        total = sum(row[1] for row in lake.rows_per_district(
+            con, "SELECT (SELECT count(*) FROM students) + (SELECT count(*) FROM ignored_students)"))
         print(json.dumps({"students": total}))
 """
 

@@ -21,12 +21,10 @@ commits race, DuckLake retries the later one after checking it against every sna
 (`ducklake_max_retry_count` MAX_RETRY_COUNT). Such a retry is correct because a district's transaction reads and
 writes only its own schema (and this process's temp tables and staging files): the other district's snapshot
 changed nothing it read. Two transactions of the *same* district must never both commit (the later one planned
-against a state that no longer exists, and DuckLake alone would let two insert-only transactions both commit:
-two first syncs, two building syncs creating the same school). So every transaction on a district connection
-also updates the district's row in `oneroster_guard.<district>` before its COMMIT; DuckLake sees the second
-writer's update conflict with the first's and refuses it: `LakeConflictError`, nothing of it applied, the lake
-holds the first writer's snapshot. Dagster's per-district run limit keeps this from happening; this makes it safe.
-The guard schema `oneroster_guard` lies beside the districts' schemas, which hold exactly the contract's tables.
+against a state that no longer exists; DuckLake alone lets two insert-only transactions both commit). So every
+transaction on a district connection also updates the district's row in `oneroster_guard.<district>` (beside the
+districts' schemas) before its COMMIT; DuckLake refuses the second of two overlapping updates: `LakeConflictError`,
+nothing of it applied. Dagster's per-district run limit keeps this from happening; this makes it safe.
 
 **The catalog once.** The first ATTACH of a new catalog creates its tables, and concurrent first attaches race
 (PostgreSQL's unique-index errors). Every process's first attach of a PostgreSQL catalog holds a PostgreSQL
@@ -129,9 +127,8 @@ class _Instance:
     def __init__(self) -> None:
         self.pid = os.getpid()
         spill = Path(tempfile.gettempdir()) / f"oneroster-lake-spill-{self.pid}"
-        # capped from the start, not only by each district connection: DuckLake caches every district's catalog
-        # entries it reads in DuckDB's object cache, which the cap evicts (uncapped, creating 100 districts in one
-        # process held 642 MB of it, and a later connection could not set its own cap below that)
+        # capped from the start: DuckLake caches what it reads of the catalog, evicted at the cap (uncapped,
+        # create_lake of 100 districts held 642 MB of it, and a later connection could not set a 128MB cap)
         self.root = duckdb.connect(":memory:", config={"temp_directory": str(spill),
                                                        "memory_limit": store.DEFAULT_MEMORY_LIMIT})
         self.lakes: dict[tuple[str, str], _Lake] = {}
@@ -231,10 +228,8 @@ def _cursor(settings: LakeSettings, wait: float | None = None) -> Iterator[tuple
         instance = _shared()
         lake = instance.lakes.get(settings.key)
         if lake is None:
-            for idle in [other for other in instance.lakes.values() if other.users == 0]:
-                _detach(instance, idle)  # one idle lake at a time: each attached lake holds its whole catalog in
-                # memory (~1.2 MB a district: a 200-district lake +250 MB), so a process moving on to another lake
-                # leaves the one it is done with
+            for idle in [other for other in instance.lakes.values() if other.users == 0]:  # one idle lake at a
+                _detach(instance, idle)  # time: an attached lake holds its whole catalog (~1.2 MB a district)
             lake = instance.lakes[settings.key] = _attach(instance, settings,
                                                           LOCK_WAIT_SECONDS if wait is None else wait)
         lake.users += 1
@@ -405,7 +400,7 @@ def district_schemas(con: duckdb.DuckDBPyConnection) -> list[str]:
 def across_districts_sql(con: duckdb.DuckDBPyConnection, table: str, schemas: Iterable[str] | None = None) -> str:
     """One SELECT of `table` in every district schema (`schemas`, default `district_schemas`) of the lake `con`
     reads (`reader`), the schema first as `district_id`: what a query across districts reads, straight from the
-    lake (e.g. `SELECT district_id, count(*) FROM (<this>) GROUP BY 1`)."""
+    lake (e.g. `SELECT district_id, count(*) FROM (<this>) GROUP BY 1`; hundreds of districts: `rows_per_district`)."""
     if table not in store.TABLES_DDL:
         raise LakeError(f"{table!r} is not a table of the warehouse")
     alias = con.execute("SELECT current_database()").fetchall()[0][0]
@@ -414,6 +409,22 @@ def across_districts_sql(con: duckdb.DuckDBPyConnection, table: str, schemas: It
     if not parts:
         raise LakeError("the lake has no district schema yet")
     return " UNION ALL BY NAME ".join(parts)
+
+
+def rows_per_district(con: duckdb.DuckDBPyConnection, sql: str, schemas: Iterable[str] | None = None,
+                      params: list | None = None) -> Iterator[tuple]:
+    """`sql` (unqualified table names) in each district schema (`schemas`, default all) of the lake `con` reads
+    (`reader`), one at a time: its rows, the district first; the cursor's schema left as it was. The memory of one
+    district: one statement over all (`across_districts_sql`) holds every table it scans (~6 MB each, or more)."""
+    alias = con.execute("SELECT current_database()").fetchall()[0][0]
+    before = con.execute("SELECT current_schema()").fetchall()[0][0]
+    try:
+        for schema in (district_schemas(con) if schemas is None else schemas):
+            con.execute(f"USE {alias}.{ident(district_schema(schema))}")
+            for row in con.execute(sql, params or []).fetchall():
+                yield (schema, *row)
+    finally:
+        con.execute(f"USE {alias}.{ident(before)}")
 
 
 def students_in_building_as_of(con: duckdb.DuckDBPyConnection, building_sis: str, at: datetime) -> list[dict]:
@@ -436,4 +447,4 @@ def snapshot_at(con: duckdb.DuckDBPyConnection, at: datetime | None = None) -> i
 
 
 __all__ = ["LakeConflictError", "LakeError", "LakeInvariantError", "LakeSettings", "LakeUnavailable", "connect",
-           "create_lake", "district_schema", "reader", "students_in_building_as_of"]
+           "create_lake", "district_schema", "reader", "rows_per_district", "students_in_building_as_of"]

@@ -91,7 +91,13 @@ def test_three_districts_synced_at_once_into_one_lake_each_exact_then_changed_an
             per_district = dict(con.execute(
                 f"SELECT district_id, count(*) FROM ({lake.across_districts_sql(con, 'students')}) GROUP BY 1"
             ).fetchall())
+            schema = con.execute("SELECT current_schema()").fetchall()
+            one_by_one = list(lake.rows_per_district(con, "SELECT count(*), min(sourced_id) FROM students"))
+            assert con.execute("SELECT current_schema()").fetchall() == schema  # left as it was
         assert set(per_district) == set(DISTRICTS) and min(per_district.values()) > 150
+        assert [(d, n) for d, n, _ in one_by_one] == sorted(per_district.items())  # the same counts, in order
+        for d, _, first in one_by_one:  # each district's own rows
+            assert first in running[d].district.student_ids()
 
         # the state after the first sync, kept: the DuckDB files as they are now, and the time
         for d in DISTRICTS:
