@@ -101,14 +101,9 @@ def require_active_connection(con: duckdb.DuckDBPyConnection, settings,
     connections and the procedure; a candidate left by a failed sync never blocks a different connection.
     """
     connection = connection_of(settings)
-    now = now or datetime.now().astimezone()
-    active = active_connection(con)  # read first: only a district without an active connection writes
+    active = _active_or_registered(con, connection, "candidate", now or datetime.now().astimezone())
     if active is None:
-        with store.transaction(con):
-            active = active_connection(con)
-            if active is None:
-                register(con, connection, "candidate", now)
-                return connection, False
+        return connection, False
     if active["connection_id"] == connection.connection_id:
         return connection, True
     raise _changed(connection, active)
@@ -120,19 +115,30 @@ def activate_connection(con: duckdb.DuckDBPyConnection, connection: Connection,
 
     Raises ConnectionChanged when another connection became active meanwhile (a concurrent first sync).
     """
-    now = now or datetime.now().astimezone()
-    active = active_connection(con)  # read first: a sync of the active connection writes nothing here (on a lake, no
-    if active is None:               # snapshot and no writer guard for a transaction that changes nothing)
-        with store.transaction(con):
-            active = active_connection(con)
-            if active is None:
-                register(con, connection, "active", now)
-                con.execute("UPDATE provider_connections SET status = 'active', activated_at = ?, retired_at = NULL "
-                            "WHERE connection_id = ?", [now, connection.connection_id])
-                return True
+    active = _active_or_registered(con, connection, "active", now or datetime.now().astimezone())
+    if active is None:
+        return True
     if active["connection_id"] != connection.connection_id:
         raise _changed(connection, active)
     return False
+
+
+def _active_or_registered(con: duckdb.DuckDBPyConnection, connection: Connection, status: str,
+                          now: datetime) -> dict | None:
+    """The active connection; or, when none is, None after registering `connection` with `status` (`candidate`, or
+    `active`: made the active one) in one transaction. Read first: while a connection is active nothing is written
+    (on a lake: no snapshot, no writer guard for a transaction that would change nothing)."""
+    active = active_connection(con)
+    if active is not None:
+        return active
+    with store.transaction(con):
+        active = active_connection(con)  # again, inside the transaction
+        if active is None:
+            register(con, connection, status, now)
+            if status == "active":
+                con.execute("UPDATE provider_connections SET status = 'active', activated_at = ?, retired_at = NULL "
+                            "WHERE connection_id = ?", [now, connection.connection_id])
+    return active
 
 
 def _changed(connection: Connection, active: dict) -> ConnectionChanged:
