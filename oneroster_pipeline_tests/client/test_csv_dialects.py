@@ -192,3 +192,9 @@ def test_the_pull_report_counts_the_records_read_per_file(tmp_path):
     assert ids == ["u1", "u2", "u4"]
     assert report.received_by_file == {"users.csv": 5, "roles.csv": 6} and report.received == 5
     assert orgs.received_by_file == {"orgs.csv": 3}
+
+
+def test_the_sql_whitespace_is_every_character_str_strip_removes():
+    from oneroster_pipeline.client.csv.queries import WHITESPACE
+
+    assert WHITESPACE == "".join(chr(c) for c in range(0x110000) if chr(c).isspace())

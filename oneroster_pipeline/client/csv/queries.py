@@ -18,8 +18,10 @@ from .reading import MISSING, LineIndex, StagedFile
 
 __all__ = ["SQL_SETUP", "org_query", "roles_by_user", "student_query"]
 
-# every character Python's str.strip() removes: what normalize calls whitespace
-WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+# every character Python's str.strip() removes: what normalize calls whitespace (written out: scanning every code
+# point for str.isspace() took 0.1 s of each process's start; a test checks the two agree)
+WHITESPACE = "".join(map(chr, (*range(0x9, 0xE), *range(0x1C, 0x21), 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B),
+                              0x2028, 0x2029, 0x202F, 0x205F, 0x3000)))
 
 SQL_SETUP = (
     "SET TimeZone = 'UTC'",
