@@ -53,6 +53,14 @@ _STUDENT_FIELDS = (
 )
 
 
+# the users of exactly one org, joined to its building (when every building_sis is unique: see plan_student_sync)
+_ONE_ORG_JOIN = """
+        FROM _users u JOIN buildings l ON l.building_sis = u.org_sourced_ids[1] WHERE len(u.org_sourced_ids) = 1"""
+_ONE_ORG_LINKS = """
+        UNION ALL
+        SELECT u.sourced_id, l.building_id, l.building_sis, 1::INTEGER AS pos, true AS is_primary""" + _ONE_ORG_JOIN
+
+
 def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime, person_key: str | None = None) -> StudentSyncPlan:
     """Compute the next `students` state from `oneroster_users` and `buildings` into temp tables, and count it.
     With `person_key`, the records of one person are one student (people.py: `_users`).
@@ -65,9 +73,14 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime, person_key:
     build_users(con, person_key)
     # one scan of the users: each membership carries the user's primary org (no join back to oneroster_users). The
     # primary building (issue 25): the primary org (normalize.py: primaryOrg, else the student role's roleType
-    # primary) if it is a building, else the building with the lowest sourcedId, never the provider's order
+    # primary) if it is a building, else the building with the lowest sourcedId, never the provider's order.
+    # A user of one org (nearly everyone) needs no ranking: a plain join on the few buildings (1,000,000 students:
+    # links 1.4 -> 0.25 s, _incoming 1.4 -> 0.8 s). While a building_sis repeats (a broken state the
+    # building_sis_unique check reports) every user takes the ranked path, as before.
+    sis_unique = con.execute("SELECT count(*) = count(DISTINCT building_sis) FROM buildings").fetchall()[0][0]
+    ranked = "WHERE len(org_sourced_ids) > 1" if sis_unique else ""
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _building_links AS
         SELECT m.sourced_id, b.building_id, b.building_sis, m.pos::INTEGER AS pos,
                row_number() OVER (PARTITION BY m.sourced_id
@@ -76,18 +89,22 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime, person_key:
         FROM (
             SELECT sourced_id, primary_org_sourced_id AS primary_org, unnest(org_sourced_ids) AS org,
                    unnest(range(1, len(org_sourced_ids) + 1)) AS pos
-            FROM _users) m
+            FROM _users {ranked}) m
         JOIN buildings b ON b.building_sis = m.org
         QUALIFY row_number() OVER (PARTITION BY m.sourced_id, b.building_id ORDER BY m.pos) = 1
+        {_ONE_ORG_LINKS if sis_unique else ""}
         """
     )
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _incoming AS
+    incoming = """
         SELECT u.sourced_id, l.building_id, l.building_sis, u.given_name, u.family_name, u.middle_name,
                u.username, u.email, u.identifier, u.grades[1] AS grade, u.enabled_user,
-               coalesce(u.status, 'active') AS status
+               coalesce(u.status, 'active') AS status"""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _incoming AS
+        {incoming}
         FROM _users u JOIN _building_links l ON l.sourced_id = u.sourced_id AND l.is_primary
+        {"WHERE len(u.org_sourced_ids) > 1 UNION ALL " + incoming + _ONE_ORG_JOIN if sis_unique else ""}
         """
     )
     changed = (f"({', '.join(f'i.{f}' for f in _STUDENT_FIELDS)}) "

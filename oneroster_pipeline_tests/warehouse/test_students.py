@@ -2,6 +2,8 @@
 reactivate under the same id, the primary building, and every ignored reason."""
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from oneroster_pipeline.warehouse.pulls import apply_org_pull
 
@@ -133,3 +135,28 @@ def test_students_without_a_building_are_ignored_with_a_reason(con, tmp_path):
 def test_an_ignored_student_with_a_school_elsewhere_is_imported(con, tmp_path):
     sync_students(con, tmp_path, [student("a", "closed", "s1")])
     assert students(con)["a"][1] == "s1" and rows(con, "SELECT count(*) FROM ignored_students") == [(0,)]
+
+
+ORG_POOL = ("s1", "s2", "district-1", "closed", "elsewhere")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(users=st.lists(st.tuples(st.lists(st.sampled_from(ORG_POOL), max_size=4),
+                                st.one_of(st.none(), st.sampled_from(ORG_POOL))), min_size=1, max_size=12))
+def test_one_org_users_take_a_plain_join_and_plan_exactly_as_the_ranked_path(tmp_path, users):
+    """A user of one org skips the ranking of links (the 1,000,000-student speed-up); the links, the incoming rows and
+    the students are what the ranked path gives everyone. The ranked path is forced by a repeated building_sis no
+    user belongs to (every user then takes it, as in that broken state)."""
+    roster = [student(f"u{n}", *orgs, primary=primary) for n, (orgs, primary) in enumerate(users)]
+    planned = []
+    for force_ranked in (False, True):
+        with memory_store() as con:
+            sync_orgs(con, tmp_path, [org("s1", "North"), org("s2", "South"), org("closed", status="tobedeleted")])
+            if force_ranked:
+                con.execute("INSERT INTO buildings SELECT 90 + n, 'Twin', 'unused-twin', 'active', now(), now(), "
+                            "NULL, 'buildings_csv' FROM range(2) t(n)")
+            sync_students(con, tmp_path, roster)
+            planned.append([sorted(rows(con, f"SELECT * FROM {table}")) for table in (
+                "_building_links", "_incoming", "student_buildings")]
+                + [sorted(rows(con, "SELECT * EXCLUDE (created_at, updated_at) FROM students"))])
+    assert planned[0] == planned[1]
