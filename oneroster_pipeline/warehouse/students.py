@@ -53,12 +53,12 @@ _STUDENT_FIELDS = (
 )
 
 
-# the users of exactly one org, joined to its building (when every building_sis is unique: see plan_student_sync)
-_ONE_ORG_JOIN = """
-        FROM _users u JOIN buildings l ON l.building_sis = u.org_sourced_ids[1] WHERE len(u.org_sourced_ids) = 1"""
-_ONE_ORG_LINKS = """
+def _one_org_rows(columns: str) -> str:
+    """`UNION ALL` the users of exactly one org that is a building (`u`), joined to it (`l`): `columns` of each."""
+    return f"""
         UNION ALL
-        SELECT u.sourced_id, l.building_id, l.building_sis, 1::INTEGER AS pos, true AS is_primary""" + _ONE_ORG_JOIN
+        SELECT {columns}
+        FROM _users u JOIN buildings l ON l.building_sis = u.org_sourced_ids[1] WHERE len(u.org_sourced_ids) = 1"""
 
 
 def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime, person_key: str | None = None) -> StudentSyncPlan:
@@ -78,7 +78,8 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime, person_key:
     # buildings (1,000,000 such students: links 1.0 -> 0.2 s, _incoming 1.0 -> 0.6 s). While a building_sis repeats
     # (a broken state the building_sis_unique check reports) every user takes the ranked path, as before.
     sis_unique = con.execute("SELECT count(*) = count(DISTINCT building_sis) FROM buildings").fetchall()[0][0]
-    ranked = "WHERE len(org_sourced_ids) > 1" if sis_unique else ""
+    # the users ranked: everyone, or (every building_sis unique) those of several orgs; the others are _one_org_rows
+    ranked_users = "(SELECT * FROM _users WHERE len(org_sourced_ids) > 1)" if sis_unique else "_users"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _building_links AS
@@ -89,22 +90,20 @@ def plan_student_sync(con: duckdb.DuckDBPyConnection, now: datetime, person_key:
         FROM (
             SELECT sourced_id, primary_org_sourced_id AS primary_org, unnest(org_sourced_ids) AS org,
                    unnest(range(1, len(org_sourced_ids) + 1)) AS pos
-            FROM _users {ranked}) m
+            FROM {ranked_users}) m
         JOIN buildings b ON b.building_sis = m.org
         QUALIFY row_number() OVER (PARTITION BY m.sourced_id, b.building_id ORDER BY m.pos) = 1
-        {_ONE_ORG_LINKS if sis_unique else ""}
+        {_one_org_rows("u.sourced_id, l.building_id, l.building_sis, 1::INTEGER, true") if sis_unique else ""}
         """
     )
-    incoming = """
-        SELECT u.sourced_id, l.building_id, l.building_sis, u.given_name, u.family_name, u.middle_name,
-               u.username, u.email, u.identifier, u.grades[1] AS grade, u.enabled_user,
-               coalesce(u.status, 'active') AS status"""
+    incoming = ("u.sourced_id, l.building_id, l.building_sis, u.given_name, u.family_name, u.middle_name, u.username, "
+                "u.email, u.identifier, u.grades[1] AS grade, u.enabled_user, coalesce(u.status, 'active') AS status")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _incoming AS
-        {incoming}
-        FROM _users u JOIN _building_links l ON l.sourced_id = u.sourced_id AND l.is_primary
-        {"WHERE len(u.org_sourced_ids) > 1 UNION ALL " + incoming + _ONE_ORG_JOIN if sis_unique else ""}
+        SELECT {incoming}
+        FROM {ranked_users} u JOIN _building_links l ON l.sourced_id = u.sourced_id AND l.is_primary
+        {_one_org_rows(incoming) if sis_unique else ""}
         """
     )
     changed = (f"({', '.join(f'i.{f}' for f in _STUDENT_FIELDS)}) "
