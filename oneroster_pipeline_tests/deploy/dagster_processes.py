@@ -57,6 +57,7 @@ class Deployment:
         self.root = root
         self.home = root / "dagster_home"
         self.server = server
+        self.grpc_host = "127.0.0.1"  # where the workspace finds the code server
         self.grpc_port = free_port()
         self.web_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.web_port}"
@@ -85,15 +86,16 @@ class Deployment:
         workspace = yaml.safe_load((PROJECT_ROOT / "deploy" / "workspace.yaml").read_text())
         grpc = workspace["load_from"][0]["grpc_server"]
         assert grpc["location_name"] == LOCATION
-        grpc.update({"host": "127.0.0.1", "port": self.grpc_port})
+        grpc.update({"host": self.grpc_host, "port": self.grpc_port})
         self.workspace.write_text(yaml.safe_dump(workspace, sort_keys=False))
 
-    def _start(self, name: str, command: list[str]) -> None:
+    def _start(self, name: str, command: list[str], on_host: list[str] = ()) -> None:
+        """Start `command` (prefixed by `on_host`, e.g. `ip netns exec <host>`) logging to <name>.log."""
         # the child keeps its own handle on the log; run from DAGSTER_HOME, not the checkout: the CLI would read a
         # developer's ./.env there
         with open(self.root / f"{name}.log", "wb") as log:
             self.processes[name] = subprocess.Popen(
-                command, cwd=self.home, env=self.environment(), stdin=subprocess.DEVNULL, stdout=log,
+                [*on_host, *command], cwd=self.home, env=self.environment(), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self, timeout: float = 60.0) -> None:
@@ -141,12 +143,12 @@ class Deployment:
                 self.fail(f"timed out after {timeout:.0f} s waiting until {what}")
             time.sleep(interval)
 
-    def _grpc_answers(self) -> bool:
+    def _grpc_answers(self, host: str = "127.0.0.1") -> bool:
         from dagster._core.errors import DagsterUserCodeUnreachableError
         from dagster._grpc.client import DagsterGrpcClient
 
         try:
-            return DagsterGrpcClient(port=self.grpc_port, host="127.0.0.1").ping("ping")["echo"] == "ping"
+            return DagsterGrpcClient(port=self.grpc_port, host=host).ping("ping")["echo"] == "ping"
         except DagsterUserCodeUnreachableError:  # until the server listens
             return False
 
@@ -213,9 +215,9 @@ class Deployment:
     # --- teardown ------------------------------------------------------------------------------------------------
 
     def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM each process group (webserver, daemon, then the code server and its run workers), SIGKILL what
-        is left, including children that started their own session."""
-        for name in ("webserver", "daemon", "code-server"):
+        """SIGTERM each process group (webserver, daemon, then the code servers with their run workers and the rest,
+        newest first), SIGKILL what is left, including children that started their own session."""
+        for name in ("webserver", "daemon", *reversed(list(self.processes))):
             process = self.processes.get(name)
             if process is None or process.poll() is not None:
                 continue

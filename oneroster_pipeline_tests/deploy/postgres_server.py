@@ -42,13 +42,15 @@ def find_bindir() -> Path:
 
 @dataclass
 class PostgresServer:
-    """One running server: connect as `user` (no password) to `db_name` on 127.0.0.1:`port`."""
+    """One running server: connect as `user` (no password) to `db_name` on `host`:`port` (loopback, or an address on a
+    test's network of namespaces)."""
 
     bindir: Path
     root: Path
     port: int
     user: str = "dagster"
     db_name: str = "dagster"
+    host: str = "127.0.0.1"
 
     @property
     def data_dir(self) -> Path:
@@ -61,11 +63,11 @@ class PostgresServer:
     @property
     def url(self) -> str:
         # +psycopg2: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which dagster-postgres does not install
-        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{self.db_name}"
+        return f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{self.db_name}"
 
     def env(self) -> dict[str, str]:
         """The DAGSTER_PG_* variables deploy/dagster.yaml reads, pointing at this server."""
-        return {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USERNAME": self.user,
+        return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USERNAME": self.user,
                 "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": self.db_name}
 
     def log_tail(self, chars: int = 3000) -> str:
@@ -77,12 +79,12 @@ class PostgresServer:
     def connect(self):
         import psycopg2
 
-        return psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, dbname=self.db_name)
+        return psycopg2.connect(host=self.host, port=self.port, user=self.user, dbname=self.db_name)
 
     @property
     def libpq(self) -> str:
         """The libpq connection string of this database (a DuckLake catalog is `postgres:` + this)."""
-        return f"dbname={self.db_name} host=127.0.0.1 port={self.port} user={self.user}"
+        return f"dbname={self.db_name} host={self.host} port={self.port} user={self.user}"
 
     def new_database(self, prefix: str) -> PostgresServer:
         """A fresh, empty database on this server (`<prefix>_<n>`): no test or scenario sees another's data."""
@@ -92,7 +94,8 @@ class PostgresServer:
         with con.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
         con.close()
-        return PostgresServer(bindir=self.bindir, root=self.root, port=self.port, user=self.user, db_name=name)
+        return PostgresServer(bindir=self.bindir, root=self.root, port=self.port, user=self.user, db_name=name,
+                              host=self.host)
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """The rows of one query, on a connection closed afterwards."""
@@ -126,24 +129,31 @@ def _run(command: list[str], what: str) -> None:
         raise AssertionError(f"{what} failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
 
 
-def start_server(timeout: float = 60.0) -> PostgresServer:
-    """initdb a fresh cluster in a temporary folder and start it on a free loopback port; wait until it accepts."""
+def start_server(timeout: float = 60.0, *, host: str = "127.0.0.1", netns: list[str] | None = None,
+                 trusted_network: str | None = None) -> PostgresServer:
+    """initdb a fresh cluster in a temporary folder and start it on a free port of `host` (loopback by default; an
+    address of a test's network when `netns` is the `ip netns exec <name>` prefix that puts the server on that host,
+    accepting `trusted_network`, a CIDR); wait until it accepts."""
     bindir = find_bindir()
     prefix = _as_server_user()
     # not pytest's tmp_path: that sits under a root-only folder the postgres user cannot enter
     root = Path(tempfile.mkdtemp(prefix="oneroster-pg-"))
-    server = PostgresServer(bindir=bindir, root=root, port=free_port())
+    server = PostgresServer(bindir=bindir, root=root, port=free_port(), host=host)
     if prefix:
         entry = pwd.getpwnam(SERVER_USER)
         os.chown(root, entry.pw_uid, entry.pw_gid)
     _run([*prefix, str(bindir / "initdb"), "-D", str(server.data_dir), "-U", server.user, "--auth=trust",
           "-E", "UTF8", "--locale=C", "--no-sync"], "initdb")
+    if trusted_network:
+        with open(server.data_dir / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {trusted_network} trust\n")
     # the Unix socket goes in the data folder: /var/run/postgresql may not exist or be writable
-    options = (f"-c listen_addresses=127.0.0.1 -c port={server.port} -c unix_socket_directories={server.data_dir} "
+    options = (f"-c listen_addresses={host} -c port={server.port} -c unix_socket_directories={server.data_dir} "
                "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=100")
-    _run([*prefix, str(bindir / "pg_ctl"), "-D", str(server.data_dir), "-l", str(server.log_path),
+    on_host = netns or []
+    _run([*on_host, *prefix, str(bindir / "pg_ctl"), "-D", str(server.data_dir), "-l", str(server.log_path),
           "-o", options, "-w", "-t", str(int(timeout)), "start"], "pg_ctl start")
-    _run([*prefix, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", server.user,
+    _run([*on_host, *prefix, str(bindir / "createdb"), "-h", host, "-p", str(server.port), "-U", server.user,
           server.db_name], "createdb")
     deadline = time.monotonic() + timeout
     while True:
