@@ -27,6 +27,9 @@ from oneroster_pipeline.warehouse.backends import Warehouse
 from oneroster_pipeline.warehouse.lake_settings import (
     CATALOG_VAR,
     DATA_PATH_VAR,
+    S3_KEY_ID_VAR,
+    S3_SECRET_VAR,
+    S3_TOKEN_VAR,
     WAREHOUSE_VAR,
     LakeSettings,
     backend_of,
@@ -144,6 +147,9 @@ def _typed(resource: type[dg.ConfigurableResource], name: str, var: str, raw: st
         raise SettingsError(var, f"must be {'a whole number' if kind is int else 'a number'}, got {raw!r}") from None
 
 
+AWS_FIELDS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region", "aws_endpoint_url_s3")
+
+
 class WarehouseResource(DuckDBResource):
     """Where a district's tables land (`backends.Warehouse`): the DuckDB file (`ONEROSTER_DUCKDB_PATH`, the default
     backend) or, with `ONEROSTER_WAREHOUSE=ducklake`, the district's schema of one lake (`ONEROSTER_DUCKLAKE_CATALOG`,
@@ -157,6 +163,13 @@ class WarehouseResource(DuckDBResource):
     lake_catalog: Optional[str] = None  # ONEROSTER_DUCKLAKE_CATALOG (its password, if any, apart)
     lake_data_path: Optional[str] = None  # ONEROSTER_DUCKLAKE_DATA_PATH
     lake_password: Optional[str] = None  # the catalog's password (an EnvVar in the UI; PGPASSWORD or password_env)
+    # an s3:// data path's access (lake_settings.S3Access), by the AWS SDKs' variable names; key, secret and token
+    # as EnvVars in the UI
+    aws_access_key_id: Optional[str] = None
+    aws_secret_access_key: Optional[str] = None
+    aws_session_token: Optional[str] = None
+    aws_region: Optional[str] = None
+    aws_endpoint_url_s3: Optional[str] = None
 
     @property
     def is_lake(self) -> bool:
@@ -169,6 +182,7 @@ class WarehouseResource(DuckDBResource):
             env.update({CATALOG_VAR: self.lake_catalog or "", DATA_PATH_VAR: self.lake_data_path or ""})
             if self.lake_password:
                 env[password_var(self.lake_catalog or "")] = self.lake_password
+            env.update({name.upper(): value for name in AWS_FIELDS if (value := getattr(self, name))})
         return Warehouse.from_env(env, duckdb_path=self.database, district_id=self.district_id)
 
     @contextmanager
@@ -226,6 +240,13 @@ class WarehouseResource(DuckDBResource):
             var = password_var(settings.catalog)
             if settings.password and (env.get(var) or "").strip():
                 lake["lake_password"] = settings.password if secrets_as_values else dg.EnvVar(var)
+            if settings.s3 is not None:
+                s3 = settings.s3
+                for value, var in ((s3.key_id, S3_KEY_ID_VAR), (s3.secret, S3_SECRET_VAR),
+                                   (s3.session_token, S3_TOKEN_VAR)):
+                    if value:
+                        lake[var.lower()] = value if secrets_as_values else dg.EnvVar(var)
+                lake.update(aws_region=s3.region, aws_endpoint_url_s3=s3.endpoint_url)
         return cls(database=duckdb_path_of(env), memory_limit=(env.get(store.MEMORY_LIMIT_VAR) or "").strip() or None,
                    district_id=district_id, snapshot_dir=snapshots, **lake)
 

@@ -51,7 +51,7 @@ import duckdb
 from oneroster_pipeline.client.redaction import REDACTOR
 
 from . import store
-from .lake_settings import DATA_PATH_VAR, LakeSettings, LakeUnavailable, extension_file
+from .lake_settings import DATA_PATH_VAR, LakeSettings, LakeUnavailable, extension_file, sql_string
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,6 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 class _Lake:
     """The lake attached to this process's instance: its alias, connections open on it, districts checked (all of
     them at the first connection: `complete_districts`)."""
@@ -134,9 +130,9 @@ class _Instance:
         self.lakes: dict[tuple[str, str], _Lake] = {}
         self.loaded: set[str] = set()
 
-    def load(self, name: str) -> None:
-        if name not in self.loaded:
-            self.root.execute(f"LOAD {_sql_string(str(extension_file(name)))}")
+    def load(self, *names: str) -> None:
+        for name in set(names) - self.loaded:
+            self.root.execute(f"LOAD {sql_string(str(extension_file(name)))}")
             self.loaded.add(name)
 
 
@@ -178,21 +174,24 @@ def _attach_lock(settings: LakeSettings) -> Iterator[None]:
 
 
 def _attach(instance: _Instance, settings: LakeSettings, wait: float) -> _Lake:
-    instance.load("ducklake")
-    if settings.is_postgres:
-        instance.load("postgres_scanner")
-    if settings.is_object_store:
+    instance.load("ducklake", *(["postgres_scanner"] if settings.is_postgres else []))
+    taken = {lake.alias for lake in instance.lakes.values()}
+    alias = next(name for name in ("lake", *(f"lake_{n}" for n in range(2, 1000))) if name not in taken)
+    if settings.s3 is not None:
         instance.load("httpfs")
+        try:  # a temporary secret of this process's instance, scoped to the data path
+            instance.root.execute(settings.s3.secret_sql(f"{alias}_data", settings.data_path))
+        except duckdb.Error as error:
+            raise LakeError(f"cannot reach the lake's object store ({settings.describe()}): "
+                            f"{REDACTOR.redact(' '.join(str(error).split()))}") from None
     else:
         try:
             Path(settings.data_path.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise LakeError(f"{DATA_PATH_VAR}={settings.data_path}: cannot create the folder: "
                             f"{error.strerror or error}") from None
-    taken = {lake.alias for lake in instance.lakes.values()}
-    alias = next(name for name in ("lake", *(f"lake_{n}" for n in range(2, 1000))) if name not in taken)
-    sql = (f"ATTACH {_sql_string('ducklake:' + settings.attach_target)} AS {alias} "
-           f"(DATA_PATH {_sql_string(settings.data_path)})")
+    sql = (f"ATTACH {sql_string('ducklake:' + settings.attach_target)} AS {alias} "
+           f"(DATA_PATH {sql_string(settings.data_path)})")
     deadline = time.monotonic() + wait
     with _attach_lock(settings) if settings.is_postgres else nullcontext():
         while True:
@@ -404,7 +403,7 @@ def across_districts_sql(con: duckdb.DuckDBPyConnection, table: str, schemas: It
     if table not in store.TABLES_DDL:
         raise LakeError(f"{table!r} is not a table of the warehouse")
     alias = con.execute("SELECT current_database()").fetchall()[0][0]
-    parts = [f"SELECT {_sql_string(district_schema(s))} AS district_id, * FROM {alias}.{ident(s)}.{table}"
+    parts = [f"SELECT {sql_string(district_schema(s))} AS district_id, * FROM {alias}.{ident(s)}.{table}"
              for s in (district_schemas(con) if schemas is None else schemas)]
     if not parts:
         raise LakeError("the lake has no district schema yet")
@@ -442,7 +441,7 @@ def snapshot_at(con: duckdb.DuckDBPyConnection, at: datetime | None = None) -> i
     """The id of the lake's snapshot current at `at` (None: now), on a connection of `connect` or `reader`."""
     alias = con.execute("SELECT current_database()").fetchall()[0][0]
     where = "WHERE snapshot_time <= ?" if at is not None else ""
-    return con.execute(f"SELECT max(snapshot_id) FROM ducklake_snapshots({_sql_string(alias)}) {where}",
+    return con.execute(f"SELECT max(snapshot_id) FROM ducklake_snapshots({sql_string(alias)}) {where}",
                        [at] if at is not None else []).fetchall()[0][0]
 
 

@@ -7,7 +7,8 @@ Framework-free; read by `backends.Warehouse.from_env`, never by the sync logic.
   holds it; a literal `password=` works but shows in the configuration) or the path of a local `.ducklake` file
   (one writing process at a time: DuckDB locks the file).
 - `ONEROSTER_DUCKLAKE_DATA_PATH`: the folder the Parquet data files go to (shared by every machine that writes the
-  lake), or an object-store URL when the httpfs extension wheel is installed.
+  lake), or an `s3://bucket/prefix` URL (AWS S3, or any S3-compatible store) reached through the httpfs extension
+  with the AWS SDKs' own variables (`S3Access`).
 
 The extensions load from their PyPI wheels' files (`duckdb-extension-ducklake`, `duckdb-extension-postgres-scanner`,
 the `[lake]` extra), built for one DuckDB version: `extension_file` says what to install when they do not match.
@@ -20,6 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
 
@@ -38,8 +40,12 @@ DEFAULT_BACKEND = "duckdb"
 # the DuckDB version the extension wheels of the [lake] extra are built for (pyproject.toml pins both)
 LAKE_DUCKDB_VERSION = "1.5.5"
 INSTALL_HINT = (f"install the lake extra: pip install -e '.[lake]' (duckdb=={LAKE_DUCKDB_VERSION} with "
-                f"duckdb-extension-ducklake=={LAKE_DUCKDB_VERSION} and "
-                f"duckdb-extension-postgres-scanner=={LAKE_DUCKDB_VERSION})")
+                f"duckdb-extension-ducklake, duckdb-extension-postgres-scanner and duckdb-extension-httpfs, each "
+                f"=={LAKE_DUCKDB_VERSION})")
+# an s3:// data path's access: the AWS SDKs' own variables (S3Access)
+S3_KEY_ID_VAR, S3_SECRET_VAR, S3_TOKEN_VAR = "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"
+S3_REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
+S3_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 _OBJECT_STORE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _DSN_PAIR = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 
@@ -57,14 +63,71 @@ def backend_of(env: Mapping[str, str]) -> str:
     return backend
 
 
+def _first(env: Mapping[str, str], names: Iterable[str]) -> tuple[str, str] | None:
+    """(name, value) of the first of `names` set (not blank) in `env`."""
+    return next(((n, v.strip()) for n in names if (v := env.get(n) or "").strip()), None)
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """How DuckDB's httpfs reaches an s3:// data path, from the AWS SDKs' own variables: `AWS_ACCESS_KEY_ID` and
+    `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN` for temporary credentials; neither: anonymous access),
+    `AWS_REGION` (or `AWS_DEFAULT_REGION`), and for a store other than AWS (MinIO, Ceph, GCS's XML API...)
+    `AWS_ENDPOINT_URL_S3` (or `AWS_ENDPOINT_URL`): `http(s)://host[:port]`, reached with path-style URLs. The secret
+    and the token are registered with the one redactor and never in the repr."""
+
+    key_id: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> S3Access:
+        key_id, secret = _first(env, [S3_KEY_ID_VAR]), _first(env, [S3_SECRET_VAR])
+        token, region = _first(env, [S3_TOKEN_VAR]), _first(env, S3_REGION_VARS)
+        if bool(key_id) != bool(secret):
+            raise SettingsError(S3_SECRET_VAR if key_id else S3_KEY_ID_VAR, f"is required with {DATA_PATH_VAR}=s3://"
+                                f"... when {S3_KEY_ID_VAR if key_id else S3_SECRET_VAR} is set (both, or neither "
+                                "for anonymous access)")
+        endpoint = _first(env, S3_ENDPOINT_VARS)
+        if endpoint:
+            url = urlsplit(endpoint[1])
+            if (url.scheme not in ("http", "https") or not url.hostname or url.username or url.path.strip("/")
+                    or url.query):
+                raise SettingsError(endpoint[0], "must be http://host[:port] or https://host[:port] of an "
+                                    f"S3-compatible store, got {endpoint[1]!r}")
+        REDACTOR.register(secret and secret[1], token and token[1])
+        return cls(key_id and key_id[1], secret and secret[1], token and token[1], region and region[1],
+                   endpoint and endpoint[1])
+
+    def secret_sql(self, name: str, scope: str) -> str:
+        """The `CREATE SECRET` statement giving httpfs this access to `scope` (holds the secret: never logged)."""
+        options = {"TYPE": "s3", "SCOPE": scope, "KEY_ID": self.key_id, "SECRET": self.secret,
+                   "SESSION_TOKEN": self.session_token, "REGION": self.region}
+        if self.endpoint_url:
+            url = urlsplit(self.endpoint_url)
+            options.update(ENDPOINT=url.netloc, URL_STYLE="path", USE_SSL=url.scheme == "https")
+        listed = ", ".join(f"{k} {str(v).lower() if isinstance(v, bool) else sql_string(v)}"
+                           for k, v in options.items() if v is not None and k != "TYPE")
+        return f"CREATE OR REPLACE SECRET {name} (TYPE s3, {listed})"
+
+
+def sql_string(text: str) -> str:
+    """`text` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 @dataclass(frozen=True)
 class LakeSettings:
     """One lake: its catalog (as configured, `postgres:...` or a `.ducklake` path) and its data path. The password
-    (resolved from the environment) is kept apart, never in `describe()` or the repr."""
+    and an s3:// data path's access (resolved from the environment) are kept apart, never in `describe()` or the
+    repr."""
 
     catalog: str
     data_path: str
     password: str | None = field(default=None, repr=False, compare=False)
+    s3: S3Access | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LakeSettings:
@@ -77,7 +140,14 @@ class LakeSettings:
                                 "(postgres:dbname=... host=... port=... user=...) or a local .ducklake file path")
         if not data_path:
             raise SettingsError(DATA_PATH_VAR, "is required with ONEROSTER_WAREHOUSE=ducklake: the folder (or "
-                                "object-store URL) the lake's Parquet data files go to")
+                                "s3:// URL) the lake's Parquet data files go to")
+        s3 = None
+        if _OBJECT_STORE.match(data_path) and not data_path.startswith("file://"):
+            scheme = data_path.split("://", 1)[0]
+            if scheme.lower() != "s3":
+                raise SettingsError(DATA_PATH_VAR, f"{scheme}:// is not supported: a folder, or s3://bucket/prefix "
+                                    "(AWS S3, or an S3-compatible store named by AWS_ENDPOINT_URL_S3)")
+            s3 = S3Access.from_env(env)
         password = None
         if catalog.startswith("postgres:"):
             pairs = dict(_DSN_PAIR.findall(catalog.removeprefix("postgres:")))
@@ -100,7 +170,7 @@ class LakeSettings:
                                 "postgres:... or a local .ducklake file path")
         elif not catalog.endswith(".ducklake"):
             raise SettingsError(CATALOG_VAR, f"{catalog!r} is neither postgres:... nor a .ducklake file path")
-        return cls(catalog, data_path, password)
+        return cls(catalog, data_path, password, s3)
 
     @property
     def is_postgres(self) -> bool:
@@ -108,7 +178,7 @@ class LakeSettings:
 
     @property
     def is_object_store(self) -> bool:
-        return bool(_OBJECT_STORE.match(self.data_path)) and not self.data_path.startswith("file://")
+        return self.s3 is not None
 
     @property
     def dsn(self) -> str:

@@ -1,6 +1,7 @@
 """A deployment on four hosts (network namespaces on one bridge, as root), a backfill spread over two of them, one lake.
 
-- `pg`: PostgreSQL, holding Dagster's instance storage (database `dagster`) and the lake's catalog (its own database);
+- `pg`: PostgreSQL, holding Dagster's instance storage (database `dagster`) and the lake's catalog (its own database),
+  and an S3-compatible object store (moto's server) holding the lake's data path, `s3://lake/districts/`;
 - `control`: `dagster-daemon run`, `dagster-webserver`, and the address the workspace names for the code location: a
   TCP balancer (deploy/tcp_balancer.py) handing each connection to the worker running fewer processes, as a balancer
   in front of the replicas of a code-server Deployment would;
@@ -8,13 +9,13 @@
   replicas are), where Dagster's default run launcher starts the runs it is asked to start.
 
 Each host has its own loopback (where a run starts its district's built-in demo provider) and reaches the others only
-at their addresses. They share the catalog connection and the data path (a folder: this machine's one file system)
-and nothing else the sync uses. `dagster job backfill` over four districts goes through the run queue; the daemon
+at their addresses. They share the catalog connection and the data path (over the network: no shared folder holds
+the lake) and nothing else the sync uses. `dagster job backfill` over four districts goes through the run queue; the daemon
 launches the runs through the balancer, so they land on both workers; every district ends in one lake, exact.
 
 Which host ran a run: every Dagster event records the pid of the process that wrote it, and the test watches which
-pids live in each worker's namespace while the backfill runs. Not run here: object storage (no S3 server on this
-machine), runs on hosts without the code server (the Docker/K8s launchers of deploy/). Skipped (with the reason) when
+pids live in each worker's namespace while the backfill runs. Not run here: runs on hosts without a code server
+(the Docker/K8s launchers of deploy/). Skipped (with the reason) when
 not root, without iproute2, or without the [lake] extra."""
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections import defaultdict
 
+import boto3
 import pytest
+from botocore.exceptions import BotoCoreError, ClientError
 import yaml
 
 from oneroster_pipeline_tests.deploy.dagster_processes import Deployment, dagster_command
@@ -46,7 +50,10 @@ ADDRESSES = {"pg": f"{NET}.1", "control": f"{NET}.2", "worker1": f"{NET}.11", "w
              "operator": f"{NET}.100"}  # the operator: this test's own process, as a user's browser and CLI
 HOSTS = ("pg", "control", "worker1", "worker2")
 WORKERS = ("worker1", "worker2")
-GRPC_PORT, WEB_PORT = 4266, 3070
+GRPC_PORT, WEB_PORT, S3_PORT = 4266, 3070, 9070
+S3_ENDPOINT = f"http://{ADDRESSES['pg']}:{S3_PORT}"
+S3_ACCESS = {"AWS_ACCESS_KEY_ID": "oneroster-writer", "AWS_SECRET_ACCESS_KEY": "lake-secret-7Hq2",
+             "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": S3_ENDPOINT}
 RUN_TIMEOUT = 300.0
 
 
@@ -86,6 +93,30 @@ def pg_host(lan):
         yield server
     finally:
         stop_server(server)
+
+
+@pytest.fixture
+def object_store(lan, tmp_path):
+    """moto's S3 server on the pg host, with the bucket `lake`: a client of the object store (from the operator)."""
+    with open(tmp_path / "object-store.log", "wb") as log:
+        server = subprocess.Popen([*on(lan, "pg"), sys.executable, "-m", "moto.server", "-H", ADDRESSES["pg"],
+                                   "-p", str(S3_PORT)], stdout=log, stderr=subprocess.STDOUT)
+    client = boto3.client("s3", endpoint_url=S3_ENDPOINT, aws_access_key_id="admin", aws_secret_access_key="admin",
+                          region_name="us-east-1")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.create_bucket(Bucket="lake")
+                break
+            except (BotoCoreError, ClientError):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        yield client
+    finally:
+        server.kill()
+        server.wait(10)
 
 
 class HostsDeployment(Deployment):
@@ -147,12 +178,12 @@ def hosts_of_runs(postgres, seen: dict[str, set[int]]) -> dict[str, set[str]]:
     return found
 
 
-def test_a_backfill_spreads_over_two_worker_hosts_into_one_lake(tmp_path, lan, pg_host):
+def test_a_backfill_spreads_over_two_worker_hosts_into_one_lake(tmp_path, lan, pg_host, object_store):
     districts = tmp_path / "districts.yaml"
     districts.write_text(yaml.safe_dump({"districts": [
         {"id": d, "demo_schools": s, "demo_students": n, "demo_seed": seed} for d, (s, n, seed) in SHAPES.items()]}))
     catalog = pg_host.new_database("lake")
-    env = {**lake_env("postgres:" + catalog.libpq, tmp_path / "lake-data"),
+    env = {**lake_env("postgres:" + catalog.libpq, "s3://lake/districts/"), **S3_ACCESS,
            "ONEROSTER_DISTRICTS_FILE": str(districts)}
     dep = HostsDeployment(tmp_path, pg_host, lan, env)
     watcher = PidsOfHosts(lan)
@@ -183,3 +214,8 @@ def test_a_backfill_spreads_over_two_worker_hosts_into_one_lake(tmp_path, lan, p
     for d, (schools, students, _) in SHAPES.items():
         assert found["counts"][d] == [students, schools, ["applied"]], d
     assert not list(tmp_path.rglob("*.duckdb")), "a DuckDB file was written: the runs did not use the lake"
+    # the lake's data is in the object store, each district under its own prefix; none on this machine's disk
+    stored = [o["Key"] for o in object_store.list_objects_v2(Bucket="lake", Prefix="districts/").get("Contents", [])]
+    assert {key.split("/")[1] for key in stored if key.endswith(".parquet")} == set(SHAPES), stored
+    assert not list(tmp_path.rglob("*.parquet"))
+    assert S3_ACCESS["AWS_SECRET_ACCESS_KEY"] not in dep.logs(10**7)
