@@ -30,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from step_phases import _status  # noqa: E402 (this process's VmRSS / VmHWM)
 
 SCHOOLS = 40
 DUMPED = {  # table -> sort key (every column, so equal tables dump equal files)
@@ -119,13 +121,6 @@ def staged(collection: str, path: Path, now: datetime):
     return StagedPull(collection, path, rows, report, [], "bench", "full", None, now)
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM): its own, unlike ru_maxrss, which keeps the peak of the parent it was forked
-    from across exec (the first size's files are generated in the parent: 589 MB reported for a 315 MB child)."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
-
-
 def child(phase: str, folder: Path, database: Path, memory_limit: str | None, dump: Path | None) -> None:
     from oneroster_pipeline.warehouse import store
     from oneroster_pipeline.warehouse.buildings import sync_buildings
@@ -153,11 +148,11 @@ def child(phase: str, folder: Path, database: Path, memory_limit: str | None, du
         else:
             now = start + timedelta(days=1)
             pull, run_id = staged("students", folder / "pull2.parquet", now), "second"
-        rss_before = _peak_rss_mb()
+        rss_before = _status("VmHWM")
         started = time.perf_counter()
         outcome = apply_student_pull(con, pull, run_id, now, policy)
         seconds = time.perf_counter() - started
-        rss = _peak_rss_mb()
+        rss = _status("VmHWM")
         if dump:
             target = dump / phase
             target.mkdir(parents=True, exist_ok=True)
