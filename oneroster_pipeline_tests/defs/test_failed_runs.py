@@ -206,3 +206,39 @@ def test_a_settings_error_is_recorded_by_the_run(tmp_path):
     [(kind, alert)] = harness.rows("SELECT kind, message FROM sync_alerts WHERE run_id = ?", [failed.run_id])
     assert kind == "run_failure" and "ONEROSTER_BASE_URL" in alert
     assert harness.rows("SELECT count(*) FROM provider_connections") == [(0,)]
+
+
+class _NoRunRecords:
+    """An instance without the run's record (start and end times unknown): enough for `_record_failure`."""
+
+    def get_run_record_by_id(self, run_id):
+        return None
+
+
+def test_a_failed_runs_row_refused_by_a_lake_conflict_is_written_again(tmp_path, monkeypatch):
+    """On a lake, the failure hook's sync_runs row can be refused because another run of the district committed
+    meanwhile (LakeConflictError, seen when two runs of one district start at once): it is written again, at most
+    RECORD_ATTEMPTS times in all, instead of leaving the failed run without its outcome."""
+    import logging
+
+    from oneroster_pipeline.defs.alerts import hooks
+    from oneroster_pipeline.warehouse.lake import LakeConflictError
+
+    real_write, attempts = hooks.write_run_row, []
+
+    def refused_first(con, *args, **kwargs):
+        attempts.append(1)
+        if len(attempts) < refusals:
+            raise LakeConflictError("main", "the other run committed first")
+        real_write(con, *args, **kwargs)
+
+    monkeypatch.setattr(hooks, "write_run_row", refused_first)
+    monkeypatch.setattr(hooks.time, "sleep", lambda seconds: None)
+    warehouse = WarehouseResource(database=str(tmp_path / "oneroster.duckdb"))
+    for run_id, refusals in (("refused-once", 2), ("refused-always", hooks.RECORD_ATTEMPTS + 1)):
+        attempts.clear()
+        hooks._record_failure(_NoRunRecords(), dg.DagsterRun(job_name="student_sync", run_id=run_id), warehouse,
+                              AlertsResource(), logging.getLogger("test"), "student_sync_assets: boom", None, [])
+        assert len(attempts) == min(refusals, hooks.RECORD_ATTEMPTS)
+    with duckdb.connect(str(tmp_path / "oneroster.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT run_id, outcome FROM sync_runs").fetchall() == [("refused-once", "failed")]
