@@ -237,8 +237,9 @@ def test_a_failed_runs_row_refused_by_a_lake_conflict_is_written_again(tmp_path,
     warehouse = WarehouseResource(database=str(tmp_path / "oneroster.duckdb"))
     for run_id, refusals in (("refused-once", 2), ("refused-always", hooks.RECORD_ATTEMPTS + 1)):
         attempts.clear()
-        hooks._record_failure(_NoRunRecords(), dg.DagsterRun(job_name="student_sync", run_id=run_id), warehouse,
-                              AlertsResource(), logging.getLogger("test"), "student_sync_assets: boom", None, [])
+        run = dg.DagsterRun(job_name="student_sync", run_id=run_id)
+        hooks._record_failure(_NoRunRecords(), run, warehouse, AlertsResource(), logging.getLogger("test"),
+                              "student_sync_assets: boom", None, [])
         assert len(attempts) == min(refusals, hooks.RECORD_ATTEMPTS)
     with duckdb.connect(str(tmp_path / "oneroster.duckdb"), read_only=True) as con:
         assert con.execute("SELECT run_id, outcome FROM sync_runs").fetchall() == [("refused-once", "failed")]

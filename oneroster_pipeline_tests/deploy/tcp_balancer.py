@@ -27,7 +27,8 @@ def backend(text: str) -> tuple[str, int, str]:
 
 
 def processes_on(netns: str) -> int:
-    return len(subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split())
+    listed = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=False)
+    return len(listed.stdout.split())
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -10,8 +10,9 @@
 
 Each host has its own loopback (where a run starts its district's built-in demo provider) and reaches the others only
 at their addresses. They share the catalog connection and the data path (over the network: no shared folder holds
-the lake) and nothing else the sync uses. `dagster job backfill` over four districts goes through the run queue; the daemon
-launches the runs through the balancer, so they land on both workers; every district ends in one lake, exact.
+the lake) and nothing else the sync uses. `dagster job backfill` over four districts goes through the run queue;
+the daemon launches the runs through the balancer, so they land on both workers; every district ends in one lake,
+exact.
 
 Which host ran a run: every Dagster event records the pid of the process that wrote it, and the test watches which
 pids live in each worker's namespace while the backfill runs. Not run here: runs on hosts without a code server
@@ -31,8 +32,8 @@ from collections import defaultdict
 
 import boto3
 import pytest
-from botocore.exceptions import BotoCoreError, ClientError
 import yaml
+from botocore.exceptions import BotoCoreError, ClientError
 
 from oneroster_pipeline_tests.deploy.dagster_processes import Deployment, dagster_command
 from oneroster_pipeline_tests.deploy.postgres_server import start_server, stop_server
@@ -137,10 +138,10 @@ class HostsDeployment(Deployment):
                 "-h", ADDRESSES[worker], "-p", str(GRPC_PORT), "--fixed-server-id", "oneroster-code"],
                 on(self.names, worker))
         for worker in WORKERS:
-            self.wait_for(lambda: self._grpc_answers(ADDRESSES[worker]), f"{worker}'s code server answers", timeout)
+            self.wait_for(lambda w=worker: self._grpc_answers(ADDRESSES[w]), f"{worker}'s code server answers", timeout)
+        backends = [f"{ADDRESSES[w]}:{GRPC_PORT}@{self.names[w]}" for w in WORKERS]
         self._start("balancer", [sys.executable, "-m", "oneroster_pipeline_tests.deploy.tcp_balancer",
-                                 f"{ADDRESSES['control']}:{GRPC_PORT}",
-                                 *(f"{ADDRESSES[w]}:{GRPC_PORT}@{self.names[w]}" for w in WORKERS)], on(self.names, "control"))
+                                 f"{ADDRESSES['control']}:{GRPC_PORT}", *backends], on(self.names, "control"))
         self.wait_for(lambda: self._grpc_answers(ADDRESSES["control"]), "the balancer answers", timeout)
         self._start("daemon", [*dagster_command("dagster-daemon"), "run", "-w", str(self.workspace)],
                     on(self.names, "control"))
@@ -159,7 +160,8 @@ class PidsOfHosts(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(0.2):
             for worker in WORKERS:
-                listed = subprocess.run([IP, "netns", "pids", self.names[worker]], capture_output=True, text=True)
+                listed = subprocess.run([IP, "netns", "pids", self.names[worker]], capture_output=True, text=True,
+                                        check=False)
                 self.seen[worker].update(int(pid) for pid in listed.stdout.split())
 
     def stop(self) -> dict[str, set[int]]:

@@ -21,7 +21,7 @@ from oneroster_pipeline_tests.four_districts import DAGSTER
 
 from .conftest import lake_env, needs_lake
 
-SECRET = "s3-secret-Zq81xkP0w"  # noqa: S105 (a test value)
+SECRET = "s3-secret-Zq81xkP0w"  # a test value
 BUCKET = "oneroster-lake"
 DEMO = {"ONEROSTER_DEMO_STUDENTS": "240", "ONEROSTER_DEMO_SCHOOLS": "3"}
 
