@@ -120,3 +120,31 @@ def test_the_project_dagster_yaml_keeps_one_writer_at_a_time(tmp_path):
     loaded, _ = dagster_instance_config(str(tmp_path))
     assert loaded["concurrency"]["runs"]["tag_concurrency_limits"] == QUEUE_LIMITS
     assert loaded["concurrency"]["pools"]["default_limit"] == loaded["concurrency"]["runs"]["max_concurrent_runs"]
+
+
+def test_the_lake_overlay_is_the_same_code_location_without_a_shared_volume():
+    """deploy/helm-values-lake.yaml over helm-values.yaml: Helm replaces lists, so its code-location entry is whole;
+    the same code server and run pods, the lake's settings valid (a PostgreSQL catalog, an s3:// data path), no
+    PersistentVolumeClaim, the lake's secrets from a Secret, an image built with the [lake] extra."""
+    from oneroster_pipeline.warehouse.lake_settings import LakeSettings
+
+    base = yaml.safe_load((DEPLOY / "helm-values.yaml").read_text())
+    overlay = yaml.safe_load((DEPLOY / "helm-values-lake.yaml").read_text())
+    assert set(overlay) == {"dagster-user-deployments"}  # the queue, launcher and storage: helm-values.yaml's
+    [code] = overlay["dagster-user-deployments"]["deployments"]
+    [base_code] = base["dagster-user-deployments"]["deployments"]
+    for key in ("name", "dagsterApiGrpcArgs", "port", "includeConfigInLaunchedRuns", "resources"):
+        assert code[key] == base_code[key], key
+    assert code["image"]["repository"] == base_code["image"]["repository"]
+    env = {item["name"]: item["value"] for item in code["env"]}
+    secrets = {"PGPASSWORD": "lake-catalog-password", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY",
+               "AWS_SECRET_ACCESS_KEY": "lake-bucket-secret-key"}
+    settings = LakeSettings.from_env({**env, **secrets})
+    assert env["ONEROSTER_WAREHOUSE"] == "ducklake" and settings.is_postgres and settings.is_object_store
+    assert not any("persistentVolumeClaim" in volume for volume in code["volumes"])
+    mounted = {m["mountPath"] for m in code["volumeMounts"]}
+    assert any(env["ONEROSTER_DISTRICTS_FILE"].startswith(path + "/") for path in mounted)
+    assert {s["name"] for s in code["envSecrets"]} >= {"oneroster-district-secrets", "oneroster-lake-secrets"}
+    assert not set(secrets) & set(env), "a secret written into the values"
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert 'ARG EXTRAS=""' in dockerfile and 'pip install --no-cache-dir ".${EXTRAS}"' in dockerfile
