@@ -103,13 +103,13 @@ class S3Access:
 
     def secret_sql(self, name: str, scope: str) -> str:
         """The `CREATE SECRET` statement giving httpfs this access to `scope` (holds the secret: never logged)."""
-        options = {"TYPE": "s3", "SCOPE": scope, "KEY_ID": self.key_id, "SECRET": self.secret,
-                   "SESSION_TOKEN": self.session_token, "REGION": self.region}
+        options = {"SCOPE": scope, "KEY_ID": self.key_id, "SECRET": self.secret, "SESSION_TOKEN": self.session_token,
+                   "REGION": self.region}
         if self.endpoint_url:
             url = urlsplit(self.endpoint_url)
             options.update(ENDPOINT=url.netloc, URL_STYLE="path", USE_SSL=url.scheme == "https")
         listed = ", ".join(f"{k} {str(v).lower() if isinstance(v, bool) else sql_string(v)}"
-                           for k, v in options.items() if v is not None and k != "TYPE")
+                           for k, v in options.items() if v is not None)
         return f"CREATE OR REPLACE SECRET {name} (TYPE s3, {listed})"
 
 
