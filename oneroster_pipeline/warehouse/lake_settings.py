@@ -72,7 +72,7 @@ def _first(env: Mapping[str, str], names: Iterable[str]) -> tuple[str, str] | No
 class S3Access:
     """How DuckDB's httpfs reaches an s3:// data path, from the AWS SDKs' own variables: `AWS_ACCESS_KEY_ID` and
     `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN` for temporary credentials; neither: anonymous access),
-    `AWS_REGION` (or `AWS_DEFAULT_REGION`), and for a store other than AWS (MinIO, Ceph, GCS's XML API...)
+    `AWS_REGION` (or `AWS_DEFAULT_REGION`), and for a store other than AWS (MinIO, Ceph, ...)
     `AWS_ENDPOINT_URL_S3` (or `AWS_ENDPOINT_URL`): `http(s)://host[:port]`, reached with path-style URLs. The secret
     and the token are registered with the one redactor and never in the repr."""
 

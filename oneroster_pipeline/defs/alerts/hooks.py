@@ -98,6 +98,11 @@ def record_failure(layout: DistrictLayout, instance: dg.DagsterInstance, run: dg
                         layout.secrets())
 
 
+# a failed run's sync_runs row refused by a lake's conflict (another run of the district committed meanwhile) is
+# written again, after 1 s, then 2 s: the row is the run's own, so writing it again is safe
+RECORD_ATTEMPTS = 3
+
+
 def _record_failure(instance, run, warehouse, alerts, log, details: str, finished: float | None,
                     secrets: list[str]) -> None:
     held = "Sync held" in details
@@ -122,11 +127,6 @@ def _record_failure(instance, run, warehouse, alerts, log, details: str, finishe
         except Exception as error:  # the alert went out; say why the row could not be written
             log.error("could not record the failed run in sync_runs: %s", redact(str(error), secrets))
             return
-
-
-# a failed run's sync_runs row refused by a lake's conflict (another run of the district committed meanwhile) is
-# written again, after 1 s, then 2 s: the row is the run's own, so writing it again is safe
-RECORD_ATTEMPTS = 3
 
 
 # a terminated run: canceled, not failed (`canceled.py` records it from the step it interrupted)
