@@ -17,6 +17,7 @@ import requests
 from oneroster_pipeline.client.redaction import REDACTOR
 
 from . import store
+from .backends import write_bookkeeping
 
 if TYPE_CHECKING:
     from .backends import Warehouse
@@ -66,11 +67,11 @@ def send_alert(
     )
     log.error(alert.text())
     try:
-        with database.connect() if hasattr(database, "connect") else store.connect(database) as con:
-            store.insert_rows(con, "sync_alerts", [{
-                "alerted_at": datetime.now(timezone.utc), "job_name": alert.job_name, "run_id": alert.run_id,
-                "kind": alert.kind, "subject": alert.subject, "message": alert.message,
-            }])
+        write_bookkeeping(database.connect if hasattr(database, "connect") else lambda: store.connect(database),
+                          lambda con: store.insert_rows(con, "sync_alerts", [{
+                              "alerted_at": datetime.now(timezone.utc), "job_name": alert.job_name,
+                              "run_id": alert.run_id, "kind": alert.kind, "subject": alert.subject,
+                              "message": alert.message}]))
     except Exception as error:  # the alert must still go out when the database is unavailable
         log.error("could not record the alert in sync_alerts: %s", redact(str(error), secrets))
     if webhook_url:

@@ -12,10 +12,12 @@ connection every sync function takes. Framework-free; the Dagster layer builds o
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -78,3 +80,25 @@ class Warehouse:
         if self.is_lake:
             return f"{self.lake.describe()}, schema {self.schema}"
         return f"DuckDB file {self.duckdb_path}"
+
+
+# a run's own bookkeeping (its sync_runs row, an alert) that a lake refused because another run of the district
+# committed meanwhile (LakeConflictError) is written again, after 1 s, then 2 s
+BOOKKEEPING_ATTEMPTS = 3
+T = TypeVar("T")
+
+
+def write_bookkeeping(connect: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]],
+                      write: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """`write(con)` on a connection of `connect()` (committed when it closes), run again on a new one when a lake
+    refuses the commit, at most BOOKKEEPING_ATTEMPTS times in all; the last refusal is raised. Only for writes that
+    are safe to repeat: a refused transaction applied nothing, and the run's own row or alert conflicts with no one's
+    plan. A sync's apply is never repeated this way (its plan was made against a state that no longer exists)."""
+    for attempt in range(1, BOOKKEEPING_ATTEMPTS):
+        try:
+            with connect() as con:
+                return write(con)
+        except lakes.LakeConflictError:
+            time.sleep(attempt)
+    with connect() as con:  # the last attempt: its refusal is raised
+        return write(con)

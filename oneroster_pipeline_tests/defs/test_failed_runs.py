@@ -217,11 +217,13 @@ class _NoRunRecords:
 
 def test_a_failed_runs_row_refused_by_a_lake_conflict_is_written_again(tmp_path, monkeypatch):
     """On a lake, the failure hook's sync_runs row can be refused because another run of the district committed
-    meanwhile (LakeConflictError, seen when two runs of one district start at once): it is written again, at most
-    RECORD_ATTEMPTS times in all, instead of leaving the failed run without its outcome."""
+    meanwhile (LakeConflictError, seen when two runs of one district start at once): it is written again
+    (`backends.write_bookkeeping`), at most BOOKKEEPING_ATTEMPTS times in all, instead of leaving the failed run
+    without its outcome."""
     import logging
 
     from oneroster_pipeline.defs.alerts import hooks
+    from oneroster_pipeline.warehouse import backends
     from oneroster_pipeline.warehouse.lake import LakeConflictError
 
     real_write, attempts = hooks.write_run_row, []
@@ -233,13 +235,13 @@ def test_a_failed_runs_row_refused_by_a_lake_conflict_is_written_again(tmp_path,
         real_write(con, *args, **kwargs)
 
     monkeypatch.setattr(hooks, "write_run_row", refused_first)
-    monkeypatch.setattr(hooks.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(backends.time, "sleep", lambda seconds: None)
     warehouse = WarehouseResource(database=str(tmp_path / "oneroster.duckdb"))
-    for run_id, refusals in (("refused-once", 2), ("refused-always", hooks.RECORD_ATTEMPTS + 1)):
+    for run_id, refusals in (("refused-once", 2), ("refused-always", backends.BOOKKEEPING_ATTEMPTS + 1)):
         attempts.clear()
         run = dg.DagsterRun(job_name="student_sync", run_id=run_id)
         hooks._record_failure(_NoRunRecords(), run, warehouse, AlertsResource(), logging.getLogger("test"),
                               "student_sync_assets: boom", None, [])
-        assert len(attempts) == min(refusals, hooks.RECORD_ATTEMPTS)
+        assert len(attempts) == min(refusals, backends.BOOKKEEPING_ATTEMPTS)
     with duckdb.connect(str(tmp_path / "oneroster.duckdb"), read_only=True) as con:
         assert con.execute("SELECT run_id, outcome FROM sync_runs").fetchall() == [("refused-once", "failed")]

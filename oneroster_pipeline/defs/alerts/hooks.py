@@ -16,7 +16,6 @@ failed ERROR checks are alerted by the step that evaluated them (no daemon neede
 import atexit
 import os
 import sys
-import time
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -25,7 +24,7 @@ from oneroster_pipeline.defs.districts import DistrictLayout
 from oneroster_pipeline.defs.runs import write_run_row
 from oneroster_pipeline.failures import summary
 from oneroster_pipeline.warehouse.alerts import Alert, redact
-from oneroster_pipeline.warehouse.lake import LakeConflictError
+from oneroster_pipeline.warehouse.backends import write_bookkeeping
 from oneroster_pipeline.warehouse.reports import recorded_outcome, run_has_alert
 
 
@@ -98,11 +97,6 @@ def record_failure(layout: DistrictLayout, instance: dg.DagsterInstance, run: dg
                         layout.secrets())
 
 
-# a failed run's sync_runs row refused by a lake's conflict (another run of the district committed meanwhile) is
-# written again, after 1 s, then 2 s: the row is the run's own, so writing it again is safe
-RECORD_ATTEMPTS = 3
-
-
 def _record_failure(instance, run, warehouse, alerts, log, details: str, finished: float | None,
                     secrets: list[str]) -> None:
     held = "Sync held" in details
@@ -112,21 +106,13 @@ def _record_failure(instance, run, warehouse, alerts, log, details: str, finishe
     record = instance.get_run_record_by_id(run.run_id)
     started = record.start_time if record else None
     finished = finished or (record.end_time if record else None) or datetime.now(timezone.utc).timestamp()
-    for attempt in range(1, RECORD_ATTEMPTS + 1):
-        try:
-            with warehouse.connect() as con:  # the run's sync_runs row: steps that ran filled the rest
-                write_run_row(con, run, datetime.fromtimestamp(started, timezone.utc) if started else None,
-                              datetime.fromtimestamp(finished, timezone.utc), outcome="held" if held else "failed",
-                              message=redact(details, secrets))
-            return
-        except LakeConflictError:  # a lake: another run of the district committed meanwhile; this row is its own
-            if attempt < RECORD_ATTEMPTS:
-                time.sleep(attempt)
-                continue
-            log.error("could not record the failed run in sync_runs: another run of the district kept committing")
-        except Exception as error:  # the alert went out; say why the row could not be written
-            log.error("could not record the failed run in sync_runs: %s", redact(str(error), secrets))
-            return
+    try:  # the run's sync_runs row: steps that ran filled the rest
+        write_bookkeeping(warehouse.connect, lambda con: write_run_row(
+            con, run, datetime.fromtimestamp(started, timezone.utc) if started else None,
+            datetime.fromtimestamp(finished, timezone.utc), outcome="held" if held else "failed",
+            message=redact(details, secrets)))
+    except Exception as error:  # the alert went out; say why the row could not be written
+        log.error("could not record the failed run in sync_runs: %s", redact(str(error), secrets))
 
 
 # a terminated run: canceled, not failed (`canceled.py` records it from the step it interrupted)
@@ -146,14 +132,18 @@ def record_canceled(instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse,
     unless the row has an outcome already (the sync committed before the signal, or the run recorded itself).
     `secrets` are masked, as is every secret the configuration holds (`Config.load` registered them with the one
     redactor)."""
+    def write(con) -> bool:
+        if recorded_outcome(con, run.run_id) is not None:
+            return False
+        record = instance.get_run_record_by_id(run.run_id)
+        started = datetime.fromtimestamp(record.start_time, timezone.utc) if record and record.start_time else None
+        write_run_row(con, run, started, datetime.now(timezone.utc), outcome="canceled",
+                      message=redact(details, secrets))
+        return True
+
     try:
-        with warehouse.connect() as con:
-            if recorded_outcome(con, run.run_id) is not None:
-                return
-            record = instance.get_run_record_by_id(run.run_id)
-            started = datetime.fromtimestamp(record.start_time, timezone.utc) if record and record.start_time else None
-            write_run_row(con, run, started, datetime.now(timezone.utc), outcome="canceled",
-                          message=redact(details, secrets))
+        if not write_bookkeeping(warehouse.connect, write):
+            return
     except Exception as error:  # the alert still goes out; say why the row could not be written
         log.error("could not record the canceled run in sync_runs: %s", redact(str(error), secrets))
     if not alert_recorded(warehouse, run.run_id, CANCELED_KIND):
