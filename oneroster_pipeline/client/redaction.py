@@ -124,6 +124,11 @@ def redact(text: object) -> str:
     return REDACTOR.redact(text)
 
 
+def one_line(error: object) -> str:
+    """`error`'s text on one line (each run of whitespace one space), redacted: for a message built from an error."""
+    return redact(" ".join(str(error).split()))
+
+
 def register(*values: str | None) -> None:
     REDACTOR.register(*values)
 

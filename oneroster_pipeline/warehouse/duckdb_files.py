@@ -39,6 +39,8 @@ from typing import TypeVar
 
 import duckdb
 
+from oneroster_pipeline.client.redaction import one_line
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -261,7 +263,7 @@ def _detach(shared: _Shared, key: str, entry: _Attachment) -> None:
     except duckdb.Error as error:
         if entry.alias in {row[0] for row in shared.root.execute(
                 "SELECT database_name FROM duckdb_databases()").fetchall()}:
-            log.warning("could not detach %s (it stays attached): %s", key, " ".join(str(error).split()))
+            log.warning("could not detach %s (it stays attached): %s", key, one_line(error))
             return
         del shared.files[key]
         full = (failure := write_failure(error, key)) is not None and failure.disk_full
@@ -269,7 +271,7 @@ def _detach(shared: _Shared, key: str, entry: _Attachment) -> None:
                        else ("an IO error", "check"))
         log.warning(f"{PATH_VAR}={key}: could not checkpoint the DuckDB file: {reason}. Nothing is lost: what was "
                     f"committed is in its write-ahead log {key}.wal, which DuckDB replays the next time the file is "
-                    f"opened; {fix} the volume of {Path(key).parent}. ({' '.join(str(error).split())})")
+                    f"opened; {fix} the volume of {Path(key).parent}. ({one_line(error)})")
         return
     del shared.files[key]
     if entry.prepared:

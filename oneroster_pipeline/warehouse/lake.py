@@ -48,7 +48,7 @@ from pathlib import Path
 
 import duckdb
 
-from oneroster_pipeline.client.redaction import REDACTOR
+from oneroster_pipeline.client.redaction import one_line
 
 from . import store
 from .lake_settings import DATA_PATH_VAR, LakeSettings, LakeUnavailable, extension_file, sql_string
@@ -162,8 +162,7 @@ def _attach_lock(settings: LakeSettings) -> Iterator[None]:
     try:
         pg = psycopg2.connect(settings.dsn, connect_timeout=30)
     except psycopg2.Error as error:
-        raise LakeError(f"cannot connect to the lake's catalog ({settings.describe()}): "
-                        f"{REDACTOR.redact(' '.join(str(error).split()))}") from None
+        raise LakeError(f"cannot connect to the lake's catalog ({settings.describe()}): {one_line(error)}") from None
     try:
         pg.autocommit = True
         with pg.cursor() as cur:
@@ -182,8 +181,8 @@ def _attach(instance: _Instance, settings: LakeSettings, wait: float) -> _Lake:
         try:  # a temporary secret of this process's instance, scoped to the data path
             instance.root.execute(settings.s3.secret_sql(f"{alias}_data", settings.data_path))
         except duckdb.Error as error:
-            raise LakeError(f"cannot reach the lake's object store ({settings.describe()}): "
-                            f"{REDACTOR.redact(' '.join(str(error).split()))}") from None
+            raise LakeError(f"cannot reach the lake's object store ({settings.describe()}): {one_line(error)}") \
+                from None
     else:
         try:
             Path(settings.data_path.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
@@ -199,7 +198,7 @@ def _attach(instance: _Instance, settings: LakeSettings, wait: float) -> _Lake:
                 instance.root.execute(sql)
                 break
             except duckdb.Error as error:
-                text = REDACTOR.redact(" ".join(str(error).split()))
+                text = one_line(error)
                 if "could not set lock" in text.lower() and time.monotonic() < deadline:
                     time.sleep(0.25)
                     continue
@@ -215,7 +214,7 @@ def _detach(instance: _Instance, lake: _Lake) -> None:
     try:
         instance.root.execute(f"DETACH {lake.alias}")
     except duckdb.Error as error:
-        log.warning("could not detach the lake %s: %s", lake.settings.describe(), " ".join(str(error).split()))
+        log.warning("could not detach the lake %s: %s", lake.settings.describe(), one_line(error))
         return
     del instance.lakes[lake.settings.key]
 
@@ -264,7 +263,7 @@ def connect(settings: LakeSettings, schema: str, memory_limit: str | None = stor
                 con.execute(f"SET threads = {threads_for(con)}")
                 yield con
         except duckdb.Error as error:
-            text = " ".join(str(error).split())
+            text = one_line(error)
             if "Transaction conflict" in text or "maximum retry count" in text:
                 raise LakeConflictError(schema, text.split("Failed to commit DuckLake transaction.")[-1].strip()
                                         or text) from None

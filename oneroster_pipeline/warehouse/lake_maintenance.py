@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from oneroster_pipeline.client.redaction import one_line
+
 from . import lake
 from .lake_settings import LakeSettings
 
@@ -40,7 +42,7 @@ def _call(settings: LakeSettings, sql: str, params: list | None = None) -> list[
             cursor = con.execute(sql.replace("$lake", f"'{alias}'").replace("$meta", f"__ducklake_metadata_{alias}"),
                                  params or [])
         except duckdb.Error as error:
-            text = " ".join(str(error).split())
+            text = one_line(error)
             if "Transaction conflict" in text or "maximum retry count" in text:
                 raise lake.LakeConflictError("(maintenance)", text) from None
             raise

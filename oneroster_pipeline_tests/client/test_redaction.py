@@ -13,7 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from oneroster_pipeline.client.errors import OneRosterDataError
-from oneroster_pipeline.client.redaction import MASK, Redactor, install_log_redaction, register
+from oneroster_pipeline.client.redaction import MASK, Redactor, install_log_redaction, one_line, register
 
 SECRET_CHARS = st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/=!$&'()*,;:@ ")
 PROSE = st.text(st.sampled_from("abcdefghij klmnop:;,.-_/()[]{}\"'<>=&?#\n"), max_size=60)
@@ -87,6 +87,14 @@ def test_client_errors_and_log_records_pass_the_process_redactor(caplog):
     with caplog.at_level(logging.WARNING):
         logging.getLogger("anything.at.all").warning("echo: %s", "process-wide-secret-7788")
     assert caplog.records and "process-wide-secret-7788" not in caplog.text and MASK in caplog.text
+
+
+def test_an_error_told_in_one_line_is_redacted():
+    """What the warehouse builds its errors from (a catalog or object store that echoes the connection string)."""
+    register("catalog-password-4411")
+    error = RuntimeError("connection to server failed:\n  password=catalog-password-4411\thost=10.0.0.5")
+    told = one_line(error)
+    assert told == f"connection to server failed: password={MASK} host=10.0.0.5"
 
 
 def test_an_ordinary_word_a_secret_contains_is_not_masked_in_prose():
