@@ -41,6 +41,8 @@ import duckdb
 
 from oneroster_pipeline.client.redaction import one_line
 
+from .sql_text import sql_string
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -210,10 +212,6 @@ def _os_reason(error: OSError) -> str:
     return (error.strerror or str(error)).lower()
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 @contextmanager
 def attached(path: str | Path, wait: float, prepare: Callable[[duckdb.DuckDBPyConnection], None] | None = None
              ) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -230,7 +228,7 @@ def attached(path: str | Path, wait: float, prepare: Callable[[duckdb.DuckDBPyCo
             alias = f"oneroster_file_{shared.attached_count}"
             left = shared.left.pop(key, None)
             try:
-                opened(path, wait, lambda shown: shared.root.execute(f"ATTACH {_sql_string(key)} AS {alias}"))
+                opened(path, wait, lambda shown: shared.root.execute(f"ATTACH {sql_string(key)} AS {alias}"))
             except _IN_USE as error:
                 if "file handle conflict" not in str(error).lower():
                     raise

@@ -51,7 +51,8 @@ import duckdb
 from oneroster_pipeline.client.redaction import one_line
 
 from . import store
-from .lake_settings import DATA_PATH_VAR, LakeSettings, LakeUnavailable, extension_file, sql_string
+from .lake_settings import DATA_PATH_VAR, LakeSettings, LakeUnavailable, extension_file
+from .sql_text import ident, sql_string
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +106,6 @@ def district_schema(district_id: str | None) -> str:
         raise LakeError(f"{schema!r} cannot be a district schema of the lake (ids are [a-z0-9_-]+, not "
                         f"{GUARD_SCHEMA})")
     return schema
-
-
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class _Lake:

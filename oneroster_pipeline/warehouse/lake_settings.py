@@ -28,6 +28,8 @@ import duckdb
 from oneroster_pipeline.client.redaction import REDACTOR
 from oneroster_pipeline.client.settings import SettingsError
 
+from .sql_text import sql_string
+
 WAREHOUSE_VAR = "ONEROSTER_WAREHOUSE"
 CATALOG_VAR = "ONEROSTER_DUCKLAKE_CATALOG"
 DATA_PATH_VAR = "ONEROSTER_DUCKLAKE_DATA_PATH"
@@ -111,11 +113,6 @@ class S3Access:
         listed = ", ".join(f"{k} {str(v).lower() if isinstance(v, bool) else sql_string(v)}"
                            for k, v in options.items() if v is not None)
         return f"CREATE OR REPLACE SECRET {name} (TYPE s3, {listed})"
-
-
-def sql_string(text: str) -> str:
-    """`text` as a SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)

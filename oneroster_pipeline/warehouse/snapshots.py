@@ -37,6 +37,7 @@ from pathlib import Path
 import duckdb
 
 from . import duckdb_files, store
+from .sql_text import ident, sql_string
 
 SNAPSHOT_DIR_VAR = "ONEROSTER_SNAPSHOT_DIR"
 DEFAULT_SNAPSHOT_DIR = "data/districts/snapshots"
@@ -84,7 +85,7 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, district_id: str, root: str
             temp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.parquet"
             written.append((temp, final))
             counts[table] = cursor.execute(
-                f"COPY (SELECT * FROM {table}) TO {_sql_string(temp)} (FORMAT parquet)").fetchall()[0][0]
+                f"COPY (SELECT * FROM {table}) TO {sql_string(temp)} (FORMAT parquet)").fetchall()[0][0]
         cursor.execute("COMMIT")
         for temp, final in written:
             os.replace(temp, final)
@@ -139,13 +140,13 @@ def open_cross_district(root: str | Path | None = None,
     for table in tables:
         if any((root / table).glob(f"{PARTITION}=*/{DATA_FILE}")):
             pattern = root / table / f"{PARTITION}=*" / DATA_FILE
-            source = (f"SELECT * FROM read_parquet({_sql_string(pattern)}, hive_partitioning = true, "
+            source = (f"SELECT * FROM read_parquet({sql_string(pattern)}, hive_partitioning = true, "
                       f"union_by_name = true, hive_types = {{'{PARTITION}': VARCHAR}})")
         else:
-            typed = ", ".join(f"NULL::{kind} AS {_ident(name)}" for name, kind in [*columns[table],
+            typed = ", ".join(f"NULL::{kind} AS {ident(name)}" for name, kind in [*columns[table],
                                                                                  (PARTITION, "VARCHAR")])
             source = f"SELECT {typed} WHERE false"
-        con.execute(f"CREATE VIEW {_ident(table)} AS {source}")
+        con.execute(f"CREATE VIEW {ident(table)} AS {source}")
     return con
 
 
@@ -181,12 +182,6 @@ def _check_tables(tables: Iterable[str]) -> None:
         raise SnapshotError(f"not a table of the store: {', '.join(unknown)}")
 
 
-def _sql_string(value: str | Path) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 SUMMARY_SQL = " UNION ALL ".join(
