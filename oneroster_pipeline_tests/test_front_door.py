@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 import requests
 
 from .defs.ui_helpers import LOCATION
@@ -48,17 +46,6 @@ def _kill_group(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     process.wait(timeout=10)
-
-
-@pytest.fixture
-def project(tmp_path):
-    """A copy of the project as a clone lays it out; the README's commands run in it."""
-    copy = tmp_path.resolve() / "project"
-    shutil.copytree(ROOT / "oneroster_pipeline", copy / "oneroster_pipeline",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("pyproject.toml", "dagster.yaml", "workspace.yaml"):
-        shutil.copy(ROOT / name, copy / name)
-    return copy
 
 
 def _environment(project: Path, **extra: str) -> dict[str, str]:

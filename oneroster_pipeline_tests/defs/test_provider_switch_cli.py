@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
-import pytest
 
 from oneroster_pipeline.defs.runs import APPROVE_SWITCH_TAG
 from oneroster_pipeline.demo.district import DistrictShape
@@ -23,22 +21,10 @@ from oneroster_pipeline.demo.server import DemoProvider, DemoSettings
 
 from .sync_harness import CLIENT_ID, CLIENT_SECRET
 
-ROOT = Path(__file__).resolve().parents[2]
 DG = str(Path(sys.executable).parent / "dg")
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 SHAPE = DistrictShape(schools=3, students=120, seed=31)
 RUN_SUCCESS = re.compile(r" - (\w+) - ([0-9a-f-]{36}) - \d+ - RUN_SUCCESS - ")
-
-
-@pytest.fixture
-def project(tmp_path):
-    """A copy of the project as a clone lays it out (no developer's .env); README's commands run in it."""
-    copy = tmp_path.resolve() / "project"
-    shutil.copytree(ROOT / "oneroster_pipeline", copy / "oneroster_pipeline",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("pyproject.toml", "dagster.yaml", "workspace.yaml"):
-        shutil.copy(ROOT / name, copy / name)
-    return copy
 
 
 def _environment(project: Path, variables: dict[str, str]) -> dict[str, str]:
