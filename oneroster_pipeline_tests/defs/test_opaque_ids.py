@@ -12,17 +12,14 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
 import pytest
 
 from oneroster_pipeline.defs.resources import OneRosterResource
 
+from .. import loopback
 from .sync_harness import SyncHarness, check_evaluation
 
 FULL = {"oneroster/sync_mode": "full"}
@@ -58,49 +55,14 @@ def rest_roster(version: str) -> tuple[list[dict], list[dict]]:
     return orgs, students
 
 
-class RosterServer:
-    """GET .../orgs and .../students with limit/offset paging and X-Total-Count, on 127.0.0.1."""
+class RosterServer(loopback.RosterServer):
+    """The roster of `rest_roster(version)` served at /ims/oneroster/{version}."""
 
     def __init__(self, version: str) -> None:
         self.orgs, self.students = rest_roster(version)
         records = {"orgs": self.orgs, "students": self.students}
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                url = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                collection = url.path.rstrip("/").rsplit("/", 1)[-1]
-                if collection not in records:
-                    self._send(404, {"imsx_codeMajor": "failure", "imsx_description": "unknown path"})
-                    return
-                offset, limit = int(query.get("offset", 0)), int(query.get("limit", 100))
-                page = copy.deepcopy(records[collection][offset:offset + limit])
-                self._send(200, {"orgs" if collection == "orgs" else "users": page}, len(records[collection]))
-
-            def _send(self, status: int, body: dict, total: int | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if total is not None:
-                    self.send_header("X-Total-Count", str(total))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/ims/oneroster/{version}"
-
-    def __enter__(self) -> RosterServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(lambda collection, offset, limit: (copy.deepcopy(records[collection][offset:offset + limit]),
+                                                            len(records[collection])), f"/ims/oneroster/{version}")
 
 
 # ---- CSV: an export with the same roster --------------------------------------------------------------------------

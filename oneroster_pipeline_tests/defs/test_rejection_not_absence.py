@@ -13,14 +13,11 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import tempfile
 import threading
 import zipfile
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
 import duckdb
@@ -47,6 +44,7 @@ from oneroster_pipeline.warehouse.pulls import (
     stage_pull,
 )
 
+from .. import loopback
 from .sync_harness import STUDENT_CONTENT, SyncHarness, check_evaluation
 
 FULL = {"oneroster/sync_mode": "full"}
@@ -111,54 +109,13 @@ class Roster:
             return copy.deepcopy(records[offset:offset + limit]), len(records)
 
 
-class RosterServer:
+class RosterServer(loopback.RosterServer):
     """Serves a `Roster` at /ims/oneroster/v1p1/{orgs,students} with limit/offset paging and X-Total-Count."""
-
-    PREFIX = "/ims/oneroster/v1p1"
 
     def __init__(self) -> None:
         self.roster = Roster()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                url = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                collection = url.path.removeprefix(RosterServer.PREFIX).strip("/")
-                if collection not in ("orgs", "students"):
-                    self._send(404, {"imsx_codeMajor": "failure", "imsx_description": "unknown path"})
-                    return
-                records, total = server.roster.page(collection, int(query.get("offset", 0)),
-                                                    int(query.get("limit", 100)))
-                self._send(200, {"orgs" if collection == "orgs" else "users": records}, total)
-
-            def _send(self, status: int, body: dict, total: int | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if total is not None:
-                    self.send_header("X-Total-Count", str(total))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{self.PREFIX}"
-
-    def __enter__(self) -> RosterServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(lambda collection, offset, limit: self.roster.page(collection, offset, limit),
+                         "/ims/oneroster/v1p1")
 
 
 @pytest.fixture
