@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 
 from .hostile.server import CLIENT_ID, CLIENT_SECRET, District, HostileProvider
-from .test_front_door import BIN, _environment, project  # noqa: F401  (the project-copy fixture)
+from .test_front_door import BIN, _environment
 
 DISTRICTS = """districts:
   - id: north
