@@ -263,8 +263,9 @@ def choose_student_pull(con: duckdb.DuckDBPyConnection, provider: str, forced_mo
 
 
 def apply_org_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str | None, now: datetime,
-                   approved: bool = False) -> int:
-    """Load `oneroster_orgs`; refuse an org pull with no active school while buildings exist."""
+                   approved: bool = False, before_commit: Callable[[], None] | None = None) -> int:
+    """Load `oneroster_orgs`; refuse an org pull with no active school while buildings exist. `before_commit()`
+    writes the caller's record of the applied pull (its `sync_runs` row) on `con` in the same transaction."""
     with store.transaction(con):
         schools = con.execute(
             "SELECT count(*) FROM read_parquet(?) WHERE type = 'school' AND status = 'active'",
@@ -275,6 +276,8 @@ def apply_org_pull(con: duckdb.DuckDBPyConnection, pull: StagedPull, run_id: str
                            {"orgs_fetched": pull.rows, "active_buildings": buildings})
         _load_raw(con, "oneroster_orgs", pull, now)
         record_pull(con, pull, run_id, now)
+        if before_commit is not None:
+            before_commit()
     return schools
 
 

@@ -89,6 +89,24 @@ def test_an_org_pull_without_active_schools_is_held_unless_approved(con, tmp_pat
     assert rows(con, "SELECT count(*) FROM oneroster_orgs WHERE type = 'school'") == [(1,)]
 
 
+def test_an_org_pull_commits_with_the_record_its_caller_writes_before_commit(con, tmp_path):
+    pull = stage(tmp_path, "orgs", [district_org(), org("s1"), org("s3")])
+    before = rows(con, "SELECT sourced_id FROM oneroster_orgs ORDER BY 1")
+
+    def record_then_fail():
+        con.execute("INSERT INTO sync_runs (run_id, job_name) VALUES ('run', 'full_sync')")
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        apply_org_pull(con, pull, "run", later(1), before_commit=record_then_fail)
+    assert rows(con, "SELECT sourced_id FROM oneroster_orgs ORDER BY 1") == before  # neither the pull nor its row
+    assert rows(con, "SELECT count(*) FROM sync_runs") == [(0,)]
+    apply_org_pull(con, pull, "run", later(2), before_commit=lambda: con.execute(
+        "INSERT INTO sync_runs (run_id, job_name) VALUES ('run', 'full_sync')"))
+    assert rows(con, "SELECT sourced_id FROM oneroster_orgs WHERE type = 'school' ORDER BY 1") == [("s1",), ("s3",)]
+    assert rows(con, "SELECT run_id FROM sync_runs") == [("run",)]
+
+
 def test_the_last_org_pull_decides_whether_vanished_schools_may_be_flagged(con, tmp_path):
     assert last_org_pull_complete(con)
     apply_org_pull(con, stage(tmp_path, "orgs", [district_org(), org("s1")], complete=False), "run", later(1))

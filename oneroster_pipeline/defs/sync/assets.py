@@ -107,15 +107,16 @@ def oneroster_orgs(context: dg.AssetExecutionContext, oneroster: OneRosterResour
         connection = guard_connection(context, oneroster, warehouse, con)  # refuses one that is not the active one
     started = time.monotonic()
     with staged(context, oneroster, warehouse, "orgs") as pull, warehouse.connect() as con:
-        try:
-            schools = apply_org_pull(con, pull, context.run.run_id, datetime.now(timezone.utc),
-                                     approved_mass_change(context))
+        try:  # the sync_runs row commits with the pull it records (one commit: a lake's snapshot less a run)
+            schools = apply_org_pull(
+                con, pull, context.run.run_id, datetime.now(timezone.utc), approved_mass_change(context),
+                before_commit=lambda: record_run(context, con, connection=pull.label, orgs_fetched=pull.rows,
+                                                 orgs_complete=pull.verdict.complete,
+                                                 incomplete_reason=pull.verdict.reason))
         except SyncHeld as held:
             yield from _held("oneroster_orgs", "schools_present_guard", held)
         activate_after_sync(context, warehouse, con, connection)  # applied: a candidate connection becomes active
         by_type = org_counts_by_type_and_status(con)
-        record_run(context, con, connection=pull.label, orgs_fetched=pull.rows,
-                   orgs_complete=pull.verdict.complete, incomplete_reason=pull.verdict.reason)
     yield dg.MaterializeResult(asset_key="oneroster_orgs", metadata={
         "dagster/row_count": pull.rows, "provider": pull.label, "reported_total": pull.report.reported_total,
         "active_schools": schools, "rejected": len(pull.rejections), "pull_complete": pull.verdict.complete,
