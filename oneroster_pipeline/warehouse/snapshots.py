@@ -182,8 +182,6 @@ def _check_tables(tables: Iterable[str]) -> None:
         raise SnapshotError(f"not a table of the store: {', '.join(unknown)}")
 
 
-
-
 SUMMARY_SQL = " UNION ALL ".join(
     f"SELECT '{t}' AS \"table\", district_id, count(*) AS \"rows\" FROM {t} GROUP BY district_id"
     for t in SNAPSHOT_TABLES) + " ORDER BY district_id, \"table\""
