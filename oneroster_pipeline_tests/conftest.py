@@ -1,7 +1,8 @@
 """Test settings shared by every test: property-based tests draw the same cases on every run (CI included);
 `HYPOTHESIS_PROFILE=explore` draws new random cases (and more with each file's own environment knob). One
 throwaway PostgreSQL server for the session (`postgres_server`), started by the first test that needs it (the
-deployment and lake tests: each takes a database of its own)."""
+deployment and lake tests: each takes a database of its own). `project`: a copy of the project for the tests that run
+README's commands."""
 
 import os
 import shutil
