@@ -98,7 +98,7 @@ def write_failure(error: BaseException, path: str | Path | None, file: str | Pat
         return None
     named = re.search(r'(?:write|fsync|truncate) file "([^"]+)"', text)
     written = named.group(1) if named else str(file or path)
-    detail = " ".join(text.split())
+    detail = one_line(text)
     detail = detail if len(detail) < 400 else detail[:400] + "..."
     return WarehouseWriteError(str(path) if path else None, written, disk_full, detail)
 
