@@ -132,12 +132,13 @@ class HostsDeployment(Deployment):
 
     def start(self, timeout: float = 120.0) -> None:
         self.write_files()
+        # one after the other: the first creates Dagster's tables in the fresh storage database; two at once raced
+        # to create them (CI: 'type "run_tags" already exists', the second code server exited)
         for worker in WORKERS:
             self._start(f"code-server-{worker}", [
                 *dagster_command("dagster"), "api", "grpc", "-m", "oneroster_pipeline.definitions",
                 "-h", ADDRESSES[worker], "-p", str(GRPC_PORT), "--fixed-server-id", "oneroster-code"],
                 on(self.names, worker))
-        for worker in WORKERS:
             self.wait_for(lambda w=worker: self._grpc_answers(ADDRESSES[w]), f"{worker}'s code server answers", timeout)
         backends = [f"{ADDRESSES[w]}:{GRPC_PORT}@{self.names[w]}" for w in WORKERS]
         self._start("balancer", [sys.executable, "-m", "oneroster_pipeline_tests.deploy.tcp_balancer",
